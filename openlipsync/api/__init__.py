@@ -1,0 +1,1 @@
+"""The HTTP API: sync.so v2 wire-compatible routes over the store; never imports engine internals."""

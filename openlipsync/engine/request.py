@@ -1,0 +1,35 @@
+"""Plain data in and out of the engine, so callers never touch engine internals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ProgressCallback = Callable[[str, float], None]
+"""Called with (stage name, overall fraction done in 0..1)."""
+
+SYNC_MODES = ("loop", "bounce", "cut_off", "silence", "remap")
+DEFAULT_SYNC_MODE = "loop"
+
+
+@dataclass
+class GenerateRequest:
+    video: Path  # a video or a still photo
+    audio: Path  # any file with an audio stream
+    output: Path
+    sync_mode: str = DEFAULT_SYNC_MODE
+    temperature: float = 0.5
+    model: str = "lipsync-2"
+    options: dict = field(default_factory=dict)  # the remaining spec options, passed through
+
+
+@dataclass
+class GenerateResult:
+    output: Path
+    duration: float
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+    stage_seconds: dict[str, float] = field(default_factory=dict)

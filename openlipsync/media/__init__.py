@@ -1,0 +1,1 @@
+"""Thin, honest layers over PyAV: probe, decode, encode, and the output timeline."""

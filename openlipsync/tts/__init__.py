@@ -1,0 +1,1 @@
+"""Text to speech providers for `type: "text"` inputs."""
