@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     # Empty means "derive from data_dir" (embedded SQLite database and broker).
     database_url: str = ""
     broker_url: str = ""
-    # Empty means a local directory under data_dir; "s3://bucket/prefix" selects S3-compatible storage.
+    # Empty: a directory under data_dir; "s3://bucket/prefix": S3-compatible storage.
     storage_url: str = ""
     s3_endpoint_url: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = 5
     webhook_timeout_seconds: float = 10.0
     output_url_ttl_seconds: int = 7 * 24 * 3600
-    prices_per_frame: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES_PER_FRAME))
+    prices_per_frame: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES_PER_FRAME)
+    )
 
     elevenlabs_api_key: str = ""
     elevenlabs_base_url: str = "https://api.elevenlabs.io"

@@ -9,16 +9,79 @@ from __future__ import annotations
 import numpy as np
 
 # Landmark indices of the MediaPipe face mesh (canonical 468 + 10 iris points).
-LIPS_OUTER = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
-LIPS_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95]
+LIPS_OUTER = [
+    61,
+    185,
+    40,
+    39,
+    37,
+    0,
+    267,
+    269,
+    270,
+    409,
+    291,
+    375,
+    321,
+    405,
+    314,
+    17,
+    84,
+    181,
+    91,
+    146,
+]
+LIPS_INNER = [
+    78,
+    191,
+    80,
+    81,
+    82,
+    13,
+    312,
+    311,
+    310,
+    415,
+    308,
+    324,
+    318,
+    402,
+    317,
+    14,
+    87,
+    178,
+    88,
+    95,
+]
 UPPER_INNER_MID, LOWER_INNER_MID = 13, 14
 UPPER_OUTER_MID, LOWER_OUTER_MID = 0, 17
 MOUTH_LEFT, MOUTH_RIGHT = 61, 291
 EYE_OUTER_RIGHT, EYE_OUTER_LEFT = 33, 263
 NOSE_TIP, SUBNASALE, CHIN = 1, 2, 152
 # Jaw line from ear to ear under the chin (lower half of the face oval).
-JAW_LINE = [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288,
-            361, 323, 454]
+JAW_LINE = [
+    234,
+    93,
+    132,
+    58,
+    172,
+    136,
+    150,
+    149,
+    176,
+    148,
+    152,
+    377,
+    400,
+    378,
+    379,
+    365,
+    397,
+    288,
+    361,
+    323,
+    454,
+]
 
 SHAPE_FIELDS = ("open", "jaw", "width")
 """Columns of a mouth-shape array: inner-lip gap, nose-to-chin distance, mouth-corner distance."""
@@ -26,7 +89,9 @@ SHAPE_FIELDS = ("open", "jaw", "width")
 
 def face_scale(landmarks: np.ndarray) -> np.ndarray:
     """Inter-ocular distance per frame; (..., 478, 2) -> (...)."""
-    return np.linalg.norm(landmarks[..., EYE_OUTER_LEFT, :] - landmarks[..., EYE_OUTER_RIGHT, :], axis=-1)
+    return np.linalg.norm(
+        landmarks[..., EYE_OUTER_LEFT, :] - landmarks[..., EYE_OUTER_RIGHT, :], axis=-1
+    )
 
 
 def mouth_shape(landmarks: np.ndarray) -> np.ndarray:

@@ -1,0 +1,137 @@
+"""The `openlipsync` command line: serve, worker, generate, keys, bench.
+
+Exit codes: 0 success; 1 the generation failed (bad media, no face, ...); 2 usage error;
+130 interrupted. Every failure prints one line `error: <code>: <message>` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _fail(code: str, message: str, exit_code: int = EXIT_FAILED) -> int:
+    print(f"error: {code}: {message}", file=sys.stderr)
+    return exit_code
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from openlipsync.engine import EngineError, GenerateRequest, generate
+    from openlipsync.engine.progress import ProgressBar
+
+    for label, path in (("video", args.video), ("audio", args.audio)):
+        if path is not None and not Path(path).is_file():
+            return _fail("file_not_found", f"{label} file not found: {path}", EXIT_USAGE)
+    request = GenerateRequest(
+        video=Path(args.video),
+        audio=Path(args.audio),
+        output=Path(args.output),
+        sync_mode=args.sync_mode,
+        temperature=args.temperature,
+        model=args.model,
+    )
+    try:
+        with ProgressBar(enabled=not args.quiet) as bar:
+            result = generate(request, progress=bar.update)
+    except EngineError as exc:
+        return _fail(exc.code, exc.message)
+    except KeyboardInterrupt:
+        return _fail("interrupted", "stopped by the user", EXIT_INTERRUPTED)
+    print(
+        f"wrote {result.output} ({result.width}x{result.height}, {result.frame_count} frames, "
+        f"{result.duration:.2f} s)"
+    )
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from openlipsync.jobs.runner import serve
+    from openlipsync.settings import get_settings
+
+    return serve(get_settings(), host=args.host, port=args.port, with_worker=not args.no_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from openlipsync.jobs.runner import worker
+    from openlipsync.settings import get_settings
+
+    return worker(get_settings(), concurrency=args.concurrency)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from openlipsync.settings import get_settings
+    from openlipsync.store import keys
+    from openlipsync.store.db import open_database
+
+    sessions = open_database(get_settings())
+    with sessions() as session:
+        if args.keys_command == "create":
+            plaintext, key = keys.create_key(session, name=args.name, organization_id=args.org)
+            print(f"created key {key.id} for organisation {key.organization_id}")
+            print(plaintext)
+        elif args.keys_command == "list":
+            for key in keys.list_keys(session):
+                state = "revoked" if key.revoked_at else "active"
+                print(f"{key.id}  {key.prefix}…  {key.name}  org={key.organization_id}  {state}")
+        elif not keys.revoke_key(session, args.key):
+            return _fail("key_not_found", f"no such key: {args.key}")
+        else:
+            print(f"revoked {args.key}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from openlipsync.engine.request import DEFAULT_SYNC_MODE, SYNC_MODES
+
+    parser = argparse.ArgumentParser(prog="openlipsync", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="lip-sync one video to one audio track, no server")
+    gen.add_argument("--video", required=True, help="video or photo of a face")
+    gen.add_argument("--audio", required=True, help="the new voice (any audio or video file)")
+    gen.add_argument("-o", "--output", required=True, help="output MP4 path")
+    gen.add_argument("--sync-mode", choices=SYNC_MODES, default=DEFAULT_SYNC_MODE)
+    gen.add_argument("--temperature", type=float, default=0.5)
+    gen.add_argument("--model", default="lipsync-2")
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(func=cmd_generate)
+
+    serve = sub.add_parser("serve", help="run the API (and an embedded worker)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--no-worker", action="store_true", help="API only")
+    serve.set_defaults(func=cmd_serve)
+
+    work = sub.add_parser("worker", help="run a job worker only")
+    work.add_argument("--concurrency", type=int, default=1)
+    work.set_defaults(func=cmd_worker)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints it alone on the last line")
+    create.add_argument("--name", required=True)
+    create.add_argument("--org", default=None, help="organisation id (default: a new one)")
+    keys_sub.add_parser("list", help="list keys (never shows the secret)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key")
+    keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (
+        getattr(args, "temperature", 0.5) is not None
+        and not 0.0 <= args.__dict__.get("temperature", 0.5) <= 1.0
+    ):
+        parser.error("--temperature must be between 0 and 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
