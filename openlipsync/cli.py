@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,25 +20,71 @@ def _fail(code: str, message: str, exit_code: int = EXIT_FAILED) -> int:
     return exit_code
 
 
+class ProgressBar:
+    """A tqdm bar showing the engine's current stage; silent when disabled or not a terminal."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar = None
+
+    def __enter__(self) -> ProgressBar:
+        if self.enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=100,
+                unit="%",
+                bar_format="{desc:<8} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+            )
+        return self
+
+    def update(self, stage: str, fraction: float) -> None:
+        if self._bar is not None:
+            self._bar.set_description_str(stage)
+            self._bar.n = round(fraction * 100, 1)
+            self._bar.refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _speak(text: str, voice: str, scratch: Path):  # -> openlipsync.tts.base.Speech
+    """Synthesise `text` with a local voice (offline, no key), keeping its phone timings."""
+    from openlipsync.settings import get_settings
+    from openlipsync.tts.registry import get_provider
+
+    return get_provider("local", get_settings()).synthesize(text, voice, scratch)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from openlipsync.engine import EngineError, GenerateRequest, generate
-    from openlipsync.engine.progress import ProgressBar
+    from openlipsync.tts.base import TtsError
 
+    if not 0.0 <= args.temperature <= 1.0:
+        return _fail("invalid_option", "--temperature must be between 0 and 1", EXIT_USAGE)
     for label, path in (("video", args.video), ("audio", args.audio)):
         if path is not None and not Path(path).is_file():
             return _fail("file_not_found", f"{label} file not found: {path}", EXIT_USAGE)
     request = GenerateRequest(
         video=Path(args.video),
-        audio=Path(args.audio),
+        audio=Path(args.audio or ""),
         output=Path(args.output),
         sync_mode=args.sync_mode,
         temperature=args.temperature,
         model=args.model,
+        transcript=args.transcript,
     )
     try:
-        with ProgressBar(enabled=not args.quiet) as bar:
-            result = generate(request, progress=bar.update)
+        with tempfile.TemporaryDirectory(prefix="openlipsync-tts-") as scratch:
+            if args.text is not None:
+                speech = _speak(args.text, args.voice, Path(scratch))
+                request.audio, request.phonemes = speech.audio_path, speech.phonemes
+            with ProgressBar(enabled=not args.quiet) as bar:
+                result = generate(request, progress=bar.update)
     except EngineError as exc:
+        return _fail(exc.code, exc.message)
+    except TtsError as exc:
         return _fail(exc.code, exc.message)
     except KeyboardInterrupt:
         return _fail("interrupted", "stopped by the user", EXIT_INTERRUPTED)
@@ -92,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="lip-sync one video to one audio track, no server")
     gen.add_argument("--video", required=True, help="video or photo of a face")
-    gen.add_argument("--audio", required=True, help="the new voice (any audio or video file)")
+    driver = gen.add_mutually_exclusive_group(required=True)
+    driver.add_argument("--audio", help="the new voice (any audio or video file)")
+    driver.add_argument("--text", help="a script to speak with a local voice instead of --audio")
+    gen.add_argument("--voice", default="en_US-joe-medium", help="local voice for --text")
+    gen.add_argument("--transcript", help="English transcript of --audio: phone-exact mouth shapes")
     gen.add_argument("-o", "--output", required=True, help="output MP4 path")
     gen.add_argument("--sync-mode", choices=SYNC_MODES, default=DEFAULT_SYNC_MODE)
     gen.add_argument("--temperature", type=float, default=0.5)
@@ -125,11 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (
-        getattr(args, "temperature", 0.5) is not None
-        and not 0.0 <= args.__dict__.get("temperature", 0.5) <= 1.0
-    ):
-        parser.error("--temperature must be between 0 and 1")
     return args.func(args)
 
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openlipsync.tts.base import PhonemeTiming
+
 ProgressCallback = Callable[[str, float], None]
 """Called with (stage name, overall fraction done in 0..1)."""
 
@@ -22,6 +24,10 @@ class GenerateRequest:
     temperature: float = 0.5
     model: str = "lipsync-2"
     options: dict = field(default_factory=dict)  # the remaining spec options, passed through
+    # Known phone timings of the driving audio (from TTS): they drive the mouth directly.
+    phonemes: list[PhonemeTiming] | None = None
+    # An English transcript of the driving audio: force-aligned into phone timings.
+    transcript: str | None = None
 
 
 @dataclass

@@ -1,0 +1,127 @@
+"""Engine speed: frames per second, real-time factor and peak memory at 360p, 720p and 1080p.
+
+Each figure is measured in a child process (so peak RSS is that run's own) and compared, in the
+same run, with the floor: a plain decode + encode of the same input through the same media layer.
+
+    python bench/engine.py [--seconds 8] [--sizes 360,720,1080] [--model lipsync-2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = REPO.parent / "shared" / "media"
+SOURCE = MEDIA / "video" / "pexels_woman_expressions.mp4"
+SPEECH = MEDIA / "speech" / "jfk_inaugural.flac"
+
+
+def make_input(height: int, seconds: float, out: Path) -> Path:
+    """Scale the real Pexels clip to `height` (25 fps H.264) so every size shows the same face."""
+    width = round(16 / 9 * height / 2) * 2
+    with av.open(str(SOURCE)) as src, av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for index, frame in enumerate(src.decode(video=0)):
+            if index >= seconds * 25:
+                break
+            scaled = frame.reformat(width=width, height=height, format="yuv420p")
+            scaled.pts = None
+            for packet in stream.encode(scaled):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
+
+
+def floor_run(video: Path, out: Path) -> dict:
+    from openlipsync.media.encode import VideoWriter
+    from openlipsync.media.video import VideoReader
+
+    began = time.perf_counter()
+    with VideoReader(video) as reader:
+        info = reader.info
+        with VideoWriter(out, info.width, info.height, info.fps, None) as writer:
+            for frame in reader:
+                writer.write(frame)
+        frames = writer.close()
+    return {"seconds": time.perf_counter() - began, "frames": frames, "fps_video": info.fps}
+
+
+def engine_run(video: Path, out: Path, model: str) -> dict:
+    from openlipsync.engine import GenerateRequest, generate
+
+    began = time.perf_counter()
+    result = generate(GenerateRequest(video, SPEECH, out, sync_mode="cut_off", model=model))
+    return {
+        "seconds": time.perf_counter() - began,
+        "frames": result.frame_count,
+        "fps_video": result.fps,
+        "stages": result.stage_seconds,
+    }
+
+
+def child(kind: str, video: str, out: str, model: str) -> None:
+    run = (
+        floor_run(Path(video), Path(out))
+        if kind == "floor"
+        else engine_run(Path(video), Path(out), model)
+    )
+    run["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(run))
+
+
+def measure(kind: str, video: Path, out: Path, model: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, str(video), str(out), model]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(height: int, floor: dict, engine: dict) -> None:
+    duration = engine["frames"] / engine["fps_video"]
+    rtf, floor_rtf = engine["seconds"] / duration, floor["seconds"] / duration
+    stages = " ".join(
+        f"{name}={seconds / engine['frames'] * 1000:.1f}ms"
+        for name, seconds in sorted(engine.get("stages", {}).items())
+    )
+    fps = engine["frames"] / engine["seconds"]
+    print(
+        f"{height:>5}p  frames={engine['frames']:4d}  engine {fps:6.1f} fps"
+        f"  RTF {rtf:5.2f}  floor RTF {floor_rtf:5.2f}  engine/floor {rtf / floor_rtf:4.2f}x"
+        f"  peak {engine['peak_mib']:.0f} MiB (floor {floor['peak_mib']:.0f})\n"
+        f"        per frame: {stages}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--sizes", default="360,720,1080")
+    parser.add_argument("--model", default="lipsync-2")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    np.set_printoptions(precision=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        for height in (int(s) for s in args.sizes.split(",")):
+            video = make_input(height, args.seconds, Path(tmp) / f"in_{height}.mp4")
+            floor = measure("floor", video, Path(tmp) / f"floor_{height}.mp4", args.model)
+            engine = measure("engine", video, Path(tmp) / f"out_{height}.mp4", args.model)
+            report(height, floor, engine)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""The engine pipeline: two streaming passes over the source video, plain data between stages.
+
+    probe ─► track pass (decode ─► face mesh ─► mouth library) ─► smooth track
+          ─► timeline (sync_mode) ─► person fit + mouth plan (audio ─► shapes)
+          ─► render pass (decode ─► render mouth ─► encode H.264/AAC)
+
+Frames are never held for the whole video: the track pass keeps only landmarks (a few KB per
+frame) and a capped mouth library; the render pass streams frames straight into the encoder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openlipsync.engine.alignment import AlignmentError, align_transcript
+from openlipsync.engine.errors import (
+    Cancelled,
+    EngineError,
+    NoFaceFound,
+    UnsupportedSize,
+    VideoMissing,
+)
+from openlipsync.engine.motion import PersonModel, fit_person, plan_mouth
+from openlipsync.engine.mouth import mouth_shape
+from openlipsync.engine.phonemes import viseme_targets
+from openlipsync.engine.presets import Preset, preset_for
+from openlipsync.engine.render import MouthRenderer
+from openlipsync.engine.request import GenerateRequest, GenerateResult, ProgressCallback
+from openlipsync.engine.tracking import FaceTrack, FaceTracker, smooth_track
+from openlipsync.media.audio import AudioClip, load_audio
+from openlipsync.media.encode import VideoWriter
+from openlipsync.media.probe import VideoInfo, probe
+from openlipsync.media.timeline import Timeline, plan_timeline
+from openlipsync.media.video import FrameSource, VideoReader
+from openlipsync.tts.base import PhonemeTiming
+
+ANALYSIS_RATE = 16_000
+OUTPUT_AUDIO_RATE = 48_000
+MIN_SIDE, MAX_SIDE = 64, 4096
+
+# Share of the progress bar each stage takes (track and render dominate the run time).
+_STAGE_SPAN = {
+    "probe": (0.0, 0.02),
+    "track": (0.02, 0.45),
+    "plan": (0.45, 0.5),
+    "render": (0.5, 1.0),
+}
+
+
+@dataclass
+class _Run:
+    """Progress, cancellation and stage timing for one generation."""
+
+    progress: ProgressCallback | None
+    should_cancel: Callable[[], bool] | None
+    stage_seconds: dict[str, float]
+
+    def report(self, stage: str, fraction: float) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled("the generation was cancelled")
+        if self.progress is not None:
+            start, end = _STAGE_SPAN[stage]
+            self.progress(stage, start + (end - start) * min(max(fraction, 0.0), 1.0))
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Add the time spent in the block to `stage_seconds[name]` (decode, track, render...)."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - began
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + spent
+
+    def timed_iter(self, name: str, items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Iterate `items`, charging only the time spent producing them to `name`."""
+        while True:
+            with self.timed(name):
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
+
+
+def run(
+    request: GenerateRequest,
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> GenerateResult:
+    state = _Run(progress, should_cancel, {})
+    preset = preset_for(request.model)
+    state.report("probe", 0.0)
+    with state.timed("audio"):
+        video = _probe_video(request.video)
+        audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE)
+        audio_an = load_audio(request.audio, ANALYSIS_RATE)
+    with tempfile.TemporaryDirectory(prefix="openlipsync-") as scratch:
+        renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
+        track = _track_pass(request.video, video, renderer, state)
+        state.report("plan", 0.0)
+        with state.timed("plan"):
+            timeline = plan_timeline(
+                len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
+            )
+            person = _fit_person(request.video, video, track)
+            targets = _plan_targets(request, audio_an, timeline, person)
+            renderer.prepare(track, targets, timeline.src_index, timeline.lipsync)
+        frames = _render_pass(request, video, timeline, renderer, Path(scratch), state)
+        state.report("render", 1.0)
+    return GenerateResult(
+        output=request.output,
+        duration=timeline.duration,
+        frame_count=frames,
+        fps=video.fps,
+        width=video.width,
+        height=video.height,
+        stage_seconds=state.stage_seconds,
+    )
+
+
+def _probe_video(path: Path) -> VideoInfo:
+    info = probe(path)
+    if info.video is None:
+        raise VideoMissing(f"{path.name} has no video stream or image")
+    video = info.video
+    if not (
+        min(video.width, video.height) >= MIN_SIDE and max(video.width, video.height) <= MAX_SIDE
+    ):
+        raise UnsupportedSize(
+            f"{video.width}x{video.height} is outside the supported {MIN_SIDE}..{MAX_SIDE} px range"
+        )
+    return video
+
+
+def _track_pass(path: Path, video: VideoInfo, renderer: MouthRenderer, state: _Run) -> FaceTrack:
+    rows: list[np.ndarray] = []
+    missing = np.full((478, 2), np.nan, dtype=np.float32)
+    with VideoReader(path, fps=video.fps) as reader, FaceTracker() as tracker:
+        for index, frame in enumerate(state.timed_iter("decode", iter(reader))):
+            with state.timed("track"):
+                landmarks = tracker.process(frame)
+            with state.timed("render"):
+                renderer.observe(index, frame, landmarks)
+            rows.append(missing if landmarks is None else landmarks.astype(np.float32))
+            if index % 10 == 0:
+                state.report("track", index / max(video.frame_count, 1))
+    landmarks = np.stack(rows) if rows else np.empty((0, 478, 2), np.float32)
+    present = ~np.isnan(landmarks[:, 0, 0])
+    if not present.any():
+        raise NoFaceFound(f"no face found in any of the {len(rows)} frames of {path.name}")
+    with state.timed("track"):
+        return smooth_track(FaceTrack(landmarks=landmarks, present=present), video.fps)
+
+
+def _fit_person(path: Path, video: VideoInfo, track: FaceTrack) -> PersonModel:
+    """Learn this person's own audio-to-mouth mapping from the source's own speech, if any."""
+    source_audio: AudioClip | None = None
+    if not video.is_still:
+        info = probe(path)
+        if info.audio is not None:
+            source_audio = load_audio(path, ANALYSIS_RATE)
+    return fit_person(source_audio, mouth_shape(track.landmarks), video.fps)
+
+
+def _plan_targets(
+    request: GenerateRequest, audio: AudioClip, timeline: Timeline, person: PersonModel
+) -> np.ndarray:
+    """Mouth shapes per output frame: from known phones when we have them, else from the audio."""
+    phones = _phone_timings(request)
+    if phones is None:
+        driving = audio.padded_to(timeline.duration)
+        return plan_mouth(
+            driving,
+            timeline.fps,
+            timeline.frame_count,
+            person,
+            request.temperature,
+            active=timeline.lipsync,
+        )
+    shapes = viseme_targets(
+        phones,
+        timeline.fps,
+        timeline.frame_count,
+        person.neutral,
+        person.span,
+        request.temperature,
+    )
+    shapes[~timeline.lipsync] = person.neutral
+    return shapes
+
+
+def _phone_timings(request: GenerateRequest) -> list[PhonemeTiming] | None:
+    if request.phonemes:
+        return request.phonemes
+    if not request.transcript:
+        return None
+    try:
+        return align_transcript(request.audio, request.transcript)
+    except AlignmentError as exc:
+        raise EngineError(f"the transcript could not be aligned: {exc.message}", exc.code) from exc
+
+
+def _render_pass(
+    request: GenerateRequest,
+    video: VideoInfo,
+    timeline: Timeline,
+    renderer: MouthRenderer,
+    scratch: Path,
+    state: _Run,
+) -> int:
+    """Encode into a scratch file and move it into place, so a failure never leaves half an MP4."""
+    preset: Preset = preset_for(request.model)
+    partial = scratch / "output.mp4"
+    source = FrameSource(request.video, fps=video.fps, cache_dir=scratch)
+    try:
+        writer = VideoWriter(
+            partial, video.width, video.height, video.fps, timeline.audio, crf=preset.crf
+        )
+        with writer:
+            for out_index, src_index in enumerate(timeline.src_index):
+                with state.timed("decode"):
+                    frame = source.get(int(src_index))
+                with state.timed("render"):
+                    frame = renderer.render(out_index, frame)
+                with state.timed("encode"):
+                    writer.write(frame)
+                if out_index % 10 == 0:
+                    state.report("render", out_index / max(timeline.frame_count, 1))
+        with state.timed("encode"):
+            frames = writer.close()
+    finally:
+        source.close()
+    request.output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(partial, request.output)
+    return frames

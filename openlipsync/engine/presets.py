@@ -1,0 +1,24 @@
+"""Model ids of the API mapped to engine configurations (speed against care)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    quality: str  # renderer quality: fast | standard | pro
+    crf: int  # x264 constant rate factor of the output
+
+
+PRESETS: dict[str, Preset] = {
+    "lipsync-1.9.0-beta": Preset(quality="fast", crf=20),
+    "lipsync-2": Preset(quality="standard", crf=18),
+    "lipsync-2-pro": Preset(quality="pro", crf=16),
+    "sync-3": Preset(quality="standard", crf=18),
+    "react-1": Preset(quality="standard", crf=18),
+}
+
+
+def preset_for(model: str) -> Preset:
+    return PRESETS.get(model, PRESETS["lipsync-2"])

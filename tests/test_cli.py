@@ -1,0 +1,165 @@
+"""The `openlipsync generate` command: real media in, a real MP4 out, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.conftest import media_path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openlipsync.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_generate_writes_an_mp4_of_the_audio_length(tmp_path: Path, grid_video: Path) -> None:
+    audio = media_path("speech/librivox_austen_0870.wav")
+    out = tmp_path / "out.mp4"
+    result = run_cli(
+        "generate",
+        "--video",
+        str(grid_video),
+        "--audio",
+        str(audio),
+        "-o",
+        str(out),
+        "--sync-mode",
+        "loop",
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert video.codec_context.name == "h264"
+        assert container.streams.audio[0].codec_context.name == "aac"
+        assert (video.width, video.height) == (360, 288)
+        frames = sum(1 for _ in container.decode(video=0))
+    with av.open(str(audio)) as container:
+        seconds = container.duration / 1e6
+    assert abs(frames - round(seconds * 25)) <= 1
+
+
+@pytest.mark.parametrize(
+    ("video", "audio", "code", "exit_code"),
+    [
+        ("missing.mp4", "speech/librivox_austen_0870.wav", "file_not_found", 2),
+        ("text", "speech/librivox_austen_0870.wav", "generation_media_unreadable", 1),
+        (
+            "speech/librivox_austen_0870.wav",
+            "speech/librivox_austen_0870.wav",
+            "generation_video_missing",
+            1,
+        ),
+        ("video/grid_bbaf2n.mpg", "photo/astronaut.png", "generation_audio_missing", 1),
+        ("blank", "speech/librivox_austen_0870.wav", "generation_no_face_detected", 1),
+    ],
+)
+def test_generate_fails_with_one_clear_line(
+    tmp_path: Path, video: str, audio: str, code: str, exit_code: int
+) -> None:
+    if video == "text":
+        video_path = tmp_path / "notes.mp4"
+        video_path.write_text("this is not a video\n" * 50)
+    elif video == "blank":
+        import numpy as np
+        from PIL import Image
+
+        video_path = tmp_path / "blank.png"
+        Image.fromarray(np.full((240, 320, 3), 128, np.uint8)).save(video_path)
+    elif video == "missing.mp4":
+        video_path = tmp_path / video
+    else:
+        video_path = media_path(video)
+    result = run_cli(
+        "generate",
+        "--video",
+        str(video_path),
+        "--audio",
+        str(media_path(audio)),
+        "-o",
+        str(tmp_path / "o.mp4"),
+        "-q",
+    )
+    assert result.returncode == exit_code
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: {code}: "), result.stderr
+    assert not (tmp_path / "o.mp4").exists() or video == "missing.mp4"
+
+
+def test_temperature_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli(
+        "generate", "--video", "v", "--audio", "a", "-o", "o.mp4", "--temperature", "3"
+    )
+    assert result.returncode == 2
+    assert "temperature" in result.stderr
+
+
+@pytest.mark.slow
+def test_generate_from_text_speaks_with_the_local_voice(tmp_path: Path, grid_video: Path) -> None:
+    out = tmp_path / "text.mp4"
+    result = run_cli(
+        "generate",
+        "--video",
+        str(grid_video),
+        "--text",
+        "Good morning, everybody.",
+        "-o",
+        str(out),
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name == "aac"
+        assert 0.8 < container.duration / 1e6 < 5.0
+
+
+@pytest.mark.slow
+def test_generate_with_a_transcript_uses_forced_alignment(tmp_path: Path, grid_video: Path) -> None:
+    out = tmp_path / "aligned.mp4"
+    result = run_cli(
+        "generate",
+        "--video",
+        str(grid_video),
+        "--audio",
+        str(media_path("speech/arctic_a0009.wav")),
+        "--transcript",
+        "He turned sharply and faced Gregson across the table.",
+        "-o",
+        str(out),
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 10_000
+
+
+def test_text_and_audio_together_are_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli("generate", "--video", "v", "--audio", "a", "--text", "hi", "-o", "o.mp4")
+    assert result.returncode == 2
+    assert "not allowed with" in result.stderr
+
+
+def test_unknown_voice_fails_with_its_code(tmp_path: Path, grid_video: Path) -> None:
+    result = run_cli(
+        "generate",
+        "--video",
+        str(grid_video),
+        "--text",
+        "hi",
+        "--voice",
+        "nobody",
+        "-o",
+        str(tmp_path / "o.mp4"),
+        "-q",
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: voice_not_found: ")

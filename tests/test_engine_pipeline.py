@@ -1,0 +1,79 @@
+"""The whole engine on real media: output shape, progress, cancellation, photos, identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from openlipsync.engine import EngineError, GenerateRequest, generate
+from openlipsync.engine.errors import Cancelled
+from tests.conftest import media_path
+
+pytestmark = pytest.mark.slow
+
+
+def decode(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def test_grid_clip_driven_by_other_speech(tmp_path: Path, grid_video: Path) -> None:
+    audio = media_path("video/grid_swiz3n.mpg")  # another speaker's real speech (its audio track)
+    stages: list[tuple[str, float]] = []
+    result = generate(
+        GenerateRequest(grid_video, audio, tmp_path / "out.mp4", sync_mode="cut_off"),
+        progress=lambda stage, fraction: stages.append((stage, fraction)),
+    )
+    assert result.frame_count == 75 and result.fps == pytest.approx(25.0)
+    fractions = [f for _, f in stages]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    source, output = decode(grid_video), decode(result.output)
+    assert output.shape == source.shape
+    # Everything above the nose stays the person's own pixels.
+    top = slice(0, int(0.45 * source.shape[1]))
+    assert psnr(source[:, top], output[:, top]) >= 40
+    # The mouth region does change.
+    assert psnr(source, output) < 60
+
+
+def test_still_photo_becomes_a_video_of_the_audio_length(tmp_path: Path) -> None:
+    audio = media_path("speech/librivox_austen_0870.wav")
+    result = generate(GenerateRequest(media_path("photo/obama.jpg"), audio, tmp_path / "photo.mp4"))
+    with av.open(str(audio)) as container:
+        seconds = container.duration / 1e6
+    assert abs(result.duration - seconds) <= 1 / result.fps + 1e-6
+    frames = decode(result.output)
+    assert len(frames) == result.frame_count
+    assert frames.std(axis=0).max() > 10  # the mouth moves
+
+
+def test_cancellation_stops_the_run_and_leaves_no_output(tmp_path: Path, grid_video: Path) -> None:
+    calls = {"n": 0}
+
+    def cancel_after_a_while() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    out = tmp_path / "never.mp4"
+    with pytest.raises(Cancelled):
+        generate(
+            GenerateRequest(grid_video, media_path("speech/librivox_austen_0870.wav"), out),
+            should_cancel=cancel_after_a_while,
+        )
+    assert not out.exists()
+
+
+def test_engine_errors_carry_codes(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mov"
+    junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    with pytest.raises(EngineError) as info:
+        generate(GenerateRequest(junk, media_path("speech/arctic_a0009.wav"), tmp_path / "o.mp4"))
+    assert info.value.code in {"generation_media_unreadable", "generation_media_metadata_missing"}
