@@ -24,6 +24,7 @@ from openlipsync.engine.alignment import AlignmentError, align_transcript
 from openlipsync.engine.errors import (
     Cancelled,
     EngineError,
+    InputTooLong,
     NoFaceFound,
     UnsupportedSize,
     VideoMissing,
@@ -102,6 +103,7 @@ def run(
         video = _probe_video(request.video)
         audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE)
         audio_an = load_audio(request.audio, ANALYSIS_RATE)
+        _check_length(request, video, audio_out)
     with tempfile.TemporaryDirectory(prefix="openlipsync-") as scratch:
         renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
         track = _track_pass(request.video, video, renderer, state)
@@ -138,6 +140,14 @@ def _probe_video(path: Path) -> VideoInfo:
             f"{video.width}x{video.height} is outside the supported {MIN_SIDE}..{MAX_SIDE} px range"
         )
     return video
+
+
+def _check_length(request: GenerateRequest, video: VideoInfo, audio: AudioClip) -> None:
+    longest = max(audio.duration, 0.0 if video.is_still else video.duration)
+    if longest > request.max_seconds:
+        raise InputTooLong(
+            f"the input lasts {longest:.0f} s; the limit is {request.max_seconds:.0f} s"
+        )
 
 
 def _track_pass(path: Path, video: VideoInfo, renderer: MouthRenderer, state: _Run) -> FaceTrack:

@@ -24,6 +24,8 @@ class GenerateRequest:
     temperature: float = 0.5
     model: str = "lipsync-2"
     options: dict = field(default_factory=dict)  # the remaining spec options, passed through
+    # Longest accepted input (video or audio), in seconds; longer ones fail with a clear code.
+    max_seconds: float = 3 * 3600.0
     # Known phone timings of the driving audio (from TTS): they drive the mouth directly.
     phonemes: list[PhonemeTiming] | None = None
     # An English transcript of the driving audio: force-aligned into phone timings.

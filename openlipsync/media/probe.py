@@ -1,0 +1,250 @@
+"""What a media file holds, measured rather than trusted.
+
+Container headers lie often enough (MPEG-PS estimates its duration from the bit rate, WebM and
+Matroska carry no frame counts, variable-frame-rate phone clips report a nominal rate) that
+`probe` demuxes every packet once (no decoding: milliseconds for short clips, about a second
+for ten minutes of 1080p) and derives durations from the packet timestamps. It also decodes the
+first video frame, which proves the codec really works and yields the display rotation.
+
+Conventions shared by the whole media layer:
+
+* `VideoInfo.fps` is the constant rate every decoder of this package outputs: the stream's
+  average rate when it is sane (1..240 fps), else its guessed rate, else packets/duration, else 25.
+* `VideoInfo.frame_count` is the number of frames at that rate: ``round_half_up(duration * fps)``,
+  at least 1. For constant-rate input it is exactly the number of coded frames.
+* `VideoInfo.rotation` is the counter-clockwise display rotation in degrees (0/90/180/270), the
+  convention of FFmpeg's display matrix and `av.VideoFrame.rotation`; width/height are the size
+  after that rotation. Decoders return upright pictures, so outputs need no rotation tag.
+* Still images (PNG/JPEG/WebP/BMP/TIFF files) have ``is_still=True``, 25 fps, one frame, and a
+  duration of one frame (1/25 s).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from openlipsync.engine.errors import MediaMetadataMissing, MediaUnreadable, UnsupportedSize
+
+DEFAULT_FPS = 25.0
+MIN_FPS, MAX_FPS = 1.0, 240.0
+MAX_SIDE = 8192
+"""Largest accepted picture side: bigger frames are decompression bombs, not portraits."""
+
+TRUNCATION_TOLERANCE_S = 1.0
+"""How far the packets may end before the declared container duration before we call it cut."""
+
+_STILL_FORMATS = frozenset(
+    {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "jpegls_pipe"}
+)
+_EXACT_HEADER_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+"""MP4/MOV edit lists give exact stream durations (AAC priming excluded); packets overshoot."""
+_INDEXED_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "flac", "ogg", "wav"})
+"""Formats whose declared duration is written, not estimated from the bit rate (a VBR MP3
+without a Xing header can claim twice its length), so packets ending early mean truncation."""
+_NON_MEDIA_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
+"""FFmpeg's ANSI-art demuxers happily 'decode' any text file; a text file is not a video."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    duration: float
+    rotation: int
+    codec: str
+    is_still: bool
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    duration: float
+    sample_rate: int
+    channels: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    format: str
+    size_bytes: int
+    video: VideoInfo | None
+    audio: AudioInfo | None
+
+
+def round_half_up(value: float) -> int:
+    """Python's round() is banker's rounding; frame counts must not flip on .5 ties."""
+    return int(math.floor(value + 0.5 + 1e-9))
+
+
+def open_container(path: str | Path) -> av.container.InputContainer:
+    """Open for reading, mapping every way a file can fail to open onto MediaUnreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaUnreadable(f"{path.name}: no such file")
+    if path.stat().st_size == 0:
+        raise MediaUnreadable(f"{path.name}: file is empty")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
+        raise MediaUnreadable(f"{path.name}: not a readable media file ({exc})") from exc
+    if container.format.name in _NON_MEDIA_FORMATS:
+        container.close()
+        raise MediaUnreadable(f"{path.name}: not a media file (looks like text)")
+    return container
+
+
+def picture_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    """The first real video stream: cover art in MP3/M4A files is a 'video' stream too."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Describe `path`; raise MediaUnreadable / MediaMetadataMissing instead of guessing."""
+    path = Path(path)
+    with open_container(path) as container:
+        video_stream = picture_stream(container)
+        audio_stream = container.streams.audio[0] if container.streams.audio else None
+        if video_stream is None and audio_stream is None:
+            raise MediaUnreadable(f"{path.name}: no audio or video stream")
+        is_still = container.format.name in _STILL_FORMATS
+        spans = _scan_packets(container, path.name, [video_stream, audio_stream])
+        _reject_truncated(container, path.name, spans)
+        video = None
+        if video_stream is not None:
+            video = _video_info(path, container, video_stream, spans, is_still)
+        audio = None
+        if audio_stream is not None:
+            exact = container.format.name in _EXACT_HEADER_FORMATS
+            audio = _audio_info(audio_stream, spans, exact, path.name)
+        return MediaInfo(
+            format=container.format.name,
+            size_bytes=path.stat().st_size,
+            video=video,
+            audio=audio,
+        )
+
+
+@dataclass
+class _Span:
+    """Presentation interval covered by one stream's packets, in seconds."""
+
+    start: float = math.inf
+    end: float = -math.inf
+    packets: int = 0
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start) if self.packets else 0.0
+
+
+def _scan_packets(container, name: str, streams: list) -> dict[int, _Span]:
+    wanted = [s for s in streams if s is not None]
+    spans = {s.index: _Span() for s in wanted}
+    try:
+        for packet in container.demux(wanted):
+            if packet.size == 0:
+                continue
+            span = spans[packet.stream.index]
+            span.packets += 1
+            if packet.pts is None or packet.time_base is None:
+                continue
+            start = float(packet.pts * packet.time_base)
+            length = float((packet.duration or 0) * packet.time_base)
+            span.start = min(span.start, start)
+            span.end = max(span.end, start + length)
+    except av.error.FFmpegError as exc:
+        raise MediaUnreadable(f"{name}: corrupt media data ({exc})") from exc
+    return spans
+
+
+def _reject_truncated(container, name: str, spans: dict[int, _Span]) -> None:
+    """A file cut short keeps its header (index, duration) but loses the packets."""
+    if container.duration is None or not spans or container.format.name not in _INDEXED_FORMATS:
+        return
+    declared = container.duration / av.time_base
+    measured = max((s.end for s in spans.values() if s.packets), default=-math.inf)
+    if not math.isfinite(measured):
+        return
+    start = min(s.start for s in spans.values() if s.packets)
+    if declared > 2.0 and measured - start < 0.9 * declared - TRUNCATION_TOLERANCE_S:
+        raise MediaUnreadable(
+            f"{name}: file is truncated (media ends at {measured - start:.2f} s "
+            f"of a declared {declared:.2f} s)"
+        )
+
+
+def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoInfo:
+    name = path.name
+    _check_size(stream.codec_context.width, stream.codec_context.height, name)  # before decoding
+    first = _first_frame(path)
+    rotation = int(round(first.rotation or 0)) % 360
+    rotation = (rotation + 45) // 90 * 90 % 360
+    width, height = first.width, first.height
+    _check_size(width, height, name)
+    if rotation in (90, 270):
+        width, height = height, width
+    codec = stream.codec_context.name
+    if is_still:
+        return VideoInfo(width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, rotation, codec, True)
+    span = spans[stream.index]
+    duration = span.duration if span.packets and math.isfinite(span.start) else 0.0
+    if duration <= 0 and stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    if duration <= 0 and container.duration is not None:
+        duration = container.duration / av.time_base
+    if duration <= 0:
+        raise MediaMetadataMissing(f"{name}: video duration is unreadable")
+    fps = _frame_rate(stream, span.packets, duration)
+    frame_count = max(1, round_half_up(duration * fps))
+    return VideoInfo(width, height, fps, frame_count, duration, rotation, codec, False)
+
+
+def _check_size(width: int, height: int, name: str) -> None:
+    if max(width, height) > MAX_SIDE:
+        raise UnsupportedSize(f"{name}: {width}x{height} exceeds {MAX_SIDE} pixels per side")
+
+
+def _first_frame(path: Path) -> av.VideoFrame:
+    """Reopen rather than seek: image demuxers and MPEG-PS do not rewind reliably."""
+    with open_container(path) as container:
+        try:
+            for frame in container.decode(picture_stream(container)):
+                return frame
+        except av.error.FFmpegError as exc:
+            raise MediaUnreadable(f"{path.name}: video cannot be decoded ({exc})") from exc
+    raise MediaUnreadable(f"{path.name}: video stream holds no decodable frame")
+
+
+def _frame_rate(stream, packets: int, duration: float) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate and MIN_FPS <= float(rate) <= MAX_FPS:
+            return float(rate)
+    if packets > 1 and MIN_FPS <= packets / duration <= MAX_FPS:
+        return float(Fraction(packets / duration).limit_denominator(1001))
+    return DEFAULT_FPS
+
+
+def _audio_info(stream, spans, exact_header: bool, name: str) -> AudioInfo:
+    span = spans[stream.index]
+    duration = span.duration if span.packets and math.isfinite(span.start) else 0.0
+    header = 0.0
+    if stream.duration is not None and stream.time_base is not None:
+        header = float(stream.duration * stream.time_base)
+    if duration <= 0 or (exact_header and header > 0):
+        duration = header
+    if duration <= 0:
+        raise MediaMetadataMissing(f"{name}: audio duration is unreadable")
+    ctx = stream.codec_context
+    if not ctx.sample_rate:
+        raise MediaMetadataMissing(f"{name}: audio sample rate is unreadable")
+    return AudioInfo(duration, int(ctx.sample_rate), int(ctx.channels or 1), ctx.name)

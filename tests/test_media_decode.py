@@ -1,0 +1,263 @@
+"""Decoding every promised input format (made from the real GRID clip), stills, rotation, VFR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import media_path
+from media_helpers import psnr, transcode, write_vfr
+from PIL import Image
+
+from openlipsync.engine.errors import AudioMissing, MediaUnreadable, VideoMissing
+from openlipsync.media.audio import AudioClip, load_audio
+from openlipsync.media.probe import probe
+from openlipsync.media.timeline import plan_timeline
+from openlipsync.media.video import FrameSource, VideoReader
+
+VIDEO_VARIANTS = {
+    "h264.mp4": ("libx264", "aac", {"preset": "ultrafast"}, "yuv420p"),
+    "h264.mov": ("libx264", "aac", {"preset": "ultrafast"}, "yuv420p"),
+    "h264.mkv": ("libx264", "libopus", {"preset": "ultrafast"}, "yuv420p"),
+    "vp9.webm": ("libvpx-vp9", "libopus", {"deadline": "realtime", "cpu-used": "8"}, "yuv420p"),
+    "mpeg1.mpg": ("mpeg1video", "mp2", {"qscale": "2"}, "yuv420p"),
+    "mpeg2.mpg": ("mpeg2video", "mp2", {}, "yuv420p"),
+    "mpeg4.avi": ("mpeg4", "libmp3lame", {}, "yuv420p"),
+    "hevc.mp4": ("libx265", "aac", {"preset": "ultrafast", "x265-params": "log-level=error"}, ""),
+    "prores.mov": ("prores_ks", "pcm_s16le", {}, "yuv422p10le"),
+}
+AUDIO_VARIANTS = {
+    "speech.wav": "pcm_s16le",
+    "speech.mp3": "libmp3lame",
+    "speech.flac": "flac",
+    "speech.m4a": "aac",
+    "speech.ogg": "libopus",
+    "speech.opus": "libopus",
+}
+
+
+@pytest.fixture(scope="module")
+def grid() -> Path:
+    return media_path("video/grid_bbaf2n.mpg")
+
+
+@pytest.fixture(scope="module")
+def variants(grid: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("variants")
+    made = {}
+    for name, (vcodec, acodec, options, pix_fmt) in VIDEO_VARIANTS.items():
+        made[name] = transcode(grid, folder / name, vcodec, acodec, options, pix_fmt or "yuv420p")
+    for name, acodec in AUDIO_VARIANTS.items():
+        made[name] = transcode(grid, folder / name, None, acodec)
+    made["rot90.mp4"] = transcode(
+        grid, folder / "rot90.mp4", "libx264", None, {"qp": "0"}, rotation=90
+    )
+    made["rot270.mov"] = transcode(
+        grid, folder / "rot270.mov", "libx264", None, {"qp": "0"}, rotation=270
+    )
+    made["silent.mp4"] = transcode(grid, folder / "silent.mp4", "libx264", None, {})
+    return made
+
+
+@pytest.fixture(scope="module")
+def reference(grid: Path) -> list[np.ndarray]:
+    with VideoReader(grid) as reader:
+        return list(reader)
+
+
+def test_reference_decode_is_exact_and_contiguous(reference: list[np.ndarray]) -> None:
+    assert len(reference) == 75
+    for frame in reference:
+        assert frame.shape == (288, 360, 3) and frame.dtype == np.uint8
+        assert frame.flags.c_contiguous
+
+
+@pytest.mark.parametrize("name", sorted(VIDEO_VARIANTS))
+def test_every_video_format_decodes_to_the_same_pictures(
+    name: str, variants: dict[str, Path], reference: list[np.ndarray]
+) -> None:
+    info = probe(variants[name]).video
+    assert info is not None and (info.width, info.height, info.fps) == (360, 288, 25.0)
+    assert info.frame_count == 75
+    with VideoReader(variants[name]) as reader:
+        frames = list(reader)
+    assert len(frames) == 75
+    quality = [psnr(a, b) for a, b in zip(frames[::10], reference[::10], strict=True)]
+    assert min(quality) > 28, quality
+
+
+@pytest.mark.parametrize("name", sorted(AUDIO_VARIANTS))
+def test_every_audio_format_loads_the_same_speech(name: str, variants, grid: Path) -> None:
+    reference = load_audio(grid)
+    clip = load_audio(variants[name])
+    assert clip.sample_rate == 16000 and clip.samples.dtype == np.float32
+    assert abs(clip.duration - reference.duration) < 0.05
+    assert np.abs(clip.samples).max() <= 1.0
+    assert _envelope_match(clip.samples, reference.samples) > 0.9
+
+
+def _envelope_match(a: np.ndarray, b: np.ndarray) -> float:
+    """Best correlation of 10 ms RMS envelopes within +-100 ms (codecs add priming delay)."""
+    n = min(len(a), len(b)) // 160 * 160
+    env_a, env_b = (np.sqrt((x[:n].reshape(-1, 160) ** 2).mean(1)) for x in (a, b))
+    best = -1.0
+    for lag in range(-10, 11):
+        x, y = (env_a[lag:], env_b[: len(env_b) - lag]) if lag >= 0 else (env_a[:lag], env_b[-lag:])
+        best = max(best, float(np.corrcoef(x, y)[0, 1]))
+    return best
+
+
+def test_audio_of_a_video_and_resampling(grid: Path) -> None:
+    clip = load_audio(grid, sample_rate=48000)
+    assert clip.sample_rate == 48000
+    assert clip.duration == pytest.approx(2.978, abs=0.01)
+    assert np.abs(clip.samples).mean() > 0.01  # real speech, not silence
+
+
+@pytest.mark.parametrize("photo", ["photo/astronaut.png", "photo/obama.jpg"])
+def test_stills_yield_one_frame(photo: str) -> None:
+    with VideoReader(media_path(photo)) as reader:
+        frames = list(reader)
+        assert reader.info.is_still and reader.info.frame_count == 1
+    assert len(frames) == 1
+    assert frames[0].shape == (reader.info.height, reader.info.width, 3)
+
+
+def test_webp_still(tmp_path: Path) -> None:
+    src = media_path("photo/obama.jpg")
+    with VideoReader(src) as reader:
+        rgb = next(iter(reader))
+    webp = tmp_path / "obama.webp"
+    av.VideoFrame.from_ndarray(rgb, format="rgb24").to_image().save(webp, quality=95)
+    info = probe(webp).video
+    assert info is not None and info.is_still and info.frame_count == 1
+    with VideoReader(webp) as reader:
+        (frame,) = list(reader)
+    assert frame.shape == rgb.shape and psnr(frame, rgb) > 30
+
+
+@pytest.mark.parametrize("name,rotation", [("rot90.mp4", 90), ("rot270.mov", 270)])
+def test_rotation_metadata_is_honoured(name: str, rotation: int, variants, reference) -> None:
+    info = probe(variants[name]).video
+    assert info is not None and info.rotation == rotation
+    assert (info.width, info.height) == (288, 360)
+    with VideoReader(variants[name]) as reader:
+        frames = list(reader)
+    assert frames[0].shape == (360, 288, 3) and frames[0].flags.c_contiguous
+    upright = np.rot90(reference[0], k=rotation // 90)  # counter-clockwise, like FFmpeg
+    assert psnr(frames[0], upright) > 35
+    assert psnr(frames[0], np.rot90(reference[0], k=-rotation // 90)) < 20
+
+
+def test_jpeg_exif_orientation_is_honoured(tmp_path: Path) -> None:
+    rgb = np.zeros((40, 80, 3), np.uint8)
+    rgb[:10, :20] = 255  # a mark in the top-left corner of the stored picture
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write portraits
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    info = probe(tmp_path / "phone.jpg").video
+    assert info is not None and (info.width, info.height, info.rotation) == (40, 80, 270)
+    with VideoReader(tmp_path / "phone.jpg") as reader:
+        (frame,) = list(reader)
+    marked = np.argwhere(frame[..., 0] > 128)
+    assert marked.min(0).tolist() == [0, 30] and marked.max(0).tolist() == [19, 39]  # top-right
+
+
+def test_variable_frame_rate_is_normalised_by_timestamps(tmp_path: Path) -> None:
+    starts = [0, 30, 80, 110, 160, 190, 240, 270, 320, 350, 400, 410, 420, 500]
+    path = write_vfr(tmp_path / "vfr.mp4", starts)
+    with VideoReader(path, fps=25) as reader:
+        frames = list(reader)
+    assert len(frames) == reader.info.frame_count == round(0.54 * 25)  # 540 ms at 25 fps
+    shown = [int(round((f[..., 0].mean() - 10) / 4)) for f in frames]
+    expected = [max(k for k, s in enumerate(starts) if s <= (i + 0.5) * 40) for i in range(14)]
+    assert shown == expected[: len(frames)]
+
+
+def test_reader_at_another_rate_drops_evenly(grid: Path, reference) -> None:
+    with VideoReader(grid, fps=10) as reader:
+        frames = list(reader)
+    assert len(frames) == 30
+    for i in (0, 7, 29):  # slot i shows source frame floor((i + 0.5) * 2.5)
+        assert psnr(frames[i], reference[int((i + 0.5) * 2.5)]) == 99.0
+
+
+def test_repeated_frames_are_independent_arrays(grid: Path, reference) -> None:
+    with VideoReader(grid, fps=50) as reader:
+        frames = []
+        for frame in reader:
+            frames.append(frame.copy())
+            frame[:] = 0  # a renderer painting on its frame must not change the next one
+    assert len(frames) == 150
+    assert psnr(frames[0], reference[0]) == 99.0 and psnr(frames[1], reference[0]) == 99.0
+
+
+def test_audio_only_file_as_video_and_silent_video_as_audio(variants) -> None:
+    with pytest.raises(VideoMissing):
+        VideoReader(variants["speech.wav"])
+    with pytest.raises(AudioMissing):
+        load_audio(variants["silent.mp4"])
+
+
+@pytest.mark.parametrize("name", sorted(VIDEO_VARIANTS) + sorted(AUDIO_VARIANTS))
+def test_truncated_files_fail_cleanly_or_decode_consistently(
+    name: str, variants, tmp_path: Path
+) -> None:
+    """Cut at 30 % / 70 %: a precise error, or a shorter file whose every path agrees."""
+    data = variants[name].read_bytes()
+    for fraction in (0.3, 0.7):
+        cut = tmp_path / f"cut{fraction}{variants[name].suffix}"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        try:
+            info = probe(cut)
+        except MediaUnreadable:
+            with pytest.raises(MediaUnreadable):
+                load_audio(cut)
+            continue
+        if info.video is not None:
+            with VideoReader(cut) as reader:
+                assert sum(1 for _ in reader) == info.video.frame_count
+        if info.audio is not None:
+            # a cut through the last packet loses it: up to one packet (~0.1 s of FLAC) shorter
+            assert load_audio(cut).duration == pytest.approx(info.audio.duration, abs=0.15)
+
+
+def _check_pattern(source: FrameSource, reference: list[np.ndarray], order) -> None:
+    for index in order:
+        frame = source.get(int(index))
+        assert psnr(frame, reference[index]) > 40, index
+
+
+@pytest.mark.parametrize("mode", ["loop", "bounce", "remap", "cut_off", "silence"])
+def test_frame_source_follows_every_timeline(mode: str, grid: Path, reference) -> None:
+    long_audio = AudioClip.silence(8.64)
+    timeline = plan_timeline(75, 25.0, long_audio, mode)
+    with FrameSource(grid) as source:
+        _check_pattern(source, reference, timeline.src_index)
+        passes = source.decode_passes
+    assert passes <= {"loop": 3, "silence": 3, "bounce": 2}.get(mode, 1)  # 8.64 s / 3 s
+
+
+def test_frame_source_bounce_with_small_ring_uses_the_disk_cache(
+    grid: Path, reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openlipsync.media.video as video
+
+    monkeypatch.setattr(video, "RING_BYTES", 1)  # ring of 2 frames: force the cache path
+    order = list(range(75)) + list(range(73, -1, -1)) + list(range(1, 20))
+    with FrameSource(grid, cache_dir=tmp_path) as source:
+        _check_pattern(source, reference, order)
+        assert source.decode_passes == 1  # written through on the first pass
+        assert len(list(tmp_path.glob("*/*.jpg"))) == 75
+    assert not list(tmp_path.glob("*/*.jpg"))  # cleaned up on close
+    with FrameSource(grid) as source:  # no cache_dir: built lazily on the first backward jump
+        _check_pattern(source, reference, order)
+        assert source.decode_passes == 2
+
+
+def test_frame_source_rejects_out_of_range(grid: Path) -> None:
+    with FrameSource(grid) as source, pytest.raises(IndexError):
+        source.get(75)

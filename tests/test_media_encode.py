@@ -1,0 +1,142 @@
+"""VideoWriter output: H.264 + AAC MP4, exact frame count, audio exactly as long as the picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from conftest import media_path
+from media_helpers import psnr
+
+from openlipsync.engine.errors import EngineError
+from openlipsync.media.audio import AudioClip, load_audio
+from openlipsync.media.encode import VideoWriter, frame_rate
+from openlipsync.media.probe import probe
+from openlipsync.media.video import VideoReader
+
+
+@pytest.fixture(scope="module")
+def grid_frames() -> list[np.ndarray]:
+    with VideoReader(media_path("video/grid_bbaf2n.mpg")) as reader:
+        return list(reader)
+
+
+def _streams(path: Path) -> dict[str, tuple[str, int, float]]:
+    """codec name, decoded frame count (video) and duration per stream type."""
+    out = {}
+    with av.open(str(path)) as container:
+        for stream in container.streams:
+            out[stream.type] = (
+                stream.codec_context.name,
+                stream.frames,
+                float(stream.duration * stream.time_base),
+            )
+        assert container.format.name.startswith("mov,mp4")
+    return out
+
+
+@pytest.mark.parametrize(
+    "audio_seconds,frames,fps",
+    [(8.64, 75, 25.0), (1.74, 75, 25.0), (3.0, 72, 24000 / 1001), (2.0, 60, 30.0)],
+)
+def test_exact_frames_and_audio_as_long_as_video(
+    tmp_path: Path, grid_frames, audio_seconds: float, frames: int, fps: float
+) -> None:
+    speech = load_audio(media_path("speech/librivox_austen_0890.wav")).padded_to(audio_seconds)
+    path = tmp_path / "out.mp4"
+    with VideoWriter(path, 360, 288, fps, speech) as writer:
+        for i in range(frames):
+            writer.write(grid_frames[i % 75])
+    assert writer.close() == frames
+    streams = _streams(path)
+    assert streams["video"][:2] == ("h264", frames)
+    assert streams["audio"][0] == "aac"
+    video_duration = frames / fps
+    assert streams["video"][2] == pytest.approx(video_duration, abs=1e-3)
+    assert streams["audio"][2] == pytest.approx(video_duration, abs=1 / fps)
+    info = probe(path)
+    assert info.video is not None and info.video.frame_count == frames
+    assert info.video.fps == pytest.approx(fps)
+    with VideoReader(path) as reader:
+        assert sum(1 for _ in reader) == frames
+
+
+def test_picture_and_sound_survive_the_round_trip(tmp_path: Path, grid_frames) -> None:
+    grid = media_path("video/grid_bbaf2n.mpg")
+    speech = load_audio(grid, sample_rate=44100)  # an AAC rate: kept as is
+    path = tmp_path / "out.mp4"
+    with VideoWriter(path, 360, 288, 25.0, speech) as writer:
+        for frame in grid_frames:
+            writer.write(frame)
+    with VideoReader(path) as reader:
+        decoded = list(reader)
+    assert min(psnr(a, b) for a, b in zip(decoded, grid_frames, strict=True)) > 33
+    back = load_audio(path, 44100)
+    assert back.duration == pytest.approx(3.0, abs=0.03)
+    n = len(speech.samples)
+    assert np.corrcoef(back.samples[:n], speech.samples)[0, 1] > 0.95  # no offset
+
+
+def test_unusual_audio_rate_is_resampled_to_48k(tmp_path: Path) -> None:
+    tone = np.sin(np.arange(7000 * 2) * 2 * np.pi * 440 / 7000).astype(np.float32) * 0.5
+    path = tmp_path / "tone.mp4"
+    with VideoWriter(path, 64, 48, 25, AudioClip(tone, 7000)) as writer:
+        for _ in range(50):
+            writer.write(np.full((48, 64, 3), 128, np.uint8))
+    info = probe(path)
+    assert info.audio is not None and info.audio.sample_rate == 48000
+    assert info.audio.duration == pytest.approx(2.0, abs=0.04)
+
+
+@pytest.mark.parametrize("size", [(361, 289), (359, 288), (360, 287), (1, 1)])
+def test_odd_sizes_are_padded_by_edge_replication(tmp_path: Path, grid_frames, size) -> None:
+    width, height = size
+    frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in grid_frames]
+    path = tmp_path / "odd.mp4"
+    with VideoWriter(path, width, height, 25, None) as writer:
+        for frame in frames[:25]:
+            writer.write(frame)
+        assert (writer.width, writer.height) == (width + width % 2, height + height % 2)
+    with VideoReader(path) as reader:
+        decoded = list(reader)
+    assert len(decoded) == 25
+    assert decoded[0].shape == (height + height % 2, width + width % 2, 3)
+    if width > 8:
+        assert psnr(decoded[10][:height, :width], frames[10]) > 33
+        if width % 2:  # the added column repeats the last one: no black edge
+            assert psnr(decoded[10][:height, -1], decoded[10][:height, -2]) > 30
+
+
+def test_colours_are_tagged_so_players_invert_them_exactly(tmp_path: Path) -> None:
+    for height, colorspace in ((720, 6), (288, 6)):
+        path = tmp_path / f"{height}.mp4"
+        with VideoWriter(path, 64, height, 25, None) as writer:
+            writer.write(np.full((height, 64, 3), (200, 60, 30), np.uint8))
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            assert frame.colorspace == colorspace
+            rgb = frame.to_ndarray(format="rgb24")[8, 8].astype(int)
+            assert np.abs(rgb - (200, 60, 30)).max() < 4
+
+
+def test_writer_rejects_wrong_frames_and_removes_partial_files(tmp_path: Path) -> None:
+    path = tmp_path / "bad.mp4"
+    with pytest.raises(ValueError), VideoWriter(path, 64, 48, 25, None) as writer:
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+        writer.write(np.zeros((64, 48, 3), np.uint8))
+    assert not path.exists()
+    writer = VideoWriter(path, 64, 48, 25, None)
+    with pytest.raises(EngineError):
+        writer.close()
+    assert not path.exists()
+    with pytest.raises(ValueError):
+        VideoWriter(path, 0, 48, 25, None)
+
+
+def test_frame_rate_fractions() -> None:
+    assert frame_rate(25.0) == 25
+    assert frame_rate(24000 / 1001).denominator == 1001
+    assert frame_rate(30000 / 1001).numerator == 30000
