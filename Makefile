@@ -24,5 +24,6 @@ lint: install
 	$(BIN)/ruff format --check openlipsync tests bench
 
 test: install
+	bash scripts/install_chromium.sh
 	$(BIN)/ruff check openlipsync tests bench
 	$(BIN)/pytest -q

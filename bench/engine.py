@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -37,7 +38,7 @@ def make_input(height: int, seconds: float, out: Path) -> Path:
             if index >= seconds * 25:
                 break
             scaled = frame.reformat(width=width, height=height, format="yuv420p")
-            scaled.pts = None
+            scaled.pts, scaled.time_base = index, Fraction(1, 25)
             for packet in stream.encode(scaled):
                 dst.mux(packet)
         for packet in stream.encode():

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from openlipsync.engine.alignment import AlignmentError, align_transcript
+from openlipsync.engine.background import BackgroundSink, prefetch
 from openlipsync.engine.errors import (
     Cancelled,
     EngineError,
@@ -154,7 +155,7 @@ def _track_pass(path: Path, video: VideoInfo, renderer: MouthRenderer, state: _R
     rows: list[np.ndarray] = []
     missing = np.full((478, 2), np.nan, dtype=np.float32)
     with VideoReader(path, fps=video.fps) as reader, FaceTracker() as tracker:
-        for index, frame in enumerate(state.timed_iter("decode", iter(reader))):
+        for index, frame in enumerate(state.timed_iter("decode", prefetch(iter(reader)))):
             with state.timed("track"):
                 landmarks = tracker.process(frame)
             with state.timed("render"):
@@ -230,24 +231,29 @@ def _render_pass(
     preset: Preset = preset_for(request.model)
     partial = scratch / "output.mp4"
     source = FrameSource(request.video, fps=video.fps, cache_dir=scratch)
+    frames = prefetch(source.get(int(i)) for i in timeline.src_index)
     try:
         writer = VideoWriter(
             partial, video.width, video.height, video.fps, timeline.audio, crf=preset.crf
         )
         with writer:
-            for out_index, src_index in enumerate(timeline.src_index):
-                with state.timed("decode"):
-                    frame = source.get(int(src_index))
-                with state.timed("render"):
-                    frame = renderer.render(out_index, frame)
+            sink = BackgroundSink(writer.write)
+            try:
+                for out_index, frame in enumerate(state.timed_iter("decode", frames)):
+                    with state.timed("render"):
+                        rendered = renderer.render(out_index, frame)
+                    with state.timed("encode"):
+                        sink.submit(rendered)
+                    if out_index % 10 == 0:
+                        state.report("render", out_index / max(timeline.frame_count, 1))
+            finally:
                 with state.timed("encode"):
-                    writer.write(frame)
-                if out_index % 10 == 0:
-                    state.report("render", out_index / max(timeline.frame_count, 1))
-        with state.timed("encode"):
-            frames = writer.close()
+                    sink.close()
+            with state.timed("encode"):
+                written = writer.close()
     finally:
+        frames.close()
         source.close()
     request.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(partial, request.output)
-    return frames
+    return written
