@@ -48,9 +48,23 @@ class Settings(BaseSettings):
     batch_min_lines: int = 20
     batch_max_lines: int = 500
     batch_max_bytes: int = 5 * 1024 * 1024
+    batch_concurrency_limit: int = 5  # batches PENDING..PROCESSING per organisation
+    max_json_body_bytes: int = 2 * 1024 * 1024
 
     webhook_max_attempts: int = 5
     webhook_timeout_seconds: float = 10.0
+    webhook_backoff_seconds: float = 5.0  # first retry delay; doubles per attempt
+
+    # Jobs (openlipsync.jobs): Redis keys get this prefix so several deployments share a server.
+    broker_key_prefix: str = "openlipsync:"
+    broker_polling_seconds: float = 0.5  # SQLite broker only
+    job_max_attempts: int = 3  # a generation that kills its worker this often ends FAILED
+    job_heartbeat_seconds: float = 5.0
+    job_stale_seconds: float = 60.0  # PROCESSING without a heartbeat this long is orphaned
+    job_requeue_seconds: float = 1800.0  # re-send a still-queued PENDING message after this
+    generation_timeout_seconds: float = 3600.0
+    reaper_interval_seconds: float = 15.0
+    retention_seconds: float = 30 * 24 * 3600.0  # outputs and results files; 0 keeps forever
     output_url_ttl_seconds: int = 7 * 24 * 3600
     prices_per_frame: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES_PER_FRAME)

@@ -67,9 +67,7 @@ SERVER_CODE = """
 import sys, uvicorn
 from openlipsync.api.app import create_app
 from openlipsync.settings import Settings
-from openlipsync.web.mount import mount_studio
-app = create_app(Settings())
-mount_studio(app)
+app = create_app(Settings())  # the Studio is part of every app
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 

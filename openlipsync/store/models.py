@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -58,9 +58,10 @@ class Asset(Base):
     name: Mapped[str | None] = mapped_column(String(512))
     storage_key: Mapped[str | None] = mapped_column(String(1024))  # file in our storage
     source_url: Mapped[str | None] = mapped_column(Text)  # registered external URL
-    size: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int | None] = mapped_column(BigInteger)  # files may exceed 2 GiB
     format: Mapped[str | None] = mapped_column(String(16))
     duration_seconds: Mapped[float | None] = mapped_column(Float)
+    fps: Mapped[float | None] = mapped_column(Float)  # video frame rate (cost estimates)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     thumbnail_key: Mapped[str | None] = mapped_column(String(1024))
@@ -80,12 +81,17 @@ class Batch(Base):
 
 class Generation(Base):
     __tablename__ = "generations"
-    __table_args__ = (Index("ix_generations_org_created", "organization_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_generations_org_created", "organization_id", "created_at"),
+        # Collapses concurrent duplicates of one Idempotency-Key (NULLs never collide).
+        Index("ux_generations_org_idempotency", "organization_id", "idempotency_key", unique=True),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
     request_id: Mapped[str | None] = mapped_column(String(255))  # batch line request_id
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # payload digest for idempotency
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
@@ -126,3 +132,12 @@ class WebhookDelivery(Base):
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RateLimitWindow(Base):
+    """Fixed-window request counters shared by every API process (limits hold across nodes)."""
+
+    __tablename__ = "rate_limit_windows"
+    bucket: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[int] = mapped_column(Integer, primary_key=True)  # unix seconds
+    count: Mapped[int] = mapped_column(Integer, default=0)

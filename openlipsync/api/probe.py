@@ -1,0 +1,80 @@
+"""Sniff uploaded files with PyAV: is it media at all, what kind, how long, how many fps.
+
+Kept on the API side (not the engine) because the API only needs container metadata, and
+this must stay fast and safe on hostile input: headers only, no decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+IMAGE_FORMAT_SUFFIXES = ("_pipe",)
+IMAGE_FORMATS = ("image2", "png", "mjpeg")
+
+
+class NotMediaError(ValueError):
+    """The bytes are not an audio, video or image container PyAV can read."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    kind: str  # VIDEO | AUDIO | IMAGE (AssetType)
+    container: str
+    duration: float | None
+    fps: float | None
+    width: int | None
+    height: int | None
+    has_audio: bool
+
+
+def probe(path: Path) -> MediaInfo:
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            return _describe(container)
+    except NotMediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise NotMediaError(
+            f"not a readable audio/video/image file ({exc.__class__.__name__})"
+        ) from None
+
+
+def _describe(container: av.container.InputContainer) -> MediaInfo:
+    name = container.format.name or ""
+    video = next(iter(container.streams.video), None)
+    audio = next(iter(container.streams.audio), None)
+    if video is None and audio is None:
+        raise NotMediaError("the file has no audio or video stream")
+    is_image = (
+        video is not None
+        and audio is None
+        and (name.endswith(IMAGE_FORMAT_SUFFIXES) or name in IMAGE_FORMATS)
+    )
+    duration = None if is_image else _duration(container, video or audio)
+    fps = None
+    if video is not None and not is_image:
+        rate = video.average_rate or video.guessed_rate
+        fps = float(rate) if rate else None
+    width = video.codec_context.width if video is not None else None
+    height = video.codec_context.height if video is not None else None
+    kind = "IMAGE" if is_image else ("VIDEO" if video is not None else "AUDIO")
+    return MediaInfo(
+        kind=kind,
+        container=name.split(",")[0],
+        duration=duration,
+        fps=fps,
+        width=width or None,
+        height=height or None,
+        has_audio=audio is not None,
+    )
+
+
+def _duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    if container.duration:
+        return container.duration / av.time_base
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None

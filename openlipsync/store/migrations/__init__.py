@@ -1,0 +1,1 @@
+"""Alembic migrations, shipped inside the package so `open_database` can upgrade any install."""

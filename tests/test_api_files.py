@@ -1,0 +1,213 @@
+"""Signed links, the upload → PUT → register flow, outputs, long-poll and asset paging.
+
+The worker's part (writing an output and marking the row COMPLETED) is done here directly
+through the storage and the database, exactly as the worker does it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+import test_api_support as support
+from sqlalchemy import update
+from test_api_support import LiveServer, media, url_body
+
+from openlipsync.store.models import Generation
+
+database_url = support.database_url  # fixture
+live = support.live  # fixture
+
+
+@pytest.fixture(scope="module")
+def client(live: LiveServer):
+    with live.client() as http:
+        yield http
+
+
+def complete(live: LiveServer, generation_id: str, output_key: str, **values) -> None:  # type: ignore[no-untyped-def]
+    with live.app.state.sessions() as session:
+        session.execute(
+            update(Generation)
+            .where(Generation.id == generation_id)
+            .values(status="COMPLETED", output_key=output_key, output_duration=19.7, **values)
+        )
+        session.commit()
+
+
+def test_output_url_works_without_key_and_supports_range(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    source = media("video/pexels_woman_expressions.mp4")
+    created = client.post("/v2/generate", json=url_body(outputFileName="final cut")).json()
+    key = f"outputs/{created['id']}/output.mp4"
+    live.app.state.storage.put_file(key, source)
+    complete(live, created["id"], key)
+
+    done = client.get(f"/v2/generate/{created['id']}", params={"include": "progress"}).json()
+    assert done["status"] == "COMPLETED" and done["progress_percent"] == 100
+    assert done["outputDuration"] == 19.7
+    url = done["outputUrl"]
+    assert url.startswith(live.base_url + "/v2/files/")
+    assert done["outputUrl"] == client.get(f"/v2/generate/{created['id']}").json()["outputUrl"]
+
+    with httpx.Client() as browser:  # no x-api-key
+        full = browser.get(url)
+        assert full.status_code == 200 and full.content == source.read_bytes()
+        assert full.headers["content-type"] == "video/mp4"
+        assert "final_cut.mp4" in full.headers["content-disposition"]
+        part = browser.get(url, headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == source.read_bytes()[100:200]
+        assert part.headers["content-range"].startswith("bytes 100-199/")
+        assert browser.head(url).status_code == 200
+
+        tampered = url.replace("sig=", "sig=0")
+        assert browser.get(tampered).status_code == 403
+        assert browser.get(tampered).json()["errorCode"] == "invalid_signature"
+        query = parse_qs(urlparse(url).query)
+        expired = url.replace(f"exp={query['exp'][0]}", "exp=1000")
+        assert browser.get(expired).status_code == 403
+        traversal = f"{live.base_url}/v2/files/..%2F..%2Fsigning.key?exp=9999999999&sig=x"
+        assert browser.get(traversal).status_code in (403, 404)
+
+    text = client.get(f"/v2/generations/{created['id']}/download")
+    assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain")
+    assert text.text.startswith(live.base_url + "/v2/files/")
+
+    deleted = client.delete(f"/v2/generations/{created['id']}")
+    assert deleted.status_code == 200 and deleted.json()["id"] == created["id"]
+    assert not live.app.state.storage.exists(key)
+    assert client.get(f"/v2/generate/{created['id']}").status_code == 404
+    with httpx.Client() as browser:
+        assert browser.get(url).status_code == 404
+
+
+def test_long_poll_returns_when_the_generation_finishes(
+    live: LiveServer, client: httpx.Client
+) -> None:
+    created = client.post("/v2/generate", json=url_body()).json()
+    timer = threading.Timer(0.6, complete, args=(live, created["id"], "outputs/x.mp4"))
+    timer.start()
+    started = time.monotonic()
+    response = client.get(f"/v2/generate/{created['id']}", params={"wait": "true", "timeout": 5})
+    elapsed = time.monotonic() - started
+    timer.join()
+    assert response.status_code == 200 and response.json()["status"] == "COMPLETED"
+    assert 0.5 < elapsed < 4
+    assert response.headers["X-Sync-Wait-Mode"] == "long_poll"
+    assert response.headers["X-Sync-Wait-Timeout-Seconds"] == "5"
+
+    pending = client.post("/v2/generate", json=url_body()).json()
+    started = time.monotonic()
+    response = client.get(f"/v2/generate/{pending['id']}", params={"wait": "true", "timeout": 1})
+    assert response.json()["status"] == "PENDING" and 0.9 < time.monotonic() - started < 3
+
+
+def test_upload_put_register_flow(live: LiveServer, client: httpx.Client) -> None:
+    audio = media("speech/arctic_a0009.wav").read_bytes()
+    ticket = client.post(
+        "/v2/assets/upload",
+        json={"fileName": "my voice.wav", "contentType": "audio/wav", "size": len(audio)},
+    )
+    assert ticket.status_code == 201, ticket.text
+    ticket_body = ticket.json()
+    assert ticket_body["expiresIn"] > 0
+    with httpx.Client() as anonymous:
+        assert anonymous.put(ticket_body["uploadUrl"] + "0", content=audio).status_code == 403
+        put = anonymous.put(
+            ticket_body["uploadUrl"], content=audio, headers={"Content-Type": "audio/wav"}
+        )
+        assert put.status_code == 200 and put.json()["size"] == len(audio)
+
+    asset = client.post(
+        "/v2/assets", json={"url": ticket_body["url"], "type": "AUDIO", "name": "Voice"}
+    )
+    assert asset.status_code == 201, asset.text
+    registered = asset.json()
+    assert registered["inputType"] == "UPLOAD" and registered["size"] == len(audio)
+    assert registered["durationSeconds"] == pytest.approx(3.0, abs=0.6)
+    with httpx.Client() as anonymous:
+        assert anonymous.get(registered["url"]).content == audio
+
+    # Usable as a generation input right away.
+    body = url_body()
+    body["input"][1] = {"type": "audio", "assetId": registered["id"]}
+    assert client.post("/v2/generate", json=body).status_code == 201
+    # A VIDEO slot refuses an AUDIO asset.
+    body["input"] = [
+        {"type": "video", "assetId": registered["id"]},
+        {"type": "audio", "url": "https://a/b"},
+    ]
+    assert client.post("/v2/generate", json=body).status_code == 400
+
+    # Another organisation cannot register (or see) this upload.
+    with live.client(live.other_key) as other:
+        assert (
+            other.post("/v2/assets", json={"url": ticket_body["url"], "type": "AUDIO"}).status_code
+            == 400
+        )
+        assert other.get(f"/v2/assets/{registered['id']}").status_code == 404
+
+    deleted = client.delete(f"/v2/assets/{registered['id']}")
+    assert deleted.status_code == 200
+    assert client.get(f"/v2/assets/{registered['id']}").status_code == 404
+
+
+def test_upload_flow_refuses_bad_input(client: httpx.Client) -> None:
+    for bad in (
+        {"fileName": "", "contentType": "x", "size": 1},
+        {"fileName": "a", "contentType": "x", "size": -1},
+        [1],
+    ):
+        assert client.post("/v2/assets/upload", json=bad).status_code == 400
+    huge = client.post(
+        "/v2/assets/upload", json={"fileName": "a", "contentType": "x", "size": 10**15}
+    )
+    assert huge.status_code == 422 and huge.json()["errorCode"] == "file_size_exceeds_plan_limit"
+
+    ticket = client.post(
+        "/v2/assets/upload", json={"fileName": "t.mp4", "contentType": "video/mp4", "size": 40}
+    ).json()
+    not_yet = client.post("/v2/assets", json={"url": ticket["url"], "type": "VIDEO"})
+    assert not_yet.status_code == 400 and "PUT" in not_yet.json()["message"]
+    httpx.put(ticket["uploadUrl"], content=b"plain text pretending to be a video")
+    fake = client.post("/v2/assets", json={"url": ticket["url"], "type": "VIDEO"})
+    assert fake.status_code == 400 and fake.json()["errorCode"] == "invalid_media"
+    for bad in (
+        {"url": "file:///etc/passwd", "type": "VIDEO"},
+        {"url": "https://a/b", "type": "SMELL"},
+        {"type": "VIDEO"},
+    ):
+        assert client.post("/v2/assets", json=bad).status_code == 400
+
+
+def test_register_public_url_and_page_through_assets(live: LiveServer) -> None:
+    with live.client(live.other_key) as http:  # a fresh organisation's library
+        names = ["b-clip.mp4", "a-song.wav", "c-photo.png", "d-take.mp4", "e-voice.mp3"]
+        kinds = ["VIDEO", "AUDIO", "IMAGE", "VIDEO", "AUDIO"]
+        for name, kind in zip(names, kinds, strict=True):
+            response = http.post(
+                "/v2/assets", json={"url": f"https://cdn.example/{name}", "type": kind}
+            )
+            assert response.status_code == 201 and response.json()["inputType"] == "URL"
+        before = http.get("/v2/assets", params={"limit": 100}).json()["totalCount"]
+        seen, cursor = [], None
+        while True:
+            params = {"limit": 2, "sortBy": "nameAsc", "searchQuery": "-"}
+            if cursor:
+                params["cursor"] = cursor
+            page = http.get("/v2/assets", params=params).json()
+            seen += [item["name"] for item in page["items"]]
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+        assert seen == sorted(seen) and set(names) <= set(seen)
+        assert page["totalCount"] == len(seen) <= before
+        videos = http.get("/v2/assets", params=[("types", "VIDEO"), ("types", "IMAGE")]).json()
+        assert {item["type"] for item in videos["items"]} == {"VIDEO", "IMAGE"}
+        search = http.get("/v2/assets", params={"searchQuery": "SONG"}).json()
+        assert [item["name"] for item in search["items"]] == ["a-song.wav"]
+        assert http.get("/v2/assets", params={"searchQuery": "%"}).json()["totalCount"] == 0
