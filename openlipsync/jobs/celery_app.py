@@ -1,0 +1,109 @@
+"""The Celery application, built from Settings so the API, workers and CLI share one config.
+
+One process works for one set of Settings: `configure(settings)` builds the app (and registers the
+tasks on it); anything that needs the app before that gets one built from the environment.
+Celery's own `celery -A openlipsync.jobs.celery_app worker` also works through the lazy `app`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from openlipsync.settings import Settings, get_settings
+
+ENGINE_QUEUE = "engine"
+DEFAULT_QUEUE = "default"
+
+_app: Celery | None = None
+_settings: Settings | None = None
+
+
+def _broker_options(broker_url: str, settings: Settings) -> dict[str, Any]:
+    """Short connect timeouts: a dead broker must fail a publish fast, not hang a request."""
+    if broker_url.startswith("sqla+"):
+        # This transport hands every option to create_engine, so `polling_interval` cannot go
+        # here (kombu 5.7 crashes on it); it is set on the transport class instead.
+        from kombu.transport import sqlalchemy as sql_transport
+
+        sql_transport.Transport.polling_interval = settings.broker_polling_seconds
+        return {"connect_args": {"timeout": 30}} if "sqlite" in broker_url else {}
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {
+            "socket_connect_timeout": 2,
+            "socket_timeout": 10,
+            "visibility_timeout": max(3600, int(settings.generation_timeout_seconds) * 2),
+            "global_keyprefix": settings.broker_key_prefix,
+        }
+    return {}
+
+
+def _build(settings: Settings) -> Celery:
+    broker_url = settings.resolved_broker_url()
+    if broker_url.startswith("sqla+sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("openlipsync", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        broker_transport_options=_broker_options(broker_url, settings),
+        broker_connection_timeout=2,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_publish_retry=False,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_default_queue=DEFAULT_QUEUE,
+        task_queues=(Queue(ENGINE_QUEUE), Queue(DEFAULT_QUEUE)),
+        task_routes={
+            "openlipsync.generate": {"queue": ENGINE_QUEUE},
+            "openlipsync.*": {"queue": DEFAULT_QUEUE},
+        },
+        beat_schedule={
+            "reap": {
+                "task": "openlipsync.reap",
+                "schedule": settings.reaper_interval_seconds,
+                "options": {"queue": DEFAULT_QUEUE, "expires": settings.reaper_interval_seconds},
+            }
+        },
+        timezone="UTC",
+        enable_utc=True,
+    )
+    from openlipsync.jobs.tasks import register_tasks
+
+    register_tasks(app)
+    return app
+
+
+def configure(settings: Settings) -> Celery:
+    """Make `settings` this process's job configuration and return the matching Celery app."""
+    global _app, _settings
+    if _app is not None and _settings is settings:
+        return _app
+    _settings = settings
+    _app = _build(settings)
+    return _app
+
+
+def current_app() -> Celery:
+    if _app is None:
+        return configure(current_settings())
+    return _app
+
+
+def current_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = get_settings()
+    return _settings
+
+
+def __getattr__(name: str) -> Any:
+    # Lets `celery -A openlipsync.jobs.celery_app worker` find an app built from the environment.
+    if name in ("app", "celery"):
+        return current_app()
+    raise AttributeError(name)
