@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.settings = settings
     app.state.sessions = open_database(settings)
     app.state.storage = open_storage(settings)
-    app.state.enqueue = enqueue or DispatchEnqueue()
+    app.state.enqueue = enqueue or DispatchEnqueue(settings)
     install_error_handlers(app)
     app.add_middleware(RejectNulMiddleware)
     for module in (health, generations, estimates, assets, batches, models, files, voices):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from openlipsync.settings import Settings
+
 log = logging.getLogger("openlipsync.api")
 
 
@@ -18,16 +20,27 @@ class Enqueue(Protocol):
 
 
 class DispatchEnqueue:
-    """Sends to the job queue through `openlipsync.jobs.dispatch`."""
+    """Sends to the job queue through `openlipsync.jobs.dispatch`, on the app's own broker."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+
+    def _configure(self) -> None:
+        if self.settings is not None:
+            from openlipsync.jobs.celery_app import configure
+
+            configure(self.settings)
 
     def generation(self, generation_id: str) -> None:
         from openlipsync.jobs.dispatch import enqueue_generation
 
+        self._configure()
         enqueue_generation(generation_id)
 
     def batch(self, batch_id: str) -> None:
         from openlipsync.jobs.dispatch import enqueue_batch
 
+        self._configure()
         enqueue_batch(batch_id)
 
 
