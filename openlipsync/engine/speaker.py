@@ -1,0 +1,431 @@
+"""Which face to lip-sync when several are in view (`options.active_speaker_detection`).
+
+Faces are found with MediaPipe's full-range face detector (the face mesh's own short-range
+detector misses small faces) and each detection gets a face mesh on its own crop.
+`MultiFaceTracker` links the faces of consecutive frames into identities by box overlap and
+starts afresh at scene cuts. `choose_face` then turns the spec option into one target box per
+frame (or None), which the single-face tracker can use to pick its face.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from openlipsync.engine.mouth import face_scale, mouth_shape
+from openlipsync.engine.scenes import shot_ranges
+
+N_LANDMARKS = 478
+MESH_INPUT_CAP = 384
+# Two boxes in consecutive frames belong to the same face above this overlap.
+MATCH_IOU = 0.3
+# A face unseen for this many frames is forgotten (a new face there gets a new identity).
+MAX_GAP = 12
+# Auto-detect needs the best face's correlation to beat the next by this much, else tie-break.
+CLEAR_MARGIN = 0.1
+
+
+class SpeakerSelectionError(ValueError):
+    """The speaker option cannot be honoured (point on no face, malformed boxes...)."""
+
+
+def landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    """[x1, y1, x2, y2] around a face's landmarks."""
+    return np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)]).astype(np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class FaceFinder:
+    """All faces of a frame: full-range detection, then a face mesh per detected face."""
+
+    def __init__(self, max_faces: int = 5) -> None:
+        import mediapipe as mp
+
+        if not 1 <= int(max_faces) <= 20:
+            raise ValueError(f"max_faces must be in 1..20, got {max_faces}")
+        self.max_faces = int(max_faces)
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=0.5
+        )
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True
+        )
+
+    def __enter__(self) -> FaceFinder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._mesh.close()
+        self._detector.close()
+
+    def find(self, frame: np.ndarray) -> list[np.ndarray]:
+        """(478, 2) float32 pixel landmarks of every face, largest first."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or frame.size == 0:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.shape}")
+        height, width = frame.shape[:2]
+        result = self._detector.process(np.ascontiguousarray(frame))
+        boxes = [d.location_data.relative_bounding_box for d in result.detections or []]
+        boxes.sort(key=lambda b: -b.width * b.height)
+        faces: list[np.ndarray] = []
+        for box in boxes[: self.max_faces]:
+            cx = (box.xmin + box.width / 2) * width
+            cy = (box.ymin + box.height / 2) * height
+            side = 2.0 * max(box.width * width, box.height * height)
+            landmarks = self._mesh_in(frame, cx, cy, side)
+            if landmarks is not None and not _duplicate(landmarks, faces):
+                faces.append(landmarks)
+        return faces
+
+    def _mesh_in(self, frame: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray | None:
+        size = max(int(round(side)), 32)
+        x0, y0 = int(round(cx - size / 2)), int(round(cy - size / 2))
+        crop = _padded_crop(frame, x0, y0, size)
+        factor = 1.0
+        if size > MESH_INPUT_CAP:
+            factor = MESH_INPUT_CAP / size
+            crop = cv2.resize(crop, (MESH_INPUT_CAP, MESH_INPUT_CAP), interpolation=cv2.INTER_AREA)
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        n = crop.shape[0]
+        face = result.multi_face_landmarks[0].landmark
+        points = np.array([(p.x * n, p.y * n) for p in face], np.float32)[:N_LANDMARKS]
+        return points / factor + np.array([x0, y0], np.float32)
+
+
+def detect_faces(frame: np.ndarray, max_faces: int = 5) -> list[np.ndarray]:
+    """All faces' (478, 2) landmarks in one frame, largest first (loops: use FaceFinder)."""
+    with FaceFinder(max_faces) as finder:
+        return finder.find(frame)
+
+
+@dataclass
+class MultiFaceTrack:
+    """Every face of a video with a stable identity per shot."""
+
+    landmarks: dict[int, np.ndarray]  # identity -> float32 (N, 478, 2), NaN where not seen
+    frame_count: int
+    cuts: list[int] = field(default_factory=list)
+
+    def box(self, identity: int, index: int) -> np.ndarray | None:
+        points = self.landmarks[identity][index]
+        return None if np.isnan(points[0, 0]) else landmark_box(points)
+
+    def faces_at(self, index: int) -> dict[int, np.ndarray]:
+        return {k: v[index] for k, v in self.landmarks.items() if not np.isnan(v[index, 0, 0])}
+
+
+class MultiFaceTracker:
+    """Links each frame's faces to identities by box overlap; `cut()` starts a new shot.
+
+    Identities never carry across a cut: the same person in the next shot is a new identity,
+    which is what per-shot speaker choice wants.
+    """
+
+    def __init__(self, max_faces: int = 5) -> None:
+        self._finder = FaceFinder(max_faces)
+        self._rows: list[dict[int, np.ndarray]] = []
+        self._live: dict[int, tuple[np.ndarray, int]] = {}  # id -> (last box, last frame)
+        self._next_id = 0
+        self._cuts: list[int] = []
+
+    def __enter__(self) -> MultiFaceTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._finder.close()
+
+    def cut(self) -> None:
+        """The next pushed frame starts a new shot."""
+        self._live.clear()
+        if self._rows:
+            self._cuts.append(len(self._rows))
+
+    def push(self, frame: np.ndarray, new_shot: bool = False) -> dict[int, np.ndarray]:
+        """Faces of this frame by identity; `new_shot` (e.g. SceneDetector.push) calls `cut()`."""
+        if new_shot:
+            self.cut()
+        return self.push_faces(self._finder.find(frame))
+
+    def push_faces(self, faces: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
+        index = len(self._rows)
+        self._live = {k: v for k, v in self._live.items() if index - v[1] <= MAX_GAP}
+        boxes = [landmark_box(f) for f in faces]
+        pairs = sorted(
+            (
+                (box_iou(b, live[0]), i, k)
+                for i, b in enumerate(boxes)
+                for k, live in self._live.items()
+            ),
+            reverse=True,
+        )
+        assigned: dict[int, int] = {}
+        for iou, i, k in pairs:
+            if iou < MATCH_IOU:
+                break
+            if i not in assigned and k not in assigned.values():
+                assigned[i] = k
+        row: dict[int, np.ndarray] = {}
+        for i, face in enumerate(faces):
+            identity = assigned.get(i)
+            if identity is None:
+                identity, self._next_id = self._next_id, self._next_id + 1
+            self._live[identity] = (boxes[i], index)
+            row[identity] = np.asarray(face, np.float32)
+        self._rows.append(row)
+        return row
+
+    def finish(self) -> MultiFaceTrack:
+        count = len(self._rows)
+        ids = sorted({k for row in self._rows for k in row})
+        tracks = {k: np.full((count, N_LANDMARKS, 2), np.nan, np.float32) for k in ids}
+        for index, row in enumerate(self._rows):
+            for k, points in row.items():
+                tracks[k][index] = points
+        return MultiFaceTrack(tracks, count, list(self._cuts))
+
+
+@dataclass
+class FaceChoice:
+    """The face to lip-sync per frame: a box (NaN row = no face to sync) and its identity."""
+
+    boxes: np.ndarray  # float32 (N, 4) [x1, y1, x2, y2]
+    identity: np.ndarray  # int (N,), -1 where none (-1 also for bounding_boxes input)
+
+    def box_at(self, index: int) -> np.ndarray | None:
+        if not 0 <= index < len(self.boxes) or np.isnan(self.boxes[index, 0]):
+            return None
+        return self.boxes[index]
+
+
+def pick_in_box(box: np.ndarray | None, faces: Sequence[np.ndarray]) -> int | None:
+    """Index of the face whose landmark centre lies in `box` (nearest centre wins), or None."""
+    if box is None:
+        return None
+    best, best_distance = None, np.inf
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    for i, face in enumerate(faces):
+        cx, cy = np.nanmean(face, axis=0)
+        if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]:
+            distance = float(np.hypot(cx - centre[0], cy - centre[1]))
+            if distance < best_distance:
+                best, best_distance = i, distance
+    return best
+
+
+def choose_face(
+    option: dict | None,
+    track: MultiFaceTrack,
+    fps: float,
+    source_loudness: np.ndarray | None = None,
+    driving_loudness: np.ndarray | None = None,
+) -> FaceChoice | None:
+    """Apply `options.active_speaker_detection`; None means "no selection: largest face".
+
+    Loudness arrays are per video frame (e.g. `loudness_per_frame`): the input video's own audio
+    decides who speaks; the new audio only breaks ties (e.g. a silent source).
+    """
+    if not option:
+        return None
+    if not isinstance(option, dict):
+        raise SpeakerSelectionError("active_speaker_detection must be an object")
+    if option.get("bounding_boxes") is not None:
+        return _from_boxes(option["bounding_boxes"], track.frame_count)
+    if option.get("coordinates") is not None:
+        return _from_point(option.get("frame_number", 0), option["coordinates"], track)
+    if option.get("auto_detect"):
+        return _auto(track, fps, source_loudness, driving_loudness)
+    return None
+
+
+def _from_boxes(boxes: object, frame_count: int) -> FaceChoice:
+    if not isinstance(boxes, list):
+        raise SpeakerSelectionError("bounding_boxes must be a list of [x1, y1, x2, y2] or null")
+    out = np.full((frame_count, 4), np.nan, np.float32)
+    for index, box in enumerate(boxes[:frame_count]):
+        if box is None:
+            continue
+        if (
+            not isinstance(box, list | tuple)
+            or len(box) != 4
+            or not all(_is_number(v) for v in box)
+        ):
+            raise SpeakerSelectionError(f"bounding_boxes[{index}] must be [x1, y1, x2, y2] or null")
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if x2 <= x1 or y2 <= y1:
+            raise SpeakerSelectionError(f"bounding_boxes[{index}] has x2 <= x1 or y2 <= y1")
+        out[index] = (x1, y1, x2, y2)
+    # Frames beyond the list have no box: nothing to sync there.
+    return FaceChoice(out, np.full(frame_count, -1, np.int64))
+
+
+def _from_point(frame_number: object, coordinates: object, track: MultiFaceTrack) -> FaceChoice:
+    if (
+        not isinstance(coordinates, list | tuple)
+        or len(coordinates) != 2
+        or not all(_is_number(v) for v in coordinates)
+    ):
+        raise SpeakerSelectionError("coordinates must be [x, y]")
+    if not isinstance(frame_number, int) or isinstance(frame_number, bool):
+        raise SpeakerSelectionError("frame_number must be an integer")
+    if not 0 <= frame_number < track.frame_count:
+        raise SpeakerSelectionError(
+            f"frame_number {frame_number} is outside the video's {track.frame_count} frames"
+        )
+    x, y = (float(v) for v in coordinates)
+    hits = []
+    for identity, points in track.faces_at(frame_number).items():
+        box = landmark_box(points)
+        if box[0] <= x <= box[2] and box[1] <= y <= box[3]:
+            centre = points.mean(axis=0)
+            hits.append((float(np.hypot(centre[0] - x, centre[1] - y)), identity))
+    if not hits:
+        raise SpeakerSelectionError(
+            f"no face contains the point ({x:g}, {y:g}) in frame {frame_number}"
+        )
+    chosen = min(hits)[1]
+    identity = np.full(track.frame_count, -1, np.int64)
+    present = ~np.isnan(track.landmarks[chosen][:, 0, 0])
+    identity[present] = chosen
+    return _choice(track, identity)
+
+
+def _auto(
+    track: MultiFaceTrack,
+    fps: float,
+    source: np.ndarray | None,
+    driving: np.ndarray | None,
+) -> FaceChoice:
+    identity = np.full(track.frame_count, -1, np.int64)
+    for start, stop in shot_ranges(track.cuts, track.frame_count):
+        ranked = speaking_scores(track, start, stop, source, driving)
+        if ranked:
+            chosen = max(ranked, key=ranked.get)
+            present = ~np.isnan(track.landmarks[chosen][start:stop, 0, 0])
+            identity[start:stop][present] = chosen
+    return _choice(track, identity)
+
+
+def speaking_scores(
+    track: MultiFaceTrack,
+    start: int,
+    stop: int,
+    source: np.ndarray | None,
+    driving: np.ndarray | None,
+) -> dict[int, float]:
+    """Per face of a shot: how well its mouth motion follows the source audio's loudness.
+
+    Faces visible in under a third of the shot are not candidates. When no face beats the
+    others clearly (silent source, dubbed video), the new audio's loudness and finally face
+    size break the tie.
+    """
+    candidates = {}
+    for identity, points in track.landmarks.items():
+        run = points[start:stop]
+        seen = ~np.isnan(run[:, 0, 0])
+        if seen.sum() >= max(3, (stop - start) / 3):
+            candidates[identity] = run
+    if not candidates:
+        return {}
+    scores = {
+        k: _correlation(_mouth_motion(run), _slice(source, start, stop))
+        for k, run in candidates.items()
+    }
+    ordered = sorted(scores.values(), reverse=True)
+    if len(ordered) > 1 and ordered[0] - ordered[1] < CLEAR_MARGIN:
+        for k, run in candidates.items():
+            tie = _correlation(_mouth_motion(run), _slice(driving, start, stop))
+            scores[k] += 0.1 * tie + 1e-3 * float(np.nanmedian(face_scale(run)))
+    return scores
+
+
+def _mouth_motion(run: np.ndarray) -> np.ndarray:
+    """Mouth opening per frame (eye-distance units), NaN where the face is not seen."""
+    return mouth_shape(run)[:, 0].astype(np.float64)
+
+
+def _slice(values: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    if values is None:
+        return None
+    out = np.full(stop - start, np.nan)
+    part = np.asarray(values, np.float64)[start:stop]
+    out[: len(part)] = part
+    return out
+
+
+def _correlation(motion: np.ndarray, loudness: np.ndarray | None) -> float:
+    """Pearson correlation over frames where both are known; 0 when undefined."""
+    if loudness is None:
+        return 0.0
+    both = np.isfinite(motion) & np.isfinite(loudness)
+    if both.sum() < 5:
+        return 0.0
+    a, b = motion[both], loudness[both]
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _choice(track: MultiFaceTrack, identity: np.ndarray) -> FaceChoice:
+    boxes = np.full((track.frame_count, 4), np.nan, np.float32)
+    for index, chosen in enumerate(identity):
+        if chosen >= 0:
+            boxes[index] = landmark_box(track.landmarks[int(chosen)][index])
+    return FaceChoice(boxes, identity)
+
+
+def loudness_per_frame(
+    samples: np.ndarray, sample_rate: int, fps: float, frame_count: int
+) -> np.ndarray:
+    """Log RMS loudness (dB) of the audio under each video frame, lightly smoothed.
+
+    Mouth opening lags and leads the sound by a frame or so; a 3-frame window absorbs that.
+    """
+    samples = np.asarray(samples, np.float32).ravel()
+    if sample_rate <= 0 or fps <= 0:
+        raise ValueError("sample_rate and fps must be positive")
+    out = np.full(frame_count, -100.0)
+    hop = sample_rate / fps
+    for index in range(frame_count):
+        a, b = int(round((index - 1) * hop)), int(round((index + 2) * hop))
+        part = samples[max(a, 0) : max(min(b, len(samples)), 0)]
+        if part.size:
+            out[index] = 10 * np.log10(float(np.mean(part.astype(np.float64) ** 2)) + 1e-10)
+    return out
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
+    )
+
+
+def _duplicate(face: np.ndarray, faces: list[np.ndarray]) -> bool:
+    box = landmark_box(face)
+    return any(box_iou(box, landmark_box(other)) > 0.5 for other in faces)
+
+
+def _padded_crop(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    height, width = frame.shape[:2]
+    crop = np.zeros((size, size, 3), np.uint8)
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + size, width), min(y0 + size, height)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    return crop

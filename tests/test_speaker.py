@@ -1,0 +1,173 @@
+"""Speaker selection on a real two-person video: two GRID speakers side by side.
+
+Both people talk in the picture, but the soundtrack is only ONE of them: auto-detect must pick
+the face whose mouth follows that sound (and the other one when the track is swapped).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from openlipsync.engine.scenes import SceneDetector
+from openlipsync.engine.speaker import (
+    MultiFaceTrack,
+    MultiFaceTracker,
+    SpeakerSelectionError,
+    choose_face,
+    detect_faces,
+    loudness_per_frame,
+    pick_in_box,
+)
+from openlipsync.media.audio import load_audio
+from openlipsync.media.video import VideoReader
+from tests.conftest import media_path
+
+LEFT, RIGHT = "video/grid_bbaf2n.mpg", "video/grid_swiz3n.mpg"
+WIDTH = 360  # each half of the side-by-side frame
+FPS = 25.0
+
+
+@pytest.fixture(scope="module")
+def side_by_side() -> list[np.ndarray]:
+    left = list(VideoReader(media_path(LEFT)))
+    right = list(VideoReader(media_path(RIGHT)))
+    count = min(len(left), len(right))
+    return [np.hstack([left[i], right[i]]) for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def track(side_by_side: list[np.ndarray]) -> MultiFaceTrack:
+    with MultiFaceTracker(max_faces=3) as tracker:
+        for frame in side_by_side:
+            tracker.push(frame)
+        return tracker.finish()
+
+
+def _loudness(relative: str, count: int) -> np.ndarray:
+    clip = load_audio(media_path(relative), 16_000)
+    return loudness_per_frame(clip.samples, clip.sample_rate, FPS, count)
+
+
+def _side(boxes: np.ndarray) -> np.ndarray:
+    """'L' / 'R' / '-' per frame from the chosen box centres."""
+    centre = (boxes[:, 0] + boxes[:, 2]) / 2
+    return np.where(np.isnan(centre), "-", np.where(centre < WIDTH, "L", "R"))
+
+
+def test_both_faces_tracked_with_stable_identities(track: MultiFaceTrack) -> None:
+    assert len(track.landmarks) == 2
+    for points in track.landmarks.values():
+        assert np.isfinite(points[:, 0, 0]).mean() > 0.95
+        centres = np.nanmean(points, axis=1)[:, 0]
+        # One identity never jumps to the other half of the frame.
+        assert np.all(centres < WIDTH) or np.all(centres > WIDTH)
+
+
+@pytest.mark.parametrize("audio, expected", [(LEFT, "L"), (RIGHT, "R")])
+def test_auto_detect_picks_the_face_that_speaks_the_soundtrack(
+    track: MultiFaceTrack, audio: str, expected: str
+) -> None:
+    loudness = _loudness(audio, track.frame_count)
+    choice = choose_face({"auto_detect": True}, track, FPS, source_loudness=loudness)
+    sides = _side(choice.boxes)
+    assert np.mean(sides == expected) > 0.95, "".join(sides)
+
+
+def test_coordinates_pick_the_clicked_face_and_follow_it(track: MultiFaceTrack) -> None:
+    for x, expected in ((540, "R"), (180, "L")):
+        choice = choose_face({"frame_number": 10, "coordinates": [x, 150]}, track, FPS)
+        assert np.mean(_side(choice.boxes) == expected) > 0.95
+
+
+def test_bounding_boxes_are_honoured_frame_by_frame(
+    track: MultiFaceTrack, side_by_side: list[np.ndarray]
+) -> None:
+    count = track.frame_count
+    boxes = [
+        [0, 0, WIDTH, 288] if i < 30 else None if i < 40 else [WIDTH, 0, 720, 288]
+        for i in range(count)
+    ]
+    choice = choose_face({"bounding_boxes": boxes}, track, FPS)
+    assert choice.box_at(35) is None and choice.box_at(count + 5) is None
+    faces_at = [list(track.faces_at(i).values()) for i in (5, 35, 60)]
+    picked = [
+        pick_in_box(choice.box_at(i), faces) for i, faces in zip((5, 35, 60), faces_at, strict=True)
+    ]
+    assert picked[1] is None
+    assert np.nanmean(faces_at[0][picked[0]], axis=0)[0] < WIDTH
+    assert np.nanmean(faces_at[2][picked[2]], axis=0)[0] > WIDTH
+    # A short list: frames past its end have no face to sync.
+    short = choose_face({"bounding_boxes": [[0, 0, 10, 10]]}, track, FPS)
+    assert short.box_at(0) is not None and short.box_at(1) is None
+
+
+def test_detect_faces_finds_both_people(side_by_side: list[np.ndarray]) -> None:
+    faces = detect_faces(side_by_side[0], max_faces=5)
+    assert len(faces) == 2
+    assert sorted(float(f[:, 0].mean()) < WIDTH for f in faces) == [False, True]
+    assert detect_faces(np.zeros((100, 100, 3), np.uint8)) == []
+
+
+def test_identities_restart_after_a_scene_cut(track: MultiFaceTrack) -> None:
+    faces = [list(track.faces_at(i).values()) for i in range(4)]
+    with MultiFaceTracker() as tracker:
+        first = tracker.push_faces(faces[0])
+        same = tracker.push_faces(faces[1])
+        tracker.cut()
+        after = tracker.push_faces(faces[2])
+        result = tracker.finish()
+    assert set(first) == set(same) and not set(after) & set(first)
+    assert result.cuts == [2]
+
+
+def test_no_option_means_no_selection(track: MultiFaceTrack) -> None:
+    assert choose_face(None, track, FPS) is None
+    assert choose_face({}, track, FPS) is None
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"frame_number": 10, "coordinates": [360, 5]}, "no face contains"),
+        ({"frame_number": 10_000, "coordinates": [540, 150]}, "outside the video"),
+        ({"frame_number": "10", "coordinates": [540, 150]}, "frame_number"),
+        ({"frame_number": 1, "coordinates": [540]}, "coordinates"),
+        ({"frame_number": 1, "coordinates": ["a", 1]}, "coordinates"),
+        ({"bounding_boxes": "everything"}, "bounding_boxes"),
+        ({"bounding_boxes": [[1, 2, 3]]}, "bounding_boxes"),
+        ({"bounding_boxes": [[5, 5, 1, 1]]}, "x2 <= x1"),
+        ({"bounding_boxes": [[0, 0, float("nan"), 1]]}, "bounding_boxes"),
+        ({"bounding_boxes": [[True, 0, 5, 5]]}, "bounding_boxes"),
+        ({"frame_number": 1, "coordinates": [True, 1]}, "coordinates"),
+        ("auto", "must be an object"),
+    ],
+)
+def test_bad_options_give_clear_errors(track: MultiFaceTrack, option: dict, message: str) -> None:
+    with pytest.raises(SpeakerSelectionError, match=message):
+        choose_face(option, track, FPS)
+
+
+def test_bad_frames_and_limits_are_rejected() -> None:
+    with pytest.raises(ValueError, match="RGB uint8"):
+        detect_faces(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="max_faces"):
+        detect_faces(np.zeros((10, 10, 3), np.uint8), max_faces=0)
+
+
+def test_auto_detect_decides_per_shot_after_a_scene_cut(side_by_side: list[np.ndarray]) -> None:
+    """Shot 2 swaps the two people's places: the speaker must be found again on the other side."""
+    swapped = [np.hstack([frame[:, WIDTH:], frame[:, :WIDTH]]) for frame in side_by_side]
+    frames = side_by_side + swapped
+    detector = SceneDetector()
+    with MultiFaceTracker(max_faces=3) as tracker:
+        for frame in frames:
+            tracker.push(frame, new_shot=detector.push(frame))
+        track = tracker.finish()
+    count = len(side_by_side)
+    assert track.cuts == [count]
+    once = _loudness(LEFT, count)
+    loudness = np.concatenate([once, once])  # the same speaker's words in both shots
+    choice = choose_face({"auto_detect": True}, track, FPS, source_loudness=loudness)
+    sides = _side(choice.boxes)
+    assert np.mean(sides[:count] == "L") > 0.95 and np.mean(sides[count:] == "R") > 0.95
