@@ -1,0 +1,85 @@
+"""Whole-face motion on top of the source frame, per output frame.
+
+A still photo (sync-3) gets natural blinks and a subtle head sway so it does not look frozen;
+react-1 gets its emotion `prompt` and, with `model_mode="head"`, livelier head motion. Each
+effect moves both the pixels and the landmarks, so the mouth renderer then draws the new mouth
+on the moved face and the lip-sync stays exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from openlipsync.engine.expression import expression_targets, expression_warp, head_motion
+from openlipsync.engine.still_motion import (
+    HeadPose,
+    MotionFrame,
+    apply_still_motion,
+    moved_landmarks,
+    still_motion,
+)
+
+EMOTIONS = ("happy", "sad", "angry", "disgusted", "surprised", "neutral")
+EMOTION_STRENGTH = 0.7
+
+
+@dataclass
+class FaceEffects:
+    motion: list[MotionFrame] | None = None  # blinks + head pose per output frame
+    emotion: str | None = None
+
+    @classmethod
+    def for_request(
+        cls,
+        model: str,
+        options: dict,
+        is_still: bool,
+        frame_count: int,
+        fps: float,
+        loudness: np.ndarray,
+    ) -> FaceEffects | None:
+        """The effects a request asks for, or None when the output is the plain source face."""
+        motion: list[MotionFrame] | None = None
+        emotion: str | None = None
+        if is_still:
+            schedule = still_motion(frame_count, fps, seed=0, speech_energy=loudness)
+            motion = [schedule[i] for i in range(len(schedule))]
+        if model == "react-1":
+            prompt = options.get("prompt")
+            emotion = prompt if prompt in EMOTIONS and prompt != "neutral" else None
+            if options.get("model_mode") == "head":
+                poses = head_motion(frame_count, fps, loudness, seed=1)
+                closures = [m.closure for m in motion] if motion else [0.0] * frame_count
+                motion = [MotionFrame(c, p) for c, p in zip(closures, poses, strict=True)]
+        if motion is None and emotion is None:
+            return None
+        return cls(motion, emotion)
+
+    def landmarks(self, index: int, landmarks: np.ndarray) -> np.ndarray:
+        """Where the face's landmarks are after the effects of output frame `index`."""
+        if not np.isfinite(landmarks).all():
+            return landmarks
+        if self.emotion is not None:
+            landmarks = expression_targets(landmarks, self.emotion, EMOTION_STRENGTH)
+        if self.motion is not None:
+            landmarks = moved_landmarks(landmarks, self._motion(index))
+        return landmarks
+
+    def frame(self, index: int, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The source frame with the effects of output frame `index` applied."""
+        if not np.isfinite(landmarks).all():
+            return frame
+        if self.emotion is not None:
+            frame = expression_warp(frame, landmarks, self.emotion, EMOTION_STRENGTH)
+            landmarks = expression_targets(landmarks, self.emotion, EMOTION_STRENGTH)
+        if self.motion is not None:
+            frame, _ = apply_still_motion(frame, landmarks, self._motion(index))
+        return frame
+
+    def _motion(self, index: int) -> MotionFrame:
+        assert self.motion is not None
+        if 0 <= index < len(self.motion):
+            return self.motion[index]
+        return MotionFrame(0.0, HeadPose())

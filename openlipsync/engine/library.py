@@ -1,0 +1,228 @@
+"""The mouth library: the person's own lower-face crops, stored upright and at a common scale.
+
+Every source frame with a face contributes a crop of the lower face, resampled into a canonical,
+upright frame (eye line horizontal, inter-ocular distance = `scale` pixels). Crops keep the
+transform that made them, so once the whole track is smoothed the crop's landmarks are recomputed
+from the smoothed track rather than the jittery raw landmarks the crop was cut with.
+
+Memory is bounded: crops live in a disk-backed np.memmap with a fixed capacity; when it fills,
+every other entry is dropped and only every other later frame is kept (the library still spans
+the whole video, at a coarser time step).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from openlipsync.engine.mouth import (
+    EYE_OUTER_LEFT,
+    EYE_OUTER_RIGHT,
+    LIPS_INNER,
+    LIPS_OUTER,
+    NOSE_TIP,
+    face_scale,
+    mouth_shape,
+)
+from openlipsync.engine.tracking import STABLE_POINTS, _similarity
+
+# Crop window in canonical units (eye midpoint at the origin, inter-ocular distance 1, y down).
+CROP_X = (-1.0, 1.0)
+CROP_Y = (0.3, 1.8)
+
+# Pixels per inter-ocular distance in the crops (upper bound; small faces keep their own size),
+# and the memory each quality may spend on crops.
+SCALE_CAP = {"fast": 80, "standard": 140, "pro": 220}
+MEMORY_BUDGET = {"fast": 96 << 20, "standard": 256 << 20, "pro": 512 << 20}
+MAX_ENTRIES = 3000
+MIN_SCALE = 24
+
+
+class MouthLibrary:
+    """Capped, disk-backed store of upright lower-face crops and their landmarks."""
+
+    def __init__(self, quality: str = "standard", capacity: int | None = None) -> None:
+        if quality not in SCALE_CAP:
+            raise ValueError(f"unknown quality {quality!r}; expected one of {sorted(SCALE_CAP)}")
+        self.quality = quality
+        self.scale = 0.0  # px per inter-ocular distance, fixed by the first face seen
+        self.template: np.ndarray | None = None  # canonical positions of STABLE_POINTS
+        self.size = (0, 0)  # crop (width, height)
+        self.count = 0
+        self.stride = 1
+        self._capacity = capacity
+        self._dir: Path | None = None
+        self._crops: np.ndarray | None = None
+        self._src: list[int] = []
+        self._to_crop: list[np.ndarray] = []  # (2, 3) frame -> crop transform per entry
+        self._raw: list[np.ndarray] = []  # raw landmarks per entry (frame coordinates)
+        # Filled by finalize():
+        self.src = np.empty(0, np.int64)
+        self.landmarks = np.empty((0, 478, 2), np.float32)  # crop coordinates, smoothed
+        self.shapes = np.empty((0, 3), np.float32)
+        self.poses = np.empty((0, 2), np.float32)
+
+    # -- building -------------------------------------------------------------------------
+
+    def add(self, index: int, frame: np.ndarray, landmarks: np.ndarray | None) -> None:
+        if landmarks is None or not np.isfinite(landmarks).all():
+            return
+        if self.template is None:
+            self._start(landmarks)
+        if index % self.stride:
+            return
+        if self.count == len(self._crops):
+            self._decimate()
+            if index % self.stride:
+                return
+        to_crop = self.crop_transform(landmarks)
+        width, height = self.size
+        self._crops[self.count] = cv2.warpAffine(
+            frame, to_crop, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        self._src.append(int(index))
+        self._to_crop.append(to_crop)
+        self._raw.append(landmarks.astype(np.float32))
+        self.count += 1
+
+    def _start(self, landmarks: np.ndarray) -> None:
+        eyes = np.array([[-0.5, 0.0], [0.5, 0.0]])
+        upright = _similarity(landmarks[[EYE_OUTER_RIGHT, EYE_OUTER_LEFT]].astype(float), eyes)
+        stable = landmarks[STABLE_POINTS].astype(float)
+        self.template = stable @ upright[:, :2].T + upright[:, 2]
+        iod = float(face_scale(landmarks))
+        self.scale = float(np.clip(iod, MIN_SCALE, SCALE_CAP[self.quality]))
+        width = int(round((CROP_X[1] - CROP_X[0]) * self.scale))
+        height = int(round((CROP_Y[1] - CROP_Y[0]) * self.scale))
+        self.size = (width, height)
+        capacity = self._capacity or MEMORY_BUDGET[self.quality] // (width * height * 3)
+        capacity = int(np.clip(capacity, 2, MAX_ENTRIES))
+        self._dir = Path(tempfile.mkdtemp(prefix="openlipsync-mouths-"))
+        self._crops = np.lib.format.open_memmap(
+            self._dir / "crops.npy", mode="w+", dtype=np.uint8, shape=(capacity, height, width, 3)
+        )
+
+    def _decimate(self) -> None:
+        """Keep every other entry (by source index) to make room; later frames follow suit."""
+        self.stride *= 2
+        keep = [i for i, src in enumerate(self._src) if src % self.stride == 0]
+        if len(keep) == self.count:  # irregular indices: fall back to every other slot
+            keep = list(range(0, self.count, 2))
+        for slot, entry in enumerate(keep):
+            self._crops[slot] = self._crops[entry]
+        self._src = [self._src[i] for i in keep]
+        self._to_crop = [self._to_crop[i] for i in keep]
+        self._raw = [self._raw[i] for i in keep]
+        self.count = len(keep)
+
+    def crop_transform(self, landmarks: np.ndarray) -> np.ndarray:
+        """(2, 3) affine from frame pixels to this library's crop pixels for a face's landmarks."""
+        canonical = _similarity(landmarks[STABLE_POINTS].astype(float), self.template)
+        shift = np.array([[1.0, 0.0, -CROP_X[0]], [0.0, 1.0, -CROP_Y[0]]]) * self.scale
+        to_crop = self.scale * canonical
+        to_crop[:, 2] += shift[:, 2]
+        return to_crop
+
+    # -- after the tracking pass ----------------------------------------------------------
+
+    def finalize(self, track_landmarks: np.ndarray | None = None) -> None:
+        """Recompute entry landmarks from the smoothed track; drop entries it has no face for."""
+        keep, rows = [], []
+        for i in range(self.count):
+            src = self._src[i]
+            landmarks = self._raw[i]
+            if track_landmarks is not None and src < len(track_landmarks):
+                smoothed = track_landmarks[src]
+                if np.isfinite(smoothed).all():
+                    landmarks = smoothed
+            to_crop = self._to_crop[i]
+            rows.append(landmarks.astype(np.float64) @ to_crop[:, :2].T + to_crop[:, 2])
+            keep.append(i)
+        self.src = np.array([self._src[i] for i in keep], dtype=np.int64)
+        self.landmarks = (
+            np.stack(rows).astype(np.float32) if rows else np.empty((0, 478, 2), np.float32)
+        )
+        self.shapes = mouth_shape(self.landmarks) if rows else np.empty((0, 3), np.float32)
+        self.poses = head_pose(self.landmarks) if rows else np.empty((0, 2), np.float32)
+
+    def crop(self, entry: int) -> np.ndarray:
+        return self._crops[entry]
+
+    def close(self) -> None:
+        self._crops = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def head_pose(landmarks: np.ndarray) -> np.ndarray:
+    """Crude (yaw, pitch) proxies in eye-distance units: nose-tip offset from the eye midpoint
+    across and along the face. Library mouths from a very different head turn look pasted on."""
+    eyes = (landmarks[..., EYE_OUTER_RIGHT, :] + landmarks[..., EYE_OUTER_LEFT, :]) / 2
+    axis = landmarks[..., EYE_OUTER_LEFT, :] - landmarks[..., EYE_OUTER_RIGHT, :]
+    scale = np.linalg.norm(axis, axis=-1, keepdims=True)
+    across = axis / np.maximum(scale, 1e-6)
+    down = np.stack([-across[..., 1], across[..., 0]], axis=-1)
+    nose = landmarks[..., NOSE_TIP, :] - eyes
+    yaw = (nose * across).sum(-1) / scale[..., 0]
+    pitch = (nose * down).sum(-1) / scale[..., 0]
+    return np.stack([yaw, pitch], axis=-1).astype(np.float32)
+
+
+def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> float:
+    """How much redder the lips are than the skin around them (Lab a*, mean difference).
+
+    Lips are redder than the surrounding skin for every complexion and most lighting; a hand or
+    a microphone over the mouth is not. A frame whose contrast collapses relative to the video's
+    typical value has its mouth covered: it must neither be pasted over nor pasted from.
+    """
+    iod = float(face_scale(landmarks))
+    if not np.isfinite(iod) or iod < 4:
+        return float("nan")
+    outer, inner = landmarks[LIPS_OUTER], landmarks[LIPS_INNER]
+    margin = 0.2 * iod
+    x0, y0 = np.floor(outer.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(outer.max(axis=0) + margin).astype(int)
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return float("nan")
+    redness = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2LAB)[..., 1]
+    origin = np.array([x0, y0], np.float32)
+    lips = np.zeros(redness.shape, np.uint8)
+    cv2.fillPoly(lips, [np.round(outer - origin).astype(np.int32)], 1)
+    mouth = np.zeros_like(lips)
+    cv2.fillPoly(mouth, [np.round(inner - origin).astype(np.int32)], 1)
+    radius = max(1, int(0.15 * iod))
+    around = cv2.dilate(lips, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+    ring, skin = (lips > 0) & (mouth == 0), (around > 0) & (lips == 0)
+    if ring.sum() < 4 or skin.sum() < 4:
+        return float("nan")
+    return float(redness[ring].mean()) - float(redness[skin].mean())
+
+
+def covered_frames(contrast: np.ndarray, ratio: float = 0.55, spread: int = 2) -> np.ndarray:
+    """Frames whose mouth looks covered: lip contrast far below the video's median.
+
+    Videos whose lips barely stand out at all give no evidence, so nothing is flagged there.
+    The flag is widened by `spread` frames: a hand arrives and leaves in motion blur.
+    """
+    finite = np.isfinite(contrast)
+    covered = np.zeros(len(contrast), bool)
+    if finite.sum() < 3:
+        return covered
+    typical = float(np.median(contrast[finite]))
+    if typical < 2.0:
+        return covered
+    covered[finite] = contrast[finite] < ratio * typical
+    if spread and covered.any():
+        kernel = np.ones(2 * spread + 1)
+        covered = np.convolve(covered.astype(float), kernel, mode="same") > 0
+    return covered

@@ -1,0 +1,563 @@
+"""Mouth rendering: the person's own mouths from the library, posed, reshaped and blended in.
+
+Per output frame: pick a library mouth (chosen for the whole timeline at once so nothing
+flickers), place it on the current head with a similarity on the stable upper-face points, bend
+its lips and chin to the exact target (open, jaw, width) with a piecewise-affine warp of the mesh,
+colour-match it to the frame and blend it over the lower face with a feathered mask. All work
+happens in a box around the lower face; the rest of the frame is returned untouched.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from openlipsync.engine.composite import blend, match_colour, polygon_mask
+from openlipsync.engine.fallback_mouth import paint_gap, paint_interior, paint_seam
+from openlipsync.engine.library import (
+    CROP_X,
+    CROP_Y,
+    MouthLibrary,
+    covered_frames,
+    head_pose,
+    lip_contrast,
+)
+from openlipsync.engine.mouth import (
+    CHIN,
+    LIPS_INNER,
+    LIPS_OUTER,
+    LOWER_OUTER_MID,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    face_scale,
+)
+from openlipsync.engine.tracking import (
+    STABLE_POINTS,
+    FaceTrack,
+    HandWatch,
+    _invert,
+    _similarity,
+)
+
+QUALITIES = ("fast", "standard", "pro")
+
+UPPER_INNER = LIPS_INNER[1:10]
+LOWER_INNER = LIPS_INNER[11:]
+UPPER_OUTER = LIPS_OUTER[1:10]
+LOWER_OUTER = LIPS_OUTER[11:]
+LIP_CORNERS = [LIPS_OUTER[0], LIPS_OUTER[10], LIPS_INNER[0], LIPS_INNER[10]]
+# Inner-lip points facing each other across the gap (upper, lower).
+INNER_PAIRS = list(zip(UPPER_INNER, LOWER_INNER[::-1], strict=True))
+# Skin around the lips that follows the lips' geometry from the library sample.
+UPPER_SKIN = [164, 167, 393, 165, 391, 92, 322, 186, 410]
+LOWER_SKIN = [18, 200, 202, 422, 204, 424, 194, 418, 57, 287, 212, 432]
+CHIN_POINTS = [152, 148, 377, 176, 400, 149, 378, 150, 379, 136, 365, 175, 199, 32, 262, 140, 369]
+MOVING = LIPS_OUTER + LIPS_INNER + UPPER_SKIN + LOWER_SKIN + CHIN_POINTS
+# Points that stay where the current frame has them (nose, cheeks, jaw sides).
+FIXED = [1, 2, 4, 98, 327, 205, 425, 50, 280, 187, 411, 147, 376, 123, 352, 93, 323, 132, 361]
+FIXED += [58, 288, 172, 397, 36, 266, 203, 423, 206, 426, 216, 436, 214, 434]
+CONTROL = MOVING + FIXED
+# Hull of the blended region: under the nose, the cheeks beside the mouth, the chin.
+# The jaw-side points sit on the face contour: the mask is pulled inside there (the background
+# or hair behind a library face is not this frame's), and pushed past it only at the chin.
+MASK_POINTS = [206, 164, 426, 434, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 214]
+MASK_PULL = {365: 0.12, 379: 0.1, 136: 0.12, 150: 0.1, 378: 0.05, 149: 0.05}
+MASK_PUSH = {400: 0.03, 377: 0.05, 152: 0.06, 148: 0.05, 176: 0.03}
+
+# Selection costs: shape error per unit, pose error per unit, and switching between samples.
+SHAPE_SCALE = np.array([0.025, 0.06, 0.05], np.float32)  # (open, jaw, width) tolerances
+POSE_SCALE = np.array([0.02, 0.02], np.float32)  # a turned head's mouth does not fit
+SWITCH_COST = 4.0
+HOLD_COST = 0.6
+# The frame's own mouth matches its skin, light and head pose exactly: prefer it when close.
+OWN_BONUS = 3.0
+SWITCH_FADE = (0.6, 0.3)  # weight of the previous sequence on the frames after a jump
+CANDIDATES = 16
+VITERBI_CHUNK = 256
+HAND_SAMPLING = {"fast": 15, "standard": 10, "pro": 5}  # look for hands every n-th frame
+OPEN_LIBRARY = 0.08  # a library mouth opened less than this shows no interior of its own
+
+
+class MouthRenderer:
+    def __init__(self, width: int, height: int, fps: float, quality: str = "standard") -> None:
+        if quality not in QUALITIES:
+            raise ValueError(f"unknown quality {quality!r}; expected one of {QUALITIES}")
+        if width <= 0 or height <= 0:
+            raise ValueError(f"invalid frame size {width}x{height}")
+        self.width, self.height = int(width), int(height)
+        self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
+        self.quality = quality
+        self.library = MouthLibrary(quality)
+        self._interp = cv2.INTER_CUBIC if quality == "pro" else cv2.INTER_LINEAR
+        self._prepared = False
+        self._contrast: dict[int, float] = {}
+        self._hands: HandWatch | None = None
+        self._hand_covered = np.zeros(0, bool)
+        self._choice = np.empty(0, np.int64)
+        self._alpha = np.empty(0, np.float32)
+        self._ghost = np.empty(0, np.int64)
+        self._ghost_weight = np.empty(0, np.float32)
+
+    # -- tracking pass ---------------------------------------------------------------------
+
+    def observe(self, index: int, frame: np.ndarray, landmarks: np.ndarray | None) -> None:
+        self._check_frame(frame)
+        if landmarks is not None and np.shape(landmarks) != (478, 2):
+            raise ValueError(f"expected (478, 2) landmarks, got {np.shape(landmarks)}")
+        self.library.add(index, frame, landmarks)
+        if landmarks is not None and np.isfinite(landmarks).all():
+            self._contrast[int(index)] = lip_contrast(frame, landmarks)
+            if self._hands is None:
+                self._hands = HandWatch(every=HAND_SAMPLING[self.quality])
+            self._hands.observe(index, frame, landmarks)
+
+    # -- planning --------------------------------------------------------------------------
+
+    def prepare(
+        self, track: FaceTrack, targets: np.ndarray, src_index: np.ndarray, active: np.ndarray
+    ) -> None:
+        targets = np.asarray(targets, np.float32).reshape(-1, 3)
+        src_index = np.asarray(src_index, np.int64).reshape(-1)
+        active = np.asarray(active, bool).reshape(-1)
+        if not (len(targets) == len(src_index) == len(active)):
+            raise ValueError("targets, src_index and active must have one row per output frame")
+        n_src = len(track.present)
+        if len(src_index) and (src_index.min() < 0 or src_index.max() >= n_src):
+            raise ValueError("src_index refers to frames outside the track")
+        self.track = track
+        self.targets = targets
+        self.src_index = src_index
+        self.library.finalize(track.landmarks)
+        lib = self.library
+        present = track.present[src_index] if len(src_index) else np.zeros(0, bool)
+        contrast = np.full(n_src, np.nan)
+        for index, value in self._contrast.items():
+            if index < n_src:
+                contrast[index] = value
+        covered = covered_frames(contrast)
+        if self._hands is not None:  # the hand model is done once the tracking pass is
+            self._hand_covered = self._hands.covered(n_src)
+            self._hands.close()
+            self._hands = None
+        if len(self._hand_covered) == n_src:
+            covered |= self._hand_covered
+        usable = ~covered[lib.src] if lib.count else np.zeros(0, bool)
+        valid = active & present & np.isfinite(targets).all(axis=1) & usable.any()
+        valid &= ~covered[src_index] if len(src_index) else valid
+        self._choice = np.full(len(targets), -1, np.int64)
+        self._alpha = np.zeros(len(targets), np.float32)
+        self._ghost = np.full(len(targets), -1, np.int64)
+        self._ghost_weight = np.zeros(len(targets), np.float32)
+        if lib.count:
+            self._triangles = _triangulation(lib)
+            self._ring = _crop_ring(lib.size)
+            poses = head_pose(track.landmarks[src_index])
+            ramp = max(1, int(round(0.12 * self.fps)))
+            for start, stop in _runs(valid):
+                self._choice[start:stop] = _viterbi(
+                    lib,
+                    targets[start:stop],
+                    poses[start:stop],
+                    usable,
+                    src_index[start:stop],
+                )
+                self._alpha[start:stop] = _fade(stop - start, ramp, start > 0, stop < len(valid))
+            self._ghost, self._ghost_weight = _switch_fades(self._choice, lib.src)
+        self._prepared = True
+
+    # -- render pass -----------------------------------------------------------------------
+
+    def render(self, out_index: int, frame: np.ndarray) -> np.ndarray:
+        if not self._prepared:
+            raise RuntimeError("MouthRenderer.prepare() must run before render()")
+        self._check_frame(frame)
+        if not (0 <= out_index < len(self._choice)):
+            return frame
+        entry, alpha = int(self._choice[out_index]), float(self._alpha[out_index])
+        if entry < 0 or alpha <= 0:
+            return frame
+        current = self.track.landmarks[self.src_index[out_index]]
+        if not np.isfinite(current).all():
+            return frame
+        return self._compose(frame, current, entry, self.targets[out_index], alpha, out_index)
+
+    def _compose(
+        self,
+        frame: np.ndarray,
+        current: np.ndarray,
+        entry: int,
+        target: np.ndarray,
+        alpha: float,
+        out_index: int = -1,
+    ) -> np.ndarray:
+        lib = self.library
+        sample = lib.landmarks[entry].astype(np.float64)
+        iod_crop = float(face_scale(sample))
+        shaped = reshape_mouth(sample, lib.shapes[entry], target, iod_crop)
+        to_frame = _similarity(sample[STABLE_POINTS], current[STABLE_POINTS].astype(np.float64))
+        moved = shaped[MOVING] @ to_frame[:, :2].T + to_frame[:, 2]
+        ring_dst = self._ring @ to_frame[:, :2].T + to_frame[:, 2]
+        dst = np.vstack([moved, current[FIXED].astype(np.float64), ring_dst])
+        src = np.vstack([sample[CONTROL], self._ring])
+
+        iod = float(face_scale(current))
+        target_pts = np.vstack([moved, current[FIXED]])
+        lookup = {k: i for i, k in enumerate(CONTROL)}
+        feather = max(1.0, 0.06 * iod)
+        hull_pts = np.vstack(
+            [target_pts[[lookup[k] for k in MASK_POINTS]], current[MASK_POINTS]]
+        ).astype(np.float64)
+        hull_pts = _shape_mask_hull(hull_pts, current, iod)
+        x0, y0 = np.floor(hull_pts.min(axis=0) - 2.5 * feather).astype(int)
+        x1, y1 = np.ceil(hull_pts.max(axis=0) + 2.5 * feather).astype(int)
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return frame
+        origin = np.array([x0, y0], np.float64)
+        box = (y1 - y0, x1 - x0)
+
+        map_x, map_y = _piecewise_affine(src, dst - origin, self._triangles, box, to_frame, origin)
+        crop = np.asarray(lib.crop(entry))
+        warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
+        warped = warped.astype(np.float32)
+        ghost, weight = self._ghost_of(out_index)
+        if ghost >= 0:  # cross-fade from the sequence we just left, so a switch never pops
+            other = self._warp_onto(ghost, current, dst - origin, ring_dst, box, origin)
+            warped = (1 - weight) * warped + weight * other
+        region = frame[y0:y1, x0:x1]
+
+        inner = target_pts[[lookup[k] for k in LIPS_INNER]] - origin
+        outer = target_pts[[lookup[k] for k in LIPS_OUTER]] - origin
+        # Closed lips warped open show only stretched lip texture: paint an interior instead.
+        # An entry that shows its own interior (teeth, tongue) is stretched, never painted over.
+        entry_open = float(lib.shapes[entry, 0])
+        amount = float(np.clip((target[0] - entry_open - 0.02) / 0.04, 0, 1))
+        amount *= float(np.clip((OPEN_LIBRARY - entry_open) / 0.04, 0, 1))
+        # Open lips warped shut squeeze their teeth into a sliver: cover it with a lip seam.
+        closing = float(np.clip((lib.shapes[entry, 0] - target[0] - 0.03) / 0.04, 0, 1))
+        closing *= float(np.clip((0.05 - target[0]) / 0.03, 0, 1))
+        # A sample that shows teeth, opened much further: part the teeth over a dark gap.
+        extra = (float(target[0]) - 1.3 * entry_open) * iod if entry_open >= OPEN_LIBRARY else 0.0
+        if amount > 0 or closing > 0 or extra > 1.0:
+            lip_rgb = _lip_colour(warped, outer, inner)
+        if extra > 1.0:
+            warped = paint_gap(warped, inner, extra, lip_rgb, iod)
+        if amount > 0:
+            white = float(np.percentile(region.mean(axis=2), 99))
+            warped = paint_interior(warped, inner, iod, lip_rgb, white, amount)
+        if closing > 0:
+            warped = paint_seam(warped, inner, iod, lip_rgb, closing)
+
+        mask = polygon_mask(
+            box, [cv2.convexHull((hull_pts - origin).astype(np.float32))[:, 0]], feather
+        )
+        lips = polygon_mask(box, [outer, current[LIPS_OUTER] - origin], 0)
+        lips = cv2.dilate(lips, None, iterations=max(1, int(0.05 * iod)))
+        weight = mask * (1 - lips)
+        warped = match_colour(warped, region, weight, sigma=max(2.0, 0.18 * iod))
+        out = frame.copy()
+        out[y0:y1, x0:x1] = blend(region, warped, mask * alpha)
+        return out
+
+    def _check_frame(self, frame: np.ndarray) -> None:
+        """Frames must be RGB uint8; their size is not checked against (width, height), since
+        a container's rotation metadata can legitimately swap them."""
+        if (
+            not isinstance(frame, np.ndarray)
+            or frame.dtype != np.uint8
+            or frame.ndim != 3
+            or frame.shape[2] != 3
+            or min(frame.shape[:2]) < 1
+        ):
+            raise ValueError(
+                "expected an RGB uint8 (H, W, 3) frame, got "
+                f"{getattr(frame, 'shape', None)} {getattr(frame, 'dtype', None)}"
+            )
+
+    def _ghost_of(self, out_index: int) -> tuple[int, float]:
+        if 0 <= out_index < len(self._ghost):
+            return int(self._ghost[out_index]), float(self._ghost_weight[out_index])
+        return -1, 0.0
+
+    def _warp_onto(
+        self,
+        entry: int,
+        current: np.ndarray,
+        dst_box: np.ndarray,
+        ring_dst: np.ndarray,
+        box: tuple[int, int],
+        origin: np.ndarray,
+    ) -> np.ndarray:
+        """Another library entry warped onto exactly the same target geometry (box coords)."""
+        sample = self.library.landmarks[entry].astype(np.float64)
+        to_frame = _similarity(sample[STABLE_POINTS], current[STABLE_POINTS].astype(np.float64))
+        back = _invert(to_frame)
+        ring_src = ring_dst @ back[:, :2].T + back[:, 2]
+        src = np.vstack([sample[CONTROL], ring_src])
+        map_x, map_y = _piecewise_affine(src, dst_box, self._triangles, box, to_frame, origin)
+        crop = np.asarray(self.library.crop(entry))
+        warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
+        return warped.astype(np.float32)
+
+    def close(self) -> None:
+        self.library.close()
+
+
+def reshape_mouth(
+    points: np.ndarray, shape: np.ndarray, target: np.ndarray, iod: float
+) -> np.ndarray:
+    """Bend upright (crop-space) landmarks from `shape` to the `target` (open, jaw, width).
+
+    Width scales the lips about the mouth centre; opening moves the lower lip down three times
+    as far as the upper lip up (the jaw does most of the work), most at the middle, none at the
+    corners; jaw moves the chin. Large extrapolations are clipped: past the library's range the
+    nearest sample is bent, not invented.
+    """
+    out = points.copy()
+    centre = (points[MOUTH_LEFT] + points[MOUTH_RIGHT]) / 2
+    width_ratio = float(np.clip(target[2] / max(shape[2], 1e-3), 0.85, 1.2))
+    lips = LIPS_OUTER + LIPS_INNER
+    out[lips, 0] = centre[0] + (points[lips, 0] - centre[0]) * width_ratio
+    skin = UPPER_SKIN + LOWER_SKIN
+    out[skin, 0] = centre[0] + (points[skin, 0] - centre[0]) * (1 + (width_ratio - 1) * 0.5)
+
+    half = max(abs(out[MOUTH_RIGHT, 0] - out[MOUTH_LEFT, 0]) / 2, 1.0)
+    gap = float(np.clip(target[0] - shape[0], -0.4, 0.45)) * iod
+    jaw = float(np.clip(target[1] - shape[1], -0.08, 0.15)) * iod
+
+    def profile(index: list[int]) -> np.ndarray:
+        return np.clip(1 - ((out[index, 0] - centre[0]) / half) ** 2, 0, 1)
+
+    out[UPPER_INNER + UPPER_OUTER, 1] -= 0.25 * gap * profile(UPPER_INNER + UPPER_OUTER)
+    out[UPPER_SKIN, 1] -= 0.08 * gap * profile(UPPER_SKIN)
+    lower_drop = 0.75 * gap
+    out[LOWER_INNER + LOWER_OUTER, 1] += lower_drop * profile(LOWER_INNER + LOWER_OUTER)
+    # Skin between lower lip and chin: interpolate the lip's and the chin's drop by height, so
+    # the two never cross (a fold) whatever combination of open and jaw is asked for.
+    below = LOWER_SKIN + CHIN_POINTS
+    lip_y, chin_y = points[LOWER_OUTER_MID, 1], points[CHIN, 1]
+    f = np.clip((points[below, 1] - lip_y) / max(chin_y - lip_y, 1.0), 0, 1)
+    lateral = (out[below, 0] - centre[0]) / half
+    lip_reach = np.clip(1 - (lateral / 1.6) ** 2, 0, 1)
+    chin_reach = np.clip(1 - 0.45 * (lateral / 1.2) ** 2, 0, 1)
+    out[below, 1] += (1 - f) * lower_drop * lip_reach + f * jaw * chin_reach
+    for upper, lower in INNER_PAIRS:  # lips never pass through each other
+        out[lower, 1] = max(out[lower, 1], out[upper, 1])
+    return out
+
+
+def _shape_mask_hull(hull: np.ndarray, current: np.ndarray, iod: float) -> np.ndarray:
+    """Pull the jaw-side points toward the mouth and push the chin points away from it, by
+    MASK_PULL / MASK_PUSH eye-distances; `hull` is MASK_POINTS twice (target, then current)."""
+    centre = current[[MOUTH_LEFT, MOUTH_RIGHT]].mean(axis=0).astype(np.float64)
+    offsets = hull - centre
+    unit = offsets / np.maximum(np.linalg.norm(offsets, axis=1, keepdims=True), 1e-6)
+    amount = np.array([MASK_PUSH.get(k, 0.0) - MASK_PULL.get(k, 0.0) for k in MASK_POINTS] * 2)
+    return hull + unit * amount[:, None] * iod
+
+
+def _lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    ring = polygon_mask(image.shape[:2], [outer], 0) - polygon_mask(image.shape[:2], [inner], 0)
+    ring = np.clip(ring, 0, 1)
+    if ring.sum() < 4:
+        return np.array([150.0, 80.0, 80.0])
+    return (image * ring[..., None]).reshape(-1, 3).sum(0) / ring.sum()
+
+
+def _crop_ring(size: tuple[int, int], per_side: int = 5) -> np.ndarray:
+    """Points along the crop border: the warp is rigid there, so its edge never shows."""
+    width, height = size
+    xs = np.linspace(0, width - 1, per_side + 1)
+    ys = np.linspace(0, height - 1, per_side + 1)
+    top = np.stack([xs, np.zeros_like(xs)], 1)
+    bottom = np.stack([xs, np.full_like(xs, height - 1)], 1)
+    left = np.stack([np.zeros_like(ys[1:-1]), ys[1:-1]], 1)
+    right = np.stack([np.full_like(ys[1:-1], width - 1), ys[1:-1]], 1)
+    return np.vstack([top, bottom, left, right])
+
+
+def _triangulation(lib: MouthLibrary) -> np.ndarray:
+    """Fixed triangles over the control points, from a mean face with the mouth half open (so
+    the inner-lip triangles span the gap instead of crossing the lips)."""
+    mean = np.nanmedian(lib.landmarks, axis=0).astype(np.float64)
+    iod = float(face_scale(mean))
+    shape = np.array([0.0, 0.0, 1.0])
+    opened = reshape_mouth(mean, shape, np.array([0.2, 0.05, 1.0]), iod)
+    points = np.vstack([opened[CONTROL], _crop_ring(lib.size)])
+    return Delaunay(points).simplices.astype(np.int64)
+
+
+def _piecewise_affine(
+    src: np.ndarray,
+    dst: np.ndarray,
+    triangles: np.ndarray,
+    box: tuple[int, int],
+    to_frame: np.ndarray,
+    origin: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """remap() maps from dst (box pixels) to src (crop pixels), one affine per triangle.
+
+    Pixels outside every triangle use the rigid crop-to-frame similarity, inverted.
+    """
+    height, width = box
+    step = 2 if max(height, width) > 200 else 1
+    gh, gw = (height + step - 1) // step + 1, (width + step - 1) // step + 1
+    label = np.full((gh, gw), -1.0, np.float32)  # float: dilate() below needs it
+    d = dst[triangles]  # (T, 3, 2)
+    s = src[triangles]
+    e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    lo, hi = d.min(axis=1), d.max(axis=1)
+    inside = (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < width) & (lo[:, 1] < height)
+    corners = np.round(d / step * 16).astype(np.int32)
+    for k in np.flatnonzero(inside & (np.abs(area) >= 1e-3)).tolist():
+        cv2.fillConvexPoly(label, corners[k], float(k), cv2.LINE_8, 4)
+    # Rounding leaves one-pixel cracks between triangles: give them a neighbour's triangle (its
+    # affine agrees along the shared edge, so the crack pixels are exact).
+    cracks = label < 0
+    label = np.where(cracks, cv2.dilate(label, np.ones((3, 3), np.uint8)), label)
+    label = np.where(label < 0, len(triangles), label).astype(np.int32)
+    coef = _triangle_affines(d, s, area)
+    inverse = _invert(to_frame)
+    rigid = np.stack([inverse[:, 0], inverse[:, 1], inverse[:, 2] + inverse[:, :2] @ origin], 0)
+    coef = np.concatenate([coef, rigid[None]], axis=0)
+    ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32) * step
+    c = coef.astype(np.float32)[label]  # (gh, gw, 3, 2)
+    map_x = xs * c[..., 0, 0] + ys * c[..., 1, 0] + c[..., 2, 0]
+    map_y = xs * c[..., 0, 1] + ys * c[..., 1, 1] + c[..., 2, 1]
+    if step > 1:
+        size = ((gw - 1) * step + 1, (gh - 1) * step + 1)
+        map_x = cv2.resize(map_x, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
+        map_y = cv2.resize(map_y, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
+    else:
+        map_x, map_y = map_x[:height, :width], map_y[:height, :width]
+    return np.ascontiguousarray(map_x), np.ascontiguousarray(map_y)
+
+
+def _triangle_affines(d: np.ndarray, s: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """(T, 3, 2) coefficients with [x y 1] @ coef = source point, for every triangle at once."""
+    safe = np.where(np.abs(area) < 1e-3, 1.0, area)
+    x, y = d[..., 0], d[..., 1]
+    # Rows of the inverse of [[x0 y0 1], [x1 y1 1], [x2 y2 1]] (adjugate / determinant).
+    inv = np.empty((len(d), 3, 3))
+    inv[:, 0] = np.stack([y[:, 1] - y[:, 2], y[:, 2] - y[:, 0], y[:, 0] - y[:, 1]], 1)
+    inv[:, 1] = np.stack([x[:, 2] - x[:, 1], x[:, 0] - x[:, 2], x[:, 1] - x[:, 0]], 1)
+    inv[:, 2] = np.stack(
+        [
+            x[:, 1] * y[:, 2] - x[:, 2] * y[:, 1],
+            x[:, 2] * y[:, 0] - x[:, 0] * y[:, 2],
+            x[:, 0] * y[:, 1] - x[:, 1] * y[:, 0],
+        ],
+        1,
+    )
+    return np.einsum("tij,tjk->tik", inv / safe[:, None, None], s)
+
+
+def _switch_fades(
+    choice: np.ndarray, lib_src: np.ndarray, weights: tuple[float, ...] = SWITCH_FADE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the entry to cross-fade from (-1: none) and its weight.
+
+    After a jump between library sequences, the old sequence is continued (its next source
+    frame if the library has it, else held) and faded out over len(weights) frames.
+    """
+    ghost = np.full(len(choice), -1, np.int64)
+    weight = np.zeros(len(choice), np.float32)
+    by_src = {int(src): i for i, src in enumerate(lib_src)}
+    stride = max(1, int(np.median(np.diff(lib_src)))) if len(lib_src) > 1 else 1
+    for t in range(1, len(choice)):
+        before, now = int(choice[t - 1]), int(choice[t])
+        if before < 0 or now < 0:
+            continue
+        if 0 <= int(lib_src[now]) - int(lib_src[before]) <= 2 * stride:
+            continue
+        old = before
+        for k, w in enumerate(weights):
+            if t + k >= len(choice) or choice[t + k] < 0 or w <= weight[t + k]:
+                break
+            old = by_src.get(int(lib_src[old]) + stride, old)
+            ghost[t + k], weight[t + k] = old, w
+    return ghost, weight
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _fade(length: int, ramp: int, fade_in: bool, fade_out: bool) -> np.ndarray:
+    """Alpha over a run: 1 inside, ramping at edges that border untouched frames."""
+    position = np.arange(length, dtype=np.float32)
+    alpha = np.ones(length, np.float32)
+    if fade_in:
+        alpha = np.minimum(alpha, (position + 1) / (ramp + 1))
+    if fade_out:
+        alpha = np.minimum(alpha, (length - position) / (ramp + 1))
+    return alpha
+
+
+def _unary_costs(
+    lib: MouthLibrary,
+    targets: np.ndarray,
+    poses: np.ndarray,
+    usable: np.ndarray,
+    shown: np.ndarray,
+) -> np.ndarray:
+    """(frames, entries) cost of showing each library mouth at each frame."""
+    shape_err = (targets[:, None, :] - lib.shapes[None, :, :]) / SHAPE_SCALE
+    # Opening closed lips by warping looks worse than closing open ones: penalise it double.
+    short = np.maximum(targets[:, None, 0] - lib.shapes[None, :, 0], 0) / SHAPE_SCALE[0]
+    pose_err = (poses[:, None, :] - lib.poses[None, :, :]) / POSE_SCALE
+    unary = (shape_err**2).sum(-1) + short**2 + np.nan_to_num((pose_err**2).sum(-1), nan=0)
+    unary = unary - OWN_BONUS * (lib.src[None, :] == shown[:, None])
+    return np.where(usable[None, :], unary, 1e9)  # covered mouths are never pasted from
+
+
+def _viterbi(
+    lib: MouthLibrary,
+    targets: np.ndarray,
+    poses: np.ndarray,
+    usable: np.ndarray,
+    shown: np.ndarray,
+) -> np.ndarray:
+    """Library entry per frame minimising shape/pose error plus switching between samples.
+
+    Moving to the sample that follows the current one in the source video costs nothing (it is
+    the person's real motion); holding a sample costs a little; jumping costs SWITCH_COST.
+    """
+    n, count, lib_src = len(targets), lib.count, lib.src
+    k = min(CANDIDATES, count)
+    cand = np.empty((n, k), np.int64)
+    cost = np.empty((n, k), np.float32)
+    for start in range(0, n, VITERBI_CHUNK):  # bounded memory: chunk x library, not T x library
+        part = slice(start, min(start + VITERBI_CHUNK, n))
+        unary = _unary_costs(lib, targets[part], poses[part], usable, shown[part])
+        if k < count:
+            cand[part] = np.argpartition(unary, k - 1, axis=1)[:, :k]
+        else:
+            cand[part] = np.arange(count)[None, :]
+        cost[part] = np.take_along_axis(unary, cand[part], axis=1)
+    stride = max(1, int(np.median(np.diff(lib_src))) if count > 1 else 1)
+    total = cost[0].copy()
+    back = np.zeros((n, k), np.int64)
+    for t in range(1, n):
+        prev_src = lib_src[cand[t - 1]][:, None]
+        next_src = lib_src[cand[t]][None, :]
+        step = next_src - prev_src
+        trans = np.full((k, k), SWITCH_COST, np.float32)
+        trans[(step > 0) & (step <= 2 * stride)] = 0.0
+        trans[step == 0] = HOLD_COST
+        scores = total[:, None] + trans
+        back[t] = np.argmin(scores, axis=0)
+        total = scores[back[t], np.arange(k)] + cost[t]
+    path = np.empty(n, np.int64)
+    j = int(np.argmin(total))
+    for t in range(n - 1, -1, -1):
+        path[t] = cand[t, j]
+        j = back[t, j]
+    return path
+
+
+__all__ = ["MouthRenderer", "reshape_mouth", "CROP_X", "CROP_Y"]

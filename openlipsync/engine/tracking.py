@@ -1,0 +1,296 @@
+"""Face tracking: MediaPipe face mesh per frame, then offline zero-lag smoothing of the whole track.
+
+Raw face-mesh landmarks jitter by a pixel or two from frame to frame; pasted mouths would shake
+with them. Because the engine sees the whole video before it renders, smoothing can be offline
+and symmetric in time (no lag). Rigid head pose and face shape are smoothed strongly; the lips
+and jaw only lightly, so fast articulation survives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.ndimage import median_filter
+from scipy.signal import savgol_filter
+
+from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, LIPS_OUTER, face_scale
+
+N_LANDMARKS = 478
+# Crops bigger than this are shrunk before the mesh (it works at 192 px internally anyway).
+MESH_INPUT_CAP = 320
+
+# Points that move rigidly with the skull (eye corners, nose bridge and base); used to factor the
+# head pose out of the landmarks before smoothing.
+STABLE_POINTS = [33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327, 129, 358]
+
+# Lower-lip/jaw area that articulates: smoothed lightly. Everything else is smoothed strongly.
+ARTICULATING = sorted(
+    set(LIPS_OUTER + LIPS_INNER + JAW_LINE)
+    | {
+        # Lip body and the skin between lower lip and chin.
+        *(146, 91, 181, 84, 17, 314, 405, 321, 375, 61, 291, 185, 40, 39, 37, 0, 267, 269, 270),
+        *(409, 76, 77, 90, 180, 85, 16, 315, 404, 320, 307, 306, 62, 96, 89, 179, 86, 15),
+        *(316, 403, 319, 325, 292, 183, 42, 41, 38, 12, 268, 271, 272, 407),
+        *(57, 43, 106, 182, 83, 18, 313, 406, 335, 273, 287, 204, 194, 201, 200, 421, 418, 424),
+        *(32, 140, 171, 175, 396, 369, 262, 208, 199, 428, 211, 431, 210, 430, 214, 434),
+    }
+)
+
+
+@dataclass
+class FaceTrack:
+    landmarks: np.ndarray  # float32 (N, 478, 2) pixel coords in the frame; NaN rows where no face
+    present: np.ndarray  # bool (N,)
+
+
+class FaceTracker:
+    """Follows one face through a video: full-range detection picks it, face mesh tracks it.
+
+    MediaPipe's face mesh finds faces with a short-range detector that misses small or distant
+    faces and, with several people in view, follows whichever it likes. So the face is chosen
+    by the full-range face detector (select="largest": the largest box), and the mesh then runs
+    in tracking mode on a crop that follows that face from frame to frame. When the mesh loses
+    the face, the detector looks again on the next frame.
+    """
+
+    def __init__(self, select: str = "largest") -> None:
+        if select not in ("largest",):
+            raise ValueError(f"unknown face selection {select!r}; expected 'largest'")
+        import mediapipe as mp
+
+        self.select = select
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=0.5
+        )
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+            min_tracking_confidence=0.5,
+        )
+        self._roi: tuple[float, float, float] | None = None  # (cx, cy, side) of the crop
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def process(self, frame_rgb: np.ndarray) -> np.ndarray | None:
+        """(478, 2) float32 pixel landmarks of the selected face, or None when there is none."""
+        if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame_rgb.shape}")
+        followed = self._roi is not None
+        if self._roi is None:
+            self._roi = self._detect(frame_rgb)
+            if self._roi is None:
+                return None
+        landmarks = self._mesh_in_roi(frame_rgb)
+        if landmarks is None and followed:  # lost it: look for the face afresh
+            self._roi = self._detect(frame_rgb)
+            landmarks = self._mesh_in_roi(frame_rgb) if self._roi is not None else None
+        if landmarks is None:
+            self._roi = None
+            return None
+        extent = landmarks.max(axis=0) - landmarks.min(axis=0)
+        self._roi = (*landmarks.mean(axis=0).tolist(), 2.0 * float(extent.max()))
+        return landmarks
+
+    def _detect(self, frame: np.ndarray) -> tuple[float, float, float] | None:
+        height, width = frame.shape[:2]
+        result = self._detector.process(np.ascontiguousarray(frame))
+        if not result.detections:
+            return None
+        boxes = [d.location_data.relative_bounding_box for d in result.detections]
+        box = max(boxes, key=lambda b: b.width * width * b.height * height)
+        cx = (box.xmin + box.width / 2) * width
+        cy = (box.ymin + box.height / 2) * height
+        return cx, cy, 2.2 * max(box.width * width, box.height * height)
+
+    def _mesh_in_roi(self, frame: np.ndarray) -> np.ndarray | None:
+        """Face mesh on a square crop around the followed face, mapped back to frame pixels."""
+        cx, cy, side = self._roi
+        height, width = frame.shape[:2]
+        side = max(side, 32.0)
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        size = int(round(side))
+        crop = _padded_crop(frame, x0, y0, size)
+        factor = 1.0
+        if size > MESH_INPUT_CAP:
+            factor = MESH_INPUT_CAP / size
+            crop = cv2.resize(crop, (MESH_INPUT_CAP, MESH_INPUT_CAP), interpolation=cv2.INTER_AREA)
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        n = crop.shape[0]
+        face = result.multi_face_landmarks[0].landmark
+        points = np.array([(p.x * n, p.y * n) for p in face], dtype=np.float32)[:N_LANDMARKS]
+        points = points / factor + np.array([x0, y0], np.float32)
+        return points
+
+    def close(self) -> None:
+        self._mesh.close()
+        self._detector.close()
+
+
+def _padded_crop(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """size x size crop at (x0, y0); parts outside the frame are black."""
+    height, width = frame.shape[:2]
+    crop = np.zeros((size, size, 3), np.uint8)
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + size, width), min(y0 + size, height)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    return crop
+
+
+def track_video(frames: Iterable[np.ndarray]) -> FaceTrack:
+    """Raw (unsmoothed) track of every frame."""
+    missing = np.full((N_LANDMARKS, 2), np.nan, dtype=np.float32)
+    rows = []
+    with FaceTracker() as tracker:
+        for frame in frames:
+            landmarks = tracker.process(frame)
+            rows.append(missing if landmarks is None else landmarks)
+    landmarks = np.stack(rows) if rows else np.empty((0, N_LANDMARKS, 2), np.float32)
+    return FaceTrack(landmarks=landmarks, present=~np.isnan(landmarks[:, 0, 0]))
+
+
+def smooth_track(track: FaceTrack, fps: float) -> FaceTrack:
+    """Zero-lag smoothing of each run of consecutive face frames.
+
+    Each frame is split into a head pose (similarity of the stable points to the run's mean face)
+    and a pose-free shape. Pose and non-articulating shape get a long Savitzky-Golay window;
+    lips and jaw a short one. A running median first removes single-frame detector glitches.
+    """
+    landmarks = track.landmarks.astype(np.float32).copy()
+    present = track.present.astype(bool)
+    fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
+    for start, stop in _runs(present):
+        landmarks[start:stop] = _smooth_run(landmarks[start:stop], fps)
+    landmarks[~present] = np.nan
+    return FaceTrack(landmarks=landmarks, present=present.copy())
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _odd_window(seconds: float, fps: float, length: int) -> int:
+    window = int(round(seconds * fps)) | 1
+    limit = length if length % 2 else length - 1
+    return max(1, min(window, limit))
+
+
+def _savgol(values: np.ndarray, window: int, order: int = 2) -> np.ndarray:
+    if window <= order + 1:
+        return values
+    return savgol_filter(values, window, order, axis=0, mode="interp")
+
+
+def _smooth_run(run: np.ndarray, fps: float) -> np.ndarray:
+    n = len(run)
+    if n < 3:
+        return run
+    reference = run[:, STABLE_POINTS].mean(axis=0)
+    poses = np.stack([_similarity(frame[STABLE_POINTS], reference) for frame in run])  # (n,2,3)
+    # Pose-free shape: each frame mapped into the reference frame.
+    local = np.einsum("nij,nkj->nki", poses[:, :, :2], run) + poses[:, None, :, 2]
+    # Spike removal (median over 3 frames) on the pose-free shape, then zero-lag smoothing.
+    local = median_filter(local, size=(3, 1, 1), mode="nearest")
+    strong = _odd_window(0.36, fps, n)
+    light = _odd_window(0.12, fps, n)
+    smoothed = _savgol(local, strong)
+    smoothed[:, ARTICULATING] = _savgol(local[:, ARTICULATING], light)
+    pose_params = _savgol(poses.reshape(n, 6), strong).reshape(n, 2, 3)
+    inverse = np.stack([_invert(p) for p in pose_params])
+    out = np.einsum("nij,nkj->nki", inverse[:, :, :2], smoothed) + inverse[:, None, :, 2]
+    return out.astype(np.float32)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (2, 3) mapping src points onto dst points (Umeyama)."""
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - src_mean, dst - dst_mean
+    cov = b.T @ a / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(u @ vt))
+    fix = np.diag([1.0, d])
+    rotation = u @ fix @ vt
+    scale = np.trace(np.diag(s) @ fix) / max(float((a**2).sum() / len(src)), 1e-9)
+    matrix = scale * rotation
+    return np.hstack([matrix, (dst_mean - matrix @ src_mean)[:, None]]).astype(np.float64)
+
+
+def _invert(affine: np.ndarray) -> np.ndarray:
+    linear = np.linalg.inv(affine[:, :2])
+    return np.hstack([linear, -linear @ affine[:, 2:]])
+
+
+def inter_ocular(landmarks: np.ndarray) -> float:
+    """Median inter-ocular distance (pixels) over the frames that have a face."""
+    scale = face_scale(landmarks)
+    scale = scale[np.isfinite(scale)]
+    return float(np.median(scale)) if scale.size else float("nan")
+
+
+class HandWatch:
+    """Notices a hand over the lower face, sampling every `every`-th frame.
+
+    A mouth pasted over fingers is the most glaring failure a lip-sync can make, and the face
+    mesh happily invents lips under a hand. MediaPipe's hand model is too slow to run on every
+    frame, but hands move slowly compared with lips: sampling a few times a second and marking
+    the frames between two samples as covered when either sample saw a hand is enough.
+    """
+
+    def __init__(self, every: int = 10) -> None:
+        import mediapipe as mp
+
+        self.every = max(1, int(every))
+        self._hands = mp.solutions.hands.Hands(
+            static_image_mode=True,
+            max_num_hands=2,
+            model_complexity=0,
+            min_detection_confidence=0.4,
+        )
+        self._samples: dict[int, bool] = {}
+
+    def observe(self, index: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
+        if index % self.every:
+            return
+        self._samples[int(index)] = self._hand_on_mouth(frame, landmarks)
+
+    def _hand_on_mouth(self, frame: np.ndarray, landmarks: np.ndarray) -> bool:
+        lower = landmarks[list(JAW_LINE) + [2, 98, 327]]
+        (fx0, fy0), (fx1, fy1) = lower.min(axis=0), lower.max(axis=0)
+        side = 2.2 * max(fx1 - fx0, fy1 - fy0)
+        cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
+        x0, y0, size = int(cx - side / 2), int(cy - side / 2), max(int(side), 16)
+        crop = _padded_crop(frame, x0, y0, size)
+        scale = min(1.0, 256 / size)
+        if scale < 1.0:
+            crop = cv2.resize(crop, (256, 256), interpolation=cv2.INTER_AREA)
+        result = self._hands.process(crop)
+        for hand in result.multi_hand_landmarks or []:
+            points = np.array([(p.x, p.y) for p in hand.landmark]) * crop.shape[0] / scale
+            points += [x0, y0]
+            (hx0, hy0), (hx1, hy1) = points.min(axis=0), points.max(axis=0)
+            if hx0 < fx1 and hx1 > fx0 and hy0 < fy1 and hy1 > fy0:
+                return True
+        return False
+
+    def covered(self, n_frames: int) -> np.ndarray:
+        """bool (n_frames,): frames within one sampling step of a sample that saw a hand."""
+        flags = np.zeros(n_frames, bool)
+        for index, seen in self._samples.items():
+            if seen:
+                flags[max(0, index - self.every) : index + self.every + 1] = True
+        return flags
+
+    def close(self) -> None:
+        self._hands.close()

@@ -1,0 +1,292 @@
+"""Mouth rendering on real media: follows the targets, touches only the lower face, fallbacks."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO, media_path
+
+from openlipsync.engine.library import MouthLibrary
+from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, face_scale, mouth_shape
+from openlipsync.engine.render import MouthRenderer
+from openlipsync.engine.tracking import FaceTrack, smooth_track, track_video
+
+# Around the nose base: the lower face the renderer may change starts here.
+NOSE_BASE = [98, 327, 2, 205, 425, 50, 280]
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def driven_targets(person: np.ndarray, driver: np.ndarray) -> np.ndarray:
+    """The driver clip's real mouth-shape curve, mapped onto this person's 5..95 % range."""
+    lo_d, hi_d = np.percentile(driver, 5, axis=0), np.percentile(driver, 95, axis=0)
+    lo_p, hi_p = np.percentile(person, 5, axis=0), np.percentile(person, 95, axis=0)
+    mapped = lo_p + (driver - lo_d) / np.maximum(hi_d - lo_d, 1e-6) * (hi_p - lo_p)
+    mapped[:, 0] = np.maximum(mapped[:, 0], 0)
+    return mapped.astype(np.float32)
+
+
+def render_all(
+    frames: list[np.ndarray],
+    raw: FaceTrack,
+    targets: np.ndarray,
+    src_index: np.ndarray,
+    active: np.ndarray | None = None,
+    quality: str = "standard",
+) -> list[np.ndarray]:
+    height, width = frames[0].shape[:2]
+    renderer = MouthRenderer(width, height, 25.0, quality=quality)
+    for i, frame in enumerate(frames):
+        renderer.observe(i, frame, raw.landmarks[i] if raw.present[i] else None)
+    active = np.ones(len(targets), bool) if active is None else active
+    renderer.prepare(smooth_track(raw, 25.0), targets, src_index, active)
+    outputs = [renderer.render(t, frames[s]) for t, s in enumerate(src_index)]
+    renderer.close()
+    return outputs
+
+
+@dataclass
+class Driven:
+    frames: list[np.ndarray]
+    track: FaceTrack  # smoothed source track
+    targets: np.ndarray
+    outputs: list[np.ndarray]
+
+
+@pytest.fixture(scope="module")
+def driven() -> Driven:
+    """grid_bbaf2n's face driven by grid_swiz3n's real mouth shapes."""
+    frames = read_video(media_path("video/grid_bbaf2n.mpg"))
+    driver = mouth_shape(track_video(read_video(media_path("video/grid_swiz3n.mpg"))).landmarks)
+    raw = track_video(frames)
+    track = smooth_track(raw, 25.0)
+    n = min(len(frames), len(driver))
+    targets = driven_targets(mouth_shape(track.landmarks), driver[:n])
+    outputs = render_all(frames[:n], raw, targets, np.arange(n))
+    return Driven(frames[:n], track, targets, outputs)
+
+
+def test_output_has_frame_shape_and_dtype(driven: Driven) -> None:
+    for source, output in zip(driven.frames, driven.outputs, strict=True):
+        assert output.shape == source.shape and output.dtype == np.uint8
+
+
+def test_rendered_opening_follows_targets(driven: Driven) -> None:
+    measured = mouth_shape(track_video(driven.outputs).landmarks)[:, 0]
+    assert np.isfinite(measured).all()
+    target = driven.targets[:, 0]
+    assert np.corrcoef(measured, target)[0, 1] > 0.8
+    # The source's own mouth no longer explains the output.
+    source_open = mouth_shape(driven.track.landmarks)[:, 0]
+    assert np.corrcoef(measured, target)[0, 1] > np.corrcoef(measured, source_open)[0, 1] + 0.2
+
+
+def test_opening_follows_targets_for_an_independent_landmarker(driven: Driven) -> None:
+    """dlib shares nothing with MediaPipe: the new mouth must fool a different model too."""
+    pytest.importorskip("dlib")
+    spec = importlib.util.spec_from_file_location("dlib_lm", REPO / "bench" / "dlib_landmarks.py")
+    dlib_lm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dlib_lm)
+    points = dlib_lm.measure_frames(driven.outputs)
+    measured = dlib_lm.outer_lip_opening(points)
+    ok = np.isfinite(measured)
+    assert ok.mean() > 0.9
+    assert np.corrcoef(measured[ok], driven.targets[ok, 0])[0, 1] > 0.7
+
+
+def lower_face_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The region the renderer may touch: nose base down past the chin, generously dilated."""
+    iod = float(face_scale(landmarks))
+    points = landmarks[JAW_LINE + NOSE_BASE].astype(np.int32)
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(points), 1)
+    radius = int(0.25 * iod)
+    return cv2.dilate(mask, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(bool)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_only_the_lower_face_changes(driven: Driven) -> None:
+    changed = 0
+    for i, (source, output) in enumerate(zip(driven.frames, driven.outputs, strict=True)):
+        inside = lower_face_mask(driven.track.landmarks[i], source.shape[:2])
+        assert psnr(source[~inside], output[~inside]) >= 40.0
+        changed += psnr(source[inside], output[inside]) < 40.0
+    assert changed > len(driven.frames) // 2  # and the lower face did change
+
+
+def test_no_flicker_between_frames(driven: Driven) -> None:
+    """Pops between library samples show as frame-to-frame acceleration of the lower face: it
+    must stay at the level of the source's own (camera noise, real motion)."""
+    x0, y0 = np.nanmin(driven.track.landmarks[:, JAW_LINE], axis=(0, 1)).astype(int)
+    x1, y1 = np.nanmax(driven.track.landmarks[:, JAW_LINE], axis=(0, 1)).astype(int)
+
+    def roughness(frames: list[np.ndarray]) -> float:
+        stack = np.stack([f[y0:y1, x0:x1].astype(np.float32) for f in frames])
+        return float(np.abs(stack[2:] - 2 * stack[1:-1] + stack[:-2]).mean())
+
+    assert roughness(driven.outputs) < 1.25 * roughness(driven.frames)
+
+
+def test_frames_without_face_or_lipsync_pass_through(driven: Driven) -> None:
+    frames = driven.frames[:20]
+    raw = track_video(frames)
+    blank = np.zeros_like(frames[0])
+    frames = frames[:8] + [blank, blank] + frames[10:]
+    raw.landmarks[8:10] = np.nan
+    raw.present[8:10] = False
+    active = np.ones(20, bool)
+    active[15:] = False
+    outputs = render_all(frames, raw, driven.targets[:20] + 0.08, np.arange(20), active)
+    assert np.array_equal(outputs[8], blank) and np.array_equal(outputs[9], blank)
+    for i in range(15, 20):
+        assert np.array_equal(outputs[i], frames[i])
+
+    # Cross-fades: the frame next to a lost run changes less than the middle of a run.
+    def change(i: int) -> float:
+        return float(np.abs(outputs[i].astype(int) - frames[i]).mean())
+
+    assert change(7) < change(4) and change(10) < change(12)
+    assert change(14) < change(12)
+
+
+def closed_still() -> np.ndarray:
+    frames = read_video(media_path("video/grid_bbaf2n.mpg"))
+    opening = mouth_shape(track_video(frames).landmarks)[:, 0]
+    return frames[int(np.argmin(opening))]
+
+
+def test_still_with_closed_mouth_opens_onto_teeth_not_a_hole() -> None:
+    still = closed_still()
+    raw = track_video([still])
+    shape = mouth_shape(raw.landmarks)[0]
+    targets = np.tile([[0.22, shape[1] + 0.06, shape[2]]], (6, 1)).astype(np.float32)
+    outputs = render_all([still], raw, targets, np.zeros(6, np.int64))
+    output = outputs[-1]
+    measured = mouth_shape(track_video([output]).landmarks)[0]
+    assert measured[0] > 0.15
+    landmarks = raw.landmarks[0].copy()
+    inner = track_video([output]).landmarks[0][LIPS_INNER].astype(np.int32)
+    mask = np.zeros(output.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [inner], 1)
+    mask = mask.astype(bool)
+    assert mask.sum() > 50
+    luminance = output.mean(axis=2)[mask]
+    skin = output[int(landmarks[205, 1]), int(landmarks[205, 0])].mean()
+    assert luminance.mean() > 45, "the open mouth is a black hole"
+    assert (luminance > 0.8 * skin).sum() >= 10, "no teeth visible"
+    assert (luminance < 0.4 * skin).sum() >= 10, "no dark mouth cavity"
+
+
+def test_photo_with_open_smile_renders() -> None:
+    image = cv2.cvtColor(cv2.imread(str(media_path("photo/obama.jpg"))), cv2.COLOR_BGR2RGB)
+    raw = track_video([image])
+    assert raw.present[0]
+    shape = mouth_shape(raw.landmarks)[0]
+    targets = np.array([[0.0, shape[1] - 0.03, shape[2]], [0.25, shape[1] + 0.05, shape[2]]])
+    outputs = render_all(
+        [image], raw, np.repeat(targets, 4, 0).astype(np.float32), np.zeros(8, int)
+    )
+    measured = mouth_shape(track_video(outputs[3:4] + outputs[7:8]).landmarks)[:, 0]
+    assert measured[1] > measured[0] + 0.12
+
+
+def test_library_memory_is_bounded(driven: Driven) -> None:
+    library = MouthLibrary("fast", capacity=8)
+    raw = track_video(driven.frames[:40])
+    for i, frame in enumerate(driven.frames[:40]):
+        library.add(i, frame, raw.landmarks[i])
+    assert library.count <= 8 and library.stride >= 4
+    library.finalize(smooth_track(raw, 25.0).landmarks)
+    assert library.src.min() <= 4 and library.src.max() >= 32  # still spans the whole clip
+    library.close()
+
+
+def test_renderer_rejects_bad_input(driven: Driven) -> None:
+    with pytest.raises(ValueError, match="quality"):
+        MouthRenderer(360, 288, 25.0, quality="ultra")
+    with pytest.raises(ValueError, match="size"):
+        MouthRenderer(0, 288, 25.0)
+    renderer = MouthRenderer(360, 288, 25.0)
+    with pytest.raises(RuntimeError, match="prepare"):
+        renderer.render(0, driven.frames[0])
+    track = driven.track
+    with pytest.raises(ValueError, match="one row"):
+        renderer.prepare(track, driven.targets[:5], np.arange(4), np.ones(5, bool))
+    with pytest.raises(ValueError, match="outside"):
+        renderer.prepare(track, driven.targets[:2], np.array([0, 999]), np.ones(2, bool))
+    # No library (no face was ever observed): every frame passes through.
+    renderer.prepare(track, driven.targets[:3], np.arange(3), np.ones(3, bool))
+    assert renderer.render(0, driven.frames[0]) is driven.frames[0]
+    assert renderer.render(99, driven.frames[0]) is driven.frames[0]
+    renderer.close()
+
+
+def test_bad_frames_and_hostile_targets(driven: Driven) -> None:
+    renderer = MouthRenderer(360, 288, 25.0)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        renderer.observe(0, np.zeros((10, 10), np.uint8), None)
+    with pytest.raises(ValueError, match="landmarks"):
+        renderer.observe(0, driven.frames[0], np.zeros((68, 2), np.float32))
+    raw = track_video(driven.frames[:6])
+    for i, frame in enumerate(driven.frames[:6]):
+        renderer.observe(i, frame, raw.landmarks[i])
+    targets = np.array(
+        [[np.nan, 0.8, 0.5], [5.0, 9.0, 9.0], [-3.0, -2.0, 0.0], [0.1, 0.8, 0.5]] * 2, np.float32
+    )[:6]
+    renderer.prepare(smooth_track(raw, 25.0), targets, np.arange(6), np.ones(6, bool))
+    assert np.array_equal(renderer.render(0, driven.frames[0]), driven.frames[0])  # NaN target
+    for i in range(1, 6):
+        out = renderer.render(i, driven.frames[i])
+        assert out.shape == driven.frames[i].shape and out.dtype == np.uint8
+        inside = lower_face_mask(driven.track.landmarks[i], out.shape[:2])
+        assert psnr(driven.frames[i][~inside], out[~inside]) >= 40.0
+    with pytest.raises(ValueError, match="RGB uint8"):
+        renderer.render(1, driven.frames[1].astype(np.float32))
+    renderer.close()
+
+
+def test_small_face_in_a_large_frame(driven: Driven) -> None:
+    """A distant speaker: the face is ~30 px between the eyes in a 1280x720 frame."""
+    small = [
+        cv2.resize(f, None, fx=0.45, fy=0.45, interpolation=cv2.INTER_AREA)
+        for f in driven.frames[:25]
+    ]
+    frames = [cv2.copyMakeBorder(f, 230, 360, 500, 618, cv2.BORDER_REPLICATE) for f in small]
+    raw = track_video(frames)
+    assert raw.present.all()
+    assert 20 < float(face_scale(raw.landmarks[0])) < 45
+    outputs = render_all(frames, raw, driven.targets[:25], np.arange(25))
+    measured = mouth_shape(track_video(outputs).landmarks)[:, 0]
+    assert np.corrcoef(measured, driven.targets[:25, 0])[0, 1] > 0.6
+
+
+def test_long_timeline_plans_quickly(driven: Driven) -> None:
+    """An hour-long audio over a 3 s clip (looped) plans in bounded time and memory."""
+    import time
+
+    raw = track_video(driven.frames)
+    renderer = MouthRenderer(360, 288, 25.0, quality="fast")
+    for i, frame in enumerate(driven.frames):
+        renderer.observe(i, frame, raw.landmarks[i])
+    n = 25 * 600  # ten minutes of output
+    targets = np.tile(driven.targets, (n // len(driven.targets) + 1, 1))[:n]
+    src_index = np.arange(n) % len(driven.frames)
+    began = time.perf_counter()
+    renderer.prepare(smooth_track(raw, 25.0), targets, src_index, np.ones(n, bool))
+    assert time.perf_counter() - began < 20
+    out = renderer.render(n - 1, driven.frames[src_index[-1]])
+    assert out.shape == driven.frames[0].shape
+    renderer.close()

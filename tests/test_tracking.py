@@ -1,0 +1,121 @@
+"""Face tracking on real media: detection, face selection, zero-lag smoothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from conftest import media_path
+
+from openlipsync.engine.mouth import EYE_OUTER_LEFT, EYE_OUTER_RIGHT, NOSE_TIP, mouth_shape
+from openlipsync.engine.tracking import FaceTrack, FaceTracker, smooth_track, track_video
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def read_photo(relative: str) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(media_path(relative))), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def grid_track() -> FaceTrack:
+    return track_video(read_video(media_path("video/grid_bbaf2n.mpg")))
+
+
+def test_face_found_on_every_grid_frame(grid_track: FaceTrack) -> None:
+    assert len(grid_track.present) == 75
+    assert grid_track.present.all()
+    assert grid_track.landmarks.shape == (75, 478, 2)
+    assert grid_track.landmarks.dtype == np.float32
+    # Landmarks are pixels inside the 360x288 frame, and the mouth is below the nose.
+    assert np.all((grid_track.landmarks >= 0) & (grid_track.landmarks[..., 0] <= 360)[..., None])
+    assert np.all(grid_track.landmarks[:, 14, 1] > grid_track.landmarks[:, NOSE_TIP, 1])
+
+
+def _jitter(landmarks: np.ndarray, points: list[int]) -> float:
+    """Mean size of the frame-to-frame acceleration of rigid points, in eye-distance units."""
+    scale = np.linalg.norm(landmarks[:, EYE_OUTER_LEFT] - landmarks[:, EYE_OUTER_RIGHT], axis=1)
+    accel = np.linalg.norm(np.diff(landmarks[:, points], n=2, axis=0), axis=2)
+    return float((accel / scale[1:-1, None]).mean())
+
+
+def test_smoothing_removes_jitter_but_keeps_lip_motion(grid_track: FaceTrack) -> None:
+    smoothed = smooth_track(grid_track, fps=25.0)
+    rigid = [EYE_OUTER_LEFT, EYE_OUTER_RIGHT, NOSE_TIP, 168, 6, 133, 362]
+    before, after = _jitter(grid_track.landmarks, rigid), _jitter(smoothed.landmarks, rigid)
+    assert after < 0.6 * before, (before, after)
+    raw_open = mouth_shape(grid_track.landmarks)[:, 0]
+    new_open = mouth_shape(smoothed.landmarks)[:, 0]
+    raw_range = np.percentile(raw_open, 95) - np.percentile(raw_open, 5)
+    new_range = np.percentile(new_open, 95) - np.percentile(new_open, 5)
+    assert new_range > 0.85 * raw_range, (raw_range, new_range)
+    # Zero lag: the smoothed opening peaks where the raw opening does.
+    lag = np.argmax(np.correlate(new_open - new_open.mean(), raw_open - raw_open.mean(), "full"))
+    assert lag - (len(raw_open) - 1) == 0
+    assert np.corrcoef(raw_open, new_open)[0, 1] > 0.95
+
+
+def test_smoothing_keeps_gaps_and_short_runs() -> None:
+    rng = np.random.default_rng(0)
+    landmarks = rng.normal(100, 1, (12, 478, 2)).astype(np.float32)
+    landmarks[:, 263, 0] += 60  # a sane eye distance
+    present = np.ones(12, bool)
+    present[[3, 4, 9]] = False
+    landmarks[~present] = np.nan
+    smoothed = smooth_track(FaceTrack(landmarks, present), fps=float("nan"))
+    assert np.array_equal(smoothed.present, present)
+    assert np.isnan(smoothed.landmarks[~present]).all()
+    assert np.isfinite(smoothed.landmarks[present]).all()
+    empty = smooth_track(FaceTrack(np.empty((0, 478, 2), np.float32), np.zeros(0, bool)), 25)
+    assert empty.landmarks.shape == (0, 478, 2)
+
+
+def test_largest_face_selected_in_group_photo() -> None:
+    import mediapipe as mp
+
+    image = read_photo("photo/multi_face.jpg")
+    height, width = image.shape[:2]
+    with mp.solutions.face_detection.FaceDetection(model_selection=1) as detector:
+        detections = detector.process(image).detections
+    boxes = [d.location_data.relative_bounding_box for d in detections or []]
+    assert len(boxes) >= 3, "the group photo should show several faces"
+    boxes = sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
+    largest = boxes[0]
+    with FaceTracker() as tracker:
+        chosen = tracker.process(image)
+    assert chosen is not None and chosen.shape == (478, 2)
+    nose_x, nose_y = chosen[NOSE_TIP]
+    assert largest.xmin * width < nose_x < (largest.xmin + largest.width) * width
+    assert largest.ymin * height < nose_y < (largest.ymin + largest.height) * height
+    # The mesh covers one whole face of about the detector's size, not a neighbour's fragment.
+    eye_gap = np.linalg.norm(chosen[EYE_OUTER_LEFT] - chosen[EYE_OUTER_RIGHT])
+    assert 0.3 * largest.width * width < eye_gap < 1.0 * largest.width * width
+
+
+def test_no_face_gives_none() -> None:
+    face = read_video(media_path("video/grid_bbaf2n.mpg"))[0]
+    blank = np.zeros_like(face)
+    noise = np.random.default_rng(1).integers(0, 255, face.shape, dtype=np.uint8)
+    with FaceTracker() as tracker:
+        assert tracker.process(face) is not None
+        assert tracker.process(blank) is None
+        assert tracker.process(noise) is None
+    track = track_video([blank, face, blank])
+    assert track.present.tolist() == [False, True, False]
+    assert np.isnan(track.landmarks[0]).all()
+
+
+def test_bad_frames_raise_clear_errors() -> None:
+    with FaceTracker() as tracker:
+        with pytest.raises(ValueError, match="RGB uint8"):
+            tracker.process(np.zeros((10, 10), np.uint8))
+        with pytest.raises(ValueError, match="RGB uint8"):
+            tracker.process(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ValueError, match="selection"):
+        FaceTracker(select="leftmost")
