@@ -134,7 +134,7 @@ def test_worker_fails_bad_requests_precisely_and_signs_retried_webhooks(
         }
         assert failed[no_inputs].error_code == "generation_video_missing"
         assert failed[only_video].error_code == "generation_input_video_inaccessible"
-        assert failed[with_segments].error_code == "generation_segments_unsupported"
+        assert failed[with_segments].error_code == "generation_audio_missing"  # refId "a" unknown
         for generation in failed.values():
             assert generation.status == "FAILED" and generation.attempts == 1
             assert generation.error and generation.finished_at is not None

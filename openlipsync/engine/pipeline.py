@@ -1,7 +1,7 @@
 """The engine pipeline: two streaming passes over the source video, plain data between stages.
 
     probe ─► track pass (decode ─► face mesh ─► mouth library) ─► smooth track
-          ─► timeline (sync_mode) ─► person fit + mouth plan (audio ─► shapes)
+          ─► timeline (sync_mode, or segments) ─► person fit + mouth plan (audio ─► shapes)
           ─► render pass (decode ─► render mouth ─► encode H.264/AAC)
 
 Frames are never held for the whole video: the track pass keeps only landmarks (a few KB per
@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,19 @@ from openlipsync.engine.mouth import mouth_shape
 from openlipsync.engine.phonemes import viseme_targets
 from openlipsync.engine.presets import Preset, preset_for
 from openlipsync.engine.render import MouthRenderer
-from openlipsync.engine.request import GenerateRequest, GenerateResult, ProgressCallback
+from openlipsync.engine.request import (
+    GenerateRequest,
+    GenerateResult,
+    ProgressCallback,
+    SegmentAudio,
+)
+from openlipsync.engine.segments import (
+    compose_audio,
+    covered_runs,
+    output_frames,
+    segment_only_audio,
+    segment_timeline,
+)
 from openlipsync.engine.tracking import FaceTrack, FaceTracker, smooth_track
 from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.encode import VideoWriter
@@ -102,21 +114,30 @@ def run(
     state.report("probe", 0.0)
     with state.timed("audio"):
         video = _probe_video(request.video)
-        audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE)
-        audio_an = load_audio(request.audio, ANALYSIS_RATE)
+        if request.segments:
+            drivers = _load_drivers(request.segments)
+            audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
+        else:
+            audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE)
+            audio_an = load_audio(request.audio, ANALYSIS_RATE)
         _check_length(request, video, audio_out)
     with tempfile.TemporaryDirectory(prefix="openlipsync-") as scratch:
         renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
         track = _track_pass(request.video, video, renderer, state)
         state.report("plan", 0.0)
         with state.timed("plan"):
-            timeline = plan_timeline(
-                len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
-            )
+            if request.segments:
+                timeline, audio_an = _segment_plan(request, video, len(track.present), drivers)
+            else:
+                timeline = plan_timeline(
+                    len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
+                )
             person = _fit_person(request.video, video, track)
             targets = _plan_targets(request, audio_an, timeline, person)
             renderer.prepare(track, targets, timeline.src_index, timeline.lipsync)
-        frames = _render_pass(request, video, timeline, renderer, Path(scratch), state)
+        frames, segment_frames = _render_pass(
+            request, video, timeline, renderer, Path(scratch), state
+        )
         state.report("render", 1.0)
     return GenerateResult(
         output=request.output,
@@ -126,6 +147,8 @@ def run(
         width=video.width,
         height=video.height,
         stage_seconds=state.stage_seconds,
+        segment_output=request.segment_output if segment_frames else None,
+        segment_duration=segment_frames / video.fps if segment_frames else None,
     )
 
 
@@ -171,6 +194,47 @@ def _track_pass(path: Path, video: VideoInfo, renderer: MouthRenderer, state: _R
         return smooth_track(FaceTrack(landmarks=landmarks, present=present), video.fps)
 
 
+def _load_drivers(segments: list[SegmentAudio]) -> dict[Path, tuple[AudioClip, AudioClip]]:
+    """Each distinct segment audio file once, at the output and the analysis rates."""
+    drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
+    for segment in segments:
+        if segment.audio not in drivers:
+            drivers[segment.audio] = (
+                load_audio(segment.audio, OUTPUT_AUDIO_RATE),
+                load_audio(segment.audio, ANALYSIS_RATE),
+            )
+    return drivers
+
+
+def _segment_plan(
+    request: GenerateRequest,
+    video: VideoInfo,
+    video_frames: int,
+    drivers: dict[Path, tuple[AudioClip, AudioClip]],
+) -> tuple[Timeline, AudioClip]:
+    """The segments' timeline (output rate) and the same composite audio for mouth analysis."""
+    segments = request.segments or []
+    count = output_frames(segments, video.fps, video_frames, video.is_still)
+    if count / video.fps > request.max_seconds:  # a photo lasts until the last segment ends
+        raise InputTooLong(
+            f"the segments last {count / video.fps:.0f} s; the limit is {request.max_seconds:.0f} s"
+        )
+    composites = []
+    for slot, rate in enumerate((OUTPUT_AUDIO_RATE, ANALYSIS_RATE)):
+        base = _own_audio(request.video, video, rate)
+        parts = [(segment, drivers[segment.audio][slot]) for segment in segments]
+        composites.append(compose_audio(base, parts, video.fps, count))
+    timeline = segment_timeline(segments, video.fps, count, composites[0], video.is_still)
+    return timeline, composites[1]
+
+
+def _own_audio(path: Path, video: VideoInfo, rate: int) -> AudioClip:
+    """The source's own sound, kept outside the segments; silence when it has none."""
+    if not video.is_still and probe(path).audio is not None:
+        return load_audio(path, rate)
+    return AudioClip.silence(0.0, rate)
+
+
 def _fit_person(path: Path, video: VideoInfo, track: FaceTrack) -> PersonModel:
     """Learn this person's own audio-to-mouth mapping from the source's own speech, if any."""
     source_audio: AudioClip | None = None
@@ -209,6 +273,8 @@ def _plan_targets(
 
 
 def _phone_timings(request: GenerateRequest) -> list[PhonemeTiming] | None:
+    if request.segments:  # phone timings are of one whole driver, not of the composite
+        return None
     if request.phonemes:
         return request.phonemes
     if not request.transcript:
@@ -226,18 +292,25 @@ def _render_pass(
     renderer: MouthRenderer,
     scratch: Path,
     state: _Run,
-) -> int:
-    """Encode into a scratch file and move it into place, so a failure never leaves half an MP4."""
+) -> tuple[int, int]:
+    """Encode into scratch files and move them into place, so a failure never leaves half an MP4.
+
+    Returns the frames written to the output and to the segment output (0 when none)."""
     preset: Preset = preset_for(request.model)
     partial = scratch / "output.mp4"
     source = FrameSource(request.video, fps=video.fps, cache_dir=scratch)
     frames = prefetch(source.get(int(i)) for i in timeline.src_index)
     try:
-        writer = VideoWriter(
-            partial, video.width, video.height, video.fps, timeline.audio, crf=preset.crf
-        )
-        with writer:
-            sink = BackgroundSink(writer.write)
+        with ExitStack() as writers:
+            writer = writers.enter_context(
+                VideoWriter(
+                    partial, video.width, video.height, video.fps, timeline.audio, crf=preset.crf
+                )
+            )
+            segment_writer = _segment_writer(request, video, timeline, scratch, preset)
+            if segment_writer is not None:
+                writers.enter_context(segment_writer)
+            sink = BackgroundSink(_tee(writer, segment_writer, timeline.lipsync))
             try:
                 for out_index, frame in enumerate(state.timed_iter("decode", frames)):
                     with state.timed("render"):
@@ -251,9 +324,42 @@ def _render_pass(
                     sink.close()
             with state.timed("encode"):
                 written = writer.close()
+                segment_written = segment_writer.close() if segment_writer else 0
     finally:
         frames.close()
         source.close()
     request.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(partial, request.output)
-    return written
+    if segment_writer is not None and request.segment_output is not None:
+        request.segment_output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(segment_writer.path, request.segment_output)
+    return written, segment_written
+
+
+def _segment_writer(
+    request: GenerateRequest, video: VideoInfo, timeline: Timeline, scratch: Path, preset: Preset
+) -> VideoWriter | None:
+    """A second encoder for the frames inside segments, when a segment output is wanted."""
+    if not (request.segments and request.segment_output and timeline.lipsync.any()):
+        return None
+    runs = covered_runs(timeline.lipsync)
+    audio = segment_only_audio(timeline.audio, runs, timeline.fps)
+    return VideoWriter(
+        scratch / "segments.mp4", video.width, video.height, video.fps, audio, crf=preset.crf
+    )
+
+
+def _tee(
+    writer: VideoWriter, segment_writer: VideoWriter | None, covered: np.ndarray
+) -> Callable[[np.ndarray], None]:
+    """Write every frame to the output, and the covered ones to the segment output too."""
+    if segment_writer is None:
+        return writer.write
+    index = iter(range(len(covered)))
+
+    def write(frame: np.ndarray) -> None:
+        writer.write(frame)
+        if covered[next(index)]:
+            segment_writer.write(frame)
+
+    return write

@@ -15,6 +15,20 @@ SYNC_MODES = ("loop", "bounce", "cut_off", "silence", "remap")
 DEFAULT_SYNC_MODE = "loop"
 
 
+@dataclass(frozen=True)
+class SegmentAudio:
+    """One segment: video seconds [start, end) driven by `audio` (cropped when both bounds given).
+
+    Semantics live in `openlipsync.engine.segments`.
+    """
+
+    start: float  # video seconds
+    end: float
+    audio: Path  # any file with an audio stream
+    audio_start: float | None = None  # crop window inside `audio`, seconds
+    audio_end: float | None = None
+
+
 @dataclass
 class GenerateRequest:
     video: Path  # a video or a still photo
@@ -30,6 +44,10 @@ class GenerateRequest:
     phonemes: list[PhonemeTiming] | None = None
     # An English transcript of the driving audio: force-aligned into phone timings.
     transcript: str | None = None
+    # Spec §8: lip-sync only these video ranges, each to its own audio; `audio` is then unused.
+    segments: list[SegmentAudio] | None = None
+    # With segments: also write the segment parts alone (in time order) to this MP4.
+    segment_output: Path | None = None
 
 
 @dataclass
@@ -41,3 +59,5 @@ class GenerateResult:
     width: int
     height: int
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    segment_output: Path | None = None  # None when no segment covers a frame
+    segment_duration: float | None = None

@@ -217,12 +217,12 @@ def run_generation(
         with Heartbeat(sessions, generation_id, token, settings) as beat:
             status, fields = _process(generation_id, sessions, storage, settings, workdir, beat)
         if beat.lost.is_set():
-            _discard(storage, fields.get("output_key"))
+            _discard_outputs(storage, fields)
             return None
         with sessions() as session:
             done = finish(session, generation_id, status, storage, settings, token=token, **fields)
         if done is None:
-            _discard(storage, fields.get("output_key"))
+            _discard_outputs(storage, fields)
         return done
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -347,6 +347,8 @@ def _run_engine(generation: Generation, inputs: LocalInputs, workdir: Path, beat
         model=generation.model,
         options=options,
         phonemes=inputs.phonemes,
+        segments=inputs.segments,
+        segment_output=workdir / "segments.mp4" if inputs.segments else None,
     )
     return generate(request, progress=beat.progress, should_cancel=beat.should_cancel)
 
@@ -362,6 +364,9 @@ def _store_outputs(
     fields: dict[str, Any] = {"output_key": f"{prefix}/output.mp4"}
     try:
         storage.put_file(fields["output_key"], Path(result.output))
+        if result.segment_output is not None:  # spec §8: the segment parts alone
+            fields["segment_output_key"] = f"{prefix}/segments.mp4"
+            storage.put_file(fields["segment_output_key"], Path(result.segment_output))
         if inputs.synthesized_audio is not None:
             fields["synthesized_audio_key"] = f"{prefix}/speech{inputs.synthesized_audio.suffix}"
             storage.put_file(fields["synthesized_audio_key"], inputs.synthesized_audio)
@@ -371,6 +376,11 @@ def _store_outputs(
         raise InputError("generation_storage_error", f"cannot store the output: {exc}") from exc
     fields["output_duration"] = round(float(result.duration), 3)
     return fields
+
+
+def _discard_outputs(storage: Storage, fields: dict[str, Any]) -> None:
+    for name in ("output_key", "segment_output_key"):
+        _discard(storage, fields.get(name))
 
 
 def _discard(storage: Storage, key: str | None) -> None:

@@ -7,13 +7,14 @@ client can tell "your URL is a web page" from "your video is too long" from "we 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from openlipsync.engine.request import SegmentAudio
 from openlipsync.jobs.fetch import FetchError, fetch_to_file, policy_for
 from openlipsync.settings import Settings
 from openlipsync.store.files import Storage
@@ -39,6 +40,7 @@ class LocalInputs:
     audio: Path
     synthesized_audio: Path | None = None  # set when the audio came from text to speech
     phonemes: list[PhonemeTiming] | None = None  # the TTS's phone timings, when it gives them
+    segments: list[SegmentAudio] | None = None  # spec §8, each with its own local audio file
 
 
 def inaccessible_code(kind: str) -> str:
@@ -61,28 +63,64 @@ class Source:
 @dataclass
 class InputPlan:
     visual: Source
-    driver: Source
+    driver: Source  # with segments: the first driver they reference
+    segments: list[dict[str, Any]] | None = None  # the validated top-level `segments`
+    drivers: dict[str, Source] = field(default_factory=dict)  # refId -> source, as referenced
+    ranges: tuple[str, list[list[float]]] | None = None  # ("segments_secs"|"segments_frames", …)
 
 
 def plan_inputs(session: Session, generation: Generation) -> InputPlan:
     """Pick the inputs and look up their assets; no I/O beyond the database (kept short, so no
     transaction stays open during a long download)."""
-    if generation.segments:
-        raise InputError(
-            "generation_segments_unsupported",
-            "segments are not supported by this server yet; send one video and one audio input",
-        )
     visual = _first(generation.input, VISUAL_TYPES)
     driver = _first(generation.input, DRIVER_TYPES)
     if visual is None:
         raise InputError("generation_video_missing", "the request has no video or image input")
     if driver is None:
         raise InputError("generation_audio_missing", "the request has no audio or text input")
-    if driver["type"] == "text":
-        audio = Source("text", text=driver)
-    else:
-        audio = _source(session, generation, driver, "audio")
-    return InputPlan(_source(session, generation, visual, "video"), audio)
+    video = _source(session, generation, visual, "video")
+    if generation.segments:  # top-level segments win over the deprecated ranges
+        drivers = _segment_drivers(session, generation)
+        return InputPlan(video, next(iter(drivers.values())), generation.segments, drivers)
+    plan = InputPlan(video, _driver_source(session, generation, driver))
+    plan.ranges = _deprecated_ranges(visual)
+    return plan
+
+
+def _driver_source(session: Session, generation: Generation, item: dict[str, Any]) -> Source:
+    if item["type"] == "text":
+        return Source("text", text=item)
+    return _source(session, generation, item, "audio")
+
+
+def _segment_drivers(session: Session, generation: Generation) -> dict[str, Source]:
+    """The audio/text inputs the segments reference, by refId, in order of first use."""
+    by_ref = {
+        item["refId"]: item
+        for item in generation.input or []
+        if item.get("type") in DRIVER_TYPES and item.get("refId")
+    }
+    drivers: dict[str, Source] = {}
+    for index, segment in enumerate(generation.segments or []):
+        ref = (segment.get("audioInput") or {}).get("refId")
+        if ref in drivers:
+            continue
+        if ref not in by_ref:
+            raise InputError(
+                "generation_audio_missing",
+                f"segments[{index}] references refId {ref!r}, which no audio or text input has",
+            )
+        drivers[ref] = _driver_source(session, generation, by_ref[ref])
+    if not drivers:
+        raise InputError("generation_audio_missing", "the segments reference no audio input")
+    return drivers
+
+
+def _deprecated_ranges(visual: dict[str, Any]) -> tuple[str, list[list[float]]] | None:
+    for key in ("segments_secs", "segments_frames"):
+        if visual.get(key):
+            return key, visual[key]
+    return None
 
 
 def fetch_inputs(
@@ -90,7 +128,9 @@ def fetch_inputs(
 ) -> LocalInputs:
     """Bring both inputs into `workdir` (download, fetch or synthesise) and check their length."""
     video = _materialize(plan.visual, workdir / "video", storage, settings)
-    if plan.driver.text is not None:
+    if plan.segments:
+        result = _fetch_segment_drivers(plan, video, workdir, storage, settings)
+    elif plan.driver.text is not None:
         speech = synthesize(plan.driver.text, workdir, settings)
         audio = Path(speech.audio_path)
         result = LocalInputs(
@@ -99,8 +139,62 @@ def fetch_inputs(
     else:
         audio = _materialize(plan.driver, workdir / "audio", storage, settings)
         result = LocalInputs(video=video, audio=audio)
+    if plan.ranges is not None:
+        result.segments = _deprecated_segments(plan.ranges, video, result.audio)
     check_durations(result, settings)
     return result
+
+
+def _fetch_segment_drivers(
+    plan: InputPlan, video: Path, workdir: Path, storage: Storage, settings: Settings
+) -> LocalInputs:
+    """Every driver the segments reference, each once; text is spoken (its phone timings are
+    of the whole script, so segments ignore them)."""
+    paths: dict[str, Path] = {}
+    synthesized: Path | None = None
+    for index, (ref, source) in enumerate(plan.drivers.items()):
+        if source.text is not None:
+            speech = synthesize(source.text, workdir / f"driver-{index}", settings)
+            paths[ref] = Path(speech.audio_path)
+            synthesized = synthesized or paths[ref]
+        else:
+            paths[ref] = _materialize(source, workdir / f"audio-{index}", storage, settings)
+    segments = [
+        SegmentAudio(
+            start=float(segment["startTime"]),
+            end=float(segment["endTime"]),
+            audio=paths[segment["audioInput"]["refId"]],
+            audio_start=_seconds(segment["audioInput"].get("startTime")),
+            audio_end=_seconds(segment["audioInput"].get("endTime")),
+        )
+        for segment in plan.segments or []
+    ]
+    first = next(iter(paths.values()))
+    return LocalInputs(video=video, audio=first, synthesized_audio=synthesized, segments=segments)
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _deprecated_segments(
+    ranges: tuple[str, list[list[float]]], video: Path, audio: Path
+) -> list[SegmentAudio]:
+    """`segments_secs`/`segments_frames`: the single driver on the video's own timeline."""
+    from openlipsync.engine.errors import EngineError
+    from openlipsync.engine.segments import from_frames, from_seconds
+    from openlipsync.media.probe import probe
+
+    key, pairs = ranges
+    if key == "segments_secs":
+        return from_seconds(pairs, audio)
+    try:
+        info = probe(video).video
+    except EngineError as exc:
+        raise InputError(exc.code, f"the video input: {exc.message}") from exc
+    if info is None:
+        raise InputError("generation_video_missing", "the video input has no picture")
+    return from_frames(pairs, info.fps, audio)
 
 
 def _first(inputs: list[dict[str, Any]], types: tuple[str, ...]) -> dict[str, Any] | None:
@@ -189,7 +283,9 @@ def check_durations(inputs: LocalInputs, settings: Settings) -> None:
     from openlipsync.media.probe import probe
 
     limit = settings.max_input_seconds
-    for label, path in (("audio", inputs.audio), ("video", inputs.video)):
+    audio_paths = dict.fromkeys([inputs.audio, *(s.audio for s in inputs.segments or [])])
+    labelled = [("audio", path) for path in audio_paths] + [("video", inputs.video)]
+    for label, path in labelled:
         try:
             info = probe(path)
         except EngineError as exc:
