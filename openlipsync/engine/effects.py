@@ -1,9 +1,9 @@
 """Whole-face motion on top of the source frame, per output frame.
 
 A still photo (sync-3) gets natural blinks and a subtle head sway so it does not look frozen;
-react-1 gets its emotion `prompt` and, with `model_mode="head"`, livelier head motion. Each
-effect moves both the pixels and the landmarks, so the mouth renderer then draws the new mouth
-on the moved face and the lip-sync stays exact.
+react-1 gets its emotion `prompt` and, with `model_mode="head"`, livelier head motion. Effects
+run after the mouth is rendered, on the whole face, so the new mouth moves with the face; none of
+them changes the gap between the lips, so the lip-sync stays exact.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from openlipsync.engine.still_motion import (
     HeadPose,
     MotionFrame,
     apply_still_motion,
-    moved_landmarks,
     still_motion,
 )
 
@@ -56,16 +55,6 @@ class FaceEffects:
         if motion is None and emotion is None:
             return None
         return cls(motion, emotion)
-
-    def landmarks(self, index: int, landmarks: np.ndarray) -> np.ndarray:
-        """Where the face's landmarks are after the effects of output frame `index`."""
-        if not np.isfinite(landmarks).all():
-            return landmarks
-        if self.emotion is not None:
-            landmarks = expression_targets(landmarks, self.emotion, EMOTION_STRENGTH)
-        if self.motion is not None:
-            landmarks = moved_landmarks(landmarks, self._motion(index))
-        return landmarks
 
     def frame(self, index: int, frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The source frame with the effects of output frame `index` applied."""

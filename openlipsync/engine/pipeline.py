@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from openlipsync.engine.alignment import AlignmentError, align_transcript
+from openlipsync.engine.analysis import Analysis, analyse
 from openlipsync.engine.background import BackgroundSink, prefetch
+from openlipsync.engine.effects import FaceEffects
 from openlipsync.engine.errors import (
-    Cancelled,
     EngineError,
     InputTooLong,
-    NoFaceFound,
     UnsupportedSize,
     VideoMissing,
 )
@@ -41,6 +40,7 @@ from openlipsync.engine.request import (
     ProgressCallback,
     SegmentAudio,
 )
+from openlipsync.engine.run_state import RunState
 from openlipsync.engine.segments import (
     compose_audio,
     covered_runs,
@@ -48,60 +48,18 @@ from openlipsync.engine.segments import (
     segment_only_audio,
     segment_timeline,
 )
-from openlipsync.engine.tracking import FaceTrack, FaceTracker, smooth_track
+from openlipsync.engine.speaker import loudness_per_frame
+from openlipsync.engine.tracking import FaceTrack
 from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import VideoInfo, probe
 from openlipsync.media.timeline import Timeline, plan_timeline
-from openlipsync.media.video import FrameSource, VideoReader
+from openlipsync.media.video import FrameSource
 from openlipsync.tts.base import PhonemeTiming
 
 ANALYSIS_RATE = 16_000
 OUTPUT_AUDIO_RATE = 48_000
 MIN_SIDE, MAX_SIDE = 64, 4096
-
-# Share of the progress bar each stage takes (track and render dominate the run time).
-_STAGE_SPAN = {
-    "probe": (0.0, 0.02),
-    "track": (0.02, 0.45),
-    "plan": (0.45, 0.5),
-    "render": (0.5, 1.0),
-}
-
-
-@dataclass
-class _Run:
-    """Progress, cancellation and stage timing for one generation."""
-
-    progress: ProgressCallback | None
-    should_cancel: Callable[[], bool] | None
-    stage_seconds: dict[str, float]
-
-    def report(self, stage: str, fraction: float) -> None:
-        if self.should_cancel is not None and self.should_cancel():
-            raise Cancelled("the generation was cancelled")
-        if self.progress is not None:
-            start, end = _STAGE_SPAN[stage]
-            self.progress(stage, start + (end - start) * min(max(fraction, 0.0), 1.0))
-
-    @contextmanager
-    def timed(self, name: str) -> Iterator[None]:
-        """Add the time spent in the block to `stage_seconds[name]` (decode, track, render...)."""
-        began = time.perf_counter()
-        try:
-            yield
-        finally:
-            spent = time.perf_counter() - began
-            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + spent
-
-    def timed_iter(self, name: str, items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        """Iterate `items`, charging only the time spent producing them to `name`."""
-        while True:
-            with self.timed(name):
-                item = next(items, None)
-            if item is None:
-                return
-            yield item
 
 
 def run(
@@ -109,7 +67,7 @@ def run(
     progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> GenerateResult:
-    state = _Run(progress, should_cancel, {})
+    state = RunState(progress, should_cancel)
     preset = preset_for(request.model)
     state.report("probe", 0.0)
     with state.timed("audio"):
@@ -117,27 +75,44 @@ def run(
         if request.segments:
             drivers = _load_drivers(request.segments)
             audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
+            audio_an = max((clips[1] for clips in drivers.values()), key=lambda c: c.duration)
         else:
             audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE)
             audio_an = load_audio(request.audio, ANALYSIS_RATE)
         _check_length(request, video, audio_out)
+        source_audio = _source_audio(request.video, video)
     with tempfile.TemporaryDirectory(prefix="openlipsync-") as scratch:
         renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
-        track = _track_pass(request.video, video, renderer, state)
-        state.report("plan", 0.0)
-        with state.timed("plan"):
-            if request.segments:
-                timeline, audio_an = _segment_plan(request, video, len(track.present), drivers)
-            else:
-                timeline = plan_timeline(
-                    len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
+        try:
+            analysis = analyse(
+                request.video,
+                video,
+                renderer,
+                state,
+                speaker_option=_speaker_option(request),
+                occlusion=_wants_occlusion(request),
+                source_audio=source_audio,
+                driving_audio=audio_an,
+            )
+            track = analysis.track
+            state.report("plan", 0.0)
+            with state.timed("plan"):
+                if request.segments:
+                    timeline, audio_an = _segment_plan(request, video, len(track.present), drivers)
+                else:
+                    timeline = plan_timeline(
+                        len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
+                    )
+                person = fit_person(source_audio, mouth_shape(track.landmarks), video.fps)
+                targets = _plan_targets(request, audio_an, timeline, person)
+                look = _prepare_look(
+                    request, video, timeline, renderer, analysis, targets, audio_an
                 )
-            person = _fit_person(request.video, video, track)
-            targets = _plan_targets(request, audio_an, timeline, person)
-            renderer.prepare(track, targets, timeline.src_index, timeline.lipsync)
-        frames, segment_frames = _render_pass(
-            request, video, timeline, renderer, Path(scratch), state
-        )
+            frames, segment_frames = _render_pass(
+                request, video, timeline, look, Path(scratch), state
+            )
+        finally:
+            renderer.close()
         state.report("render", 1.0)
     return GenerateResult(
         output=request.output,
@@ -172,26 +147,6 @@ def _check_length(request: GenerateRequest, video: VideoInfo, audio: AudioClip) 
         raise InputTooLong(
             f"the input lasts {longest:.0f} s; the limit is {request.max_seconds:.0f} s"
         )
-
-
-def _track_pass(path: Path, video: VideoInfo, renderer: MouthRenderer, state: _Run) -> FaceTrack:
-    rows: list[np.ndarray] = []
-    missing = np.full((478, 2), np.nan, dtype=np.float32)
-    with VideoReader(path, fps=video.fps) as reader, FaceTracker() as tracker:
-        for index, frame in enumerate(state.timed_iter("decode", prefetch(iter(reader)))):
-            with state.timed("track"):
-                landmarks = tracker.process(frame)
-            with state.timed("render"):
-                renderer.observe(index, frame, landmarks)
-            rows.append(missing if landmarks is None else landmarks.astype(np.float32))
-            if index % 10 == 0:
-                state.report("track", index / max(video.frame_count, 1))
-    landmarks = np.stack(rows) if rows else np.empty((0, 478, 2), np.float32)
-    present = ~np.isnan(landmarks[:, 0, 0])
-    if not present.any():
-        raise NoFaceFound(f"no face found in any of the {len(rows)} frames of {path.name}")
-    with state.timed("track"):
-        return smooth_track(FaceTrack(landmarks=landmarks, present=present), video.fps)
 
 
 def _load_drivers(segments: list[SegmentAudio]) -> dict[Path, tuple[AudioClip, AudioClip]]:
@@ -235,14 +190,73 @@ def _own_audio(path: Path, video: VideoInfo, rate: int) -> AudioClip:
     return AudioClip.silence(0.0, rate)
 
 
-def _fit_person(path: Path, video: VideoInfo, track: FaceTrack) -> PersonModel:
-    """Learn this person's own audio-to-mouth mapping from the source's own speech, if any."""
-    source_audio: AudioClip | None = None
-    if not video.is_still:
-        info = probe(path)
-        if info.audio is not None:
-            source_audio = load_audio(path, ANALYSIS_RATE)
-    return fit_person(source_audio, mouth_shape(track.landmarks), video.fps)
+def _source_audio(path: Path, video: VideoInfo) -> AudioClip | None:
+    """The source's own speech: it teaches the person's mouth and tells who is speaking."""
+    if video.is_still or probe(path).audio is None:
+        return None
+    return load_audio(path, ANALYSIS_RATE)
+
+
+def _speaker_option(request: GenerateRequest) -> dict | None:
+    """`active_speaker_detection` when it asks for a choice (react-1 has no speaker selection)."""
+    option = request.options.get("active_speaker_detection")
+    if request.model == "react-1" or not isinstance(option, dict):
+        return None
+    wanted = option.get("auto_detect") or option.get("coordinates") is not None
+    return option if wanted or option.get("bounding_boxes") is not None else None
+
+
+def _wants_occlusion(request: GenerateRequest) -> bool:
+    """Obstruction-aware compositing: asked for on lipsync-2/-pro, built into sync-3."""
+    return bool(request.options.get("occlusion_detection_enabled")) or request.model == "sync-3"
+
+
+@dataclass
+class _Look:
+    """Everything the render pass does to one output frame."""
+
+    renderer: MouthRenderer
+    source_track: FaceTrack
+    src_index: np.ndarray
+    effects: FaceEffects | None
+    visibility: np.ndarray | None  # per source frame, 1 = mouth visible
+
+    def frame(self, index: int, frame: np.ndarray) -> np.ndarray:
+        """The new mouth first, on the face as filmed; then whole-face effects move it all."""
+        source = int(self.src_index[index])
+        rendered = self.renderer.render(index, frame)
+        weight = 1.0 if self.visibility is None else float(self.visibility[source])
+        if weight < 1.0:
+            mixed = weight * rendered.astype(np.float32) + (1.0 - weight) * frame
+            rendered = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+        if self.effects is not None:
+            rendered = self.effects.frame(index, rendered, self.source_track.landmarks[source])
+        return rendered
+
+
+def _prepare_look(
+    request: GenerateRequest,
+    video: VideoInfo,
+    timeline: Timeline,
+    renderer: MouthRenderer,
+    analysis: Analysis,
+    targets: np.ndarray,
+    driving: AudioClip,
+) -> _Look:
+    """Plan the whole render at once: the renderer picks mouths, face effects move the face."""
+    loudness = loudness_per_frame(
+        driving.samples, driving.sample_rate, timeline.fps, timeline.frame_count
+    )
+    effects = FaceEffects.for_request(
+        request.model,
+        request.options,
+        video.is_still,
+        timeline.frame_count,
+        timeline.fps,
+        loudness,
+    )
+    renderer.prepare(analysis.track, targets, timeline.src_index, timeline.lipsync)
+    return _Look(renderer, analysis.track, timeline.src_index, effects, analysis.visibility)
 
 
 def _plan_targets(
@@ -289,9 +303,9 @@ def _render_pass(
     request: GenerateRequest,
     video: VideoInfo,
     timeline: Timeline,
-    renderer: MouthRenderer,
+    look: _Look,
     scratch: Path,
-    state: _Run,
+    state: RunState,
 ) -> tuple[int, int]:
     """Encode into scratch files and move them into place, so a failure never leaves half an MP4.
 
@@ -314,7 +328,7 @@ def _render_pass(
             try:
                 for out_index, frame in enumerate(state.timed_iter("decode", frames)):
                     with state.timed("render"):
-                        rendered = renderer.render(out_index, frame)
+                        rendered = look.frame(out_index, frame)
                     with state.timed("encode"):
                         sink.submit(rendered)
                     if out_index % 10 == 0:

@@ -1,0 +1,171 @@
+"""The first pass over the source: where the face is in every frame, and what it looks like.
+
+The common case is one streaming pass (decode, face mesh of the largest face, scene cuts, mouth
+visibility, mouth library). With `active_speaker_detection` the face to follow is only known
+once every face of the video has been seen, so that case tracks all faces first, chooses, and
+decodes a second time to fill the mouth library from the chosen face only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openlipsync.engine.background import prefetch
+from openlipsync.engine.errors import EngineError, NoFaceFound
+from openlipsync.engine.occlusion import VisibilityModel, visibility_weights
+from openlipsync.engine.render import MouthRenderer
+from openlipsync.engine.run_state import RunState
+from openlipsync.engine.scenes import SceneDetector, shot_ranges
+from openlipsync.engine.speaker import (
+    MultiFaceTracker,
+    SpeakerSelectionError,
+    choose_face,
+    loudness_per_frame,
+    pick_in_box,
+)
+from openlipsync.engine.tracking import FaceTrack, FaceTracker, smooth_track
+from openlipsync.media.audio import AudioClip
+from openlipsync.media.probe import VideoInfo
+from openlipsync.media.video import VideoReader
+
+MISSING = np.full((478, 2), np.nan, dtype=np.float32)
+
+
+@dataclass
+class Analysis:
+    track: FaceTrack  # smoothed, per source frame, of the face to lip-sync
+    cuts: list[int]  # first frames of new shots
+    visibility: np.ndarray | None  # per source frame lip-sync weight 0..1 (occlusion), or None
+
+
+def analyse(
+    path: Path,
+    video: VideoInfo,
+    renderer: MouthRenderer,
+    state: RunState,
+    speaker_option: dict | None = None,
+    occlusion: bool = False,
+    source_audio: AudioClip | None = None,
+    driving_audio: AudioClip | None = None,
+) -> Analysis:
+    if speaker_option:
+        rows, cuts, visibility = _speaker_pass(
+            path, video, state, speaker_option, source_audio, driving_audio
+        )
+        _library_pass(path, video, renderer, rows, state)
+    else:
+        rows, cuts, visibility = _largest_face_pass(path, video, renderer, state, occlusion)
+    landmarks = np.stack(rows) if rows else np.empty((0, 478, 2), np.float32)
+    present = ~np.isnan(landmarks[:, 0, 0])
+    if not present.any():
+        raise NoFaceFound(f"no face found in any of the {len(rows)} frames of {path.name}")
+    with state.timed("track"):
+        track = _smooth_per_shot(FaceTrack(landmarks=landmarks, present=present), cuts, video.fps)
+    weights = None
+    if occlusion and visibility is not None:
+        weights = visibility_weights(visibility.scores(), video.fps)
+    return Analysis(track=track, cuts=cuts, visibility=weights)
+
+
+def _frames(path: Path, video: VideoInfo, state: RunState):  # -> Iterator[(index, frame)]
+    reader = VideoReader(path, fps=video.fps)
+    with reader:
+        yield from enumerate(state.timed_iter("decode", prefetch(iter(reader))))
+
+
+def _largest_face_pass(
+    path: Path, video: VideoInfo, renderer: MouthRenderer, state: RunState, occlusion: bool
+) -> tuple[list[np.ndarray], list[int], VisibilityModel | None]:
+    rows: list[np.ndarray] = []
+    scenes = SceneDetector()
+    visibility = VisibilityModel() if occlusion else None
+    tracker = FaceTracker()
+    try:
+        for index, frame in _frames(path, video, state):
+            with state.timed("track"):
+                if scenes.push(frame):  # a new shot: find the face afresh
+                    tracker.close()
+                    tracker = FaceTracker()
+                landmarks = tracker.process(frame)
+                if visibility is not None:
+                    visibility.observe(frame, landmarks)
+            with state.timed("render"):
+                renderer.observe(index, frame, landmarks)
+            rows.append(MISSING if landmarks is None else landmarks.astype(np.float32))
+            if index % 10 == 0:
+                state.report("track", index / max(video.frame_count, 1))
+    finally:
+        tracker.close()
+    return rows, scenes.cuts, visibility
+
+
+def _speaker_pass(
+    path: Path,
+    video: VideoInfo,
+    state: RunState,
+    option: dict,
+    source_audio: AudioClip | None,
+    driving_audio: AudioClip | None,
+) -> tuple[list[np.ndarray], list[int], None]:
+    """Every face of every frame, then the one the option asks for."""
+    scenes = SceneDetector()
+    with MultiFaceTracker() as multi:
+        for index, frame in _frames(path, video, state):
+            with state.timed("track"):
+                multi.push(frame, new_shot=scenes.push(frame))
+            if index % 10 == 0:
+                state.report("track", 0.6 * index / max(video.frame_count, 1))
+        faces = multi.finish()
+    count = faces.frame_count
+    loudness = [
+        None
+        if clip is None
+        else loudness_per_frame(clip.samples, clip.sample_rate, video.fps, count)
+        for clip in (source_audio, driving_audio)
+    ]
+    try:
+        choice = choose_face(option, faces, video.fps, loudness[0], loudness[1])
+    except SpeakerSelectionError as exc:
+        raise EngineError(str(exc), "generation_invalid_speaker_selection") from exc
+    rows = []
+    for index in range(count):
+        chosen = None if choice is None else int(choice.identity[index])
+        if chosen is not None and chosen >= 0:
+            rows.append(faces.landmarks[chosen][index])
+            continue
+        candidates = list(faces.faces_at(index).values())
+        box = None if choice is None else choice.box_at(index)
+        pick = pick_in_box(box, candidates) if box is not None else None
+        rows.append(MISSING if pick is None else candidates[pick])
+    return rows, faces.cuts, None
+
+
+def _library_pass(
+    path: Path, video: VideoInfo, renderer: MouthRenderer, rows: list[np.ndarray], state: RunState
+) -> None:
+    """Show the renderer the chosen face only, so its mouths are the speaker's own."""
+    for index, frame in _frames(path, video, state):
+        if index >= len(rows):
+            break
+        landmarks = rows[index]
+        with state.timed("render"):
+            renderer.observe(index, frame, None if np.isnan(landmarks[0, 0]) else landmarks)
+        if index % 10 == 0:
+            state.report("track", 0.6 + 0.4 * index / max(video.frame_count, 1))
+
+
+def _smooth_per_shot(track: FaceTrack, cuts: list[int], fps: float) -> FaceTrack:
+    """Smoothing never reaches across a scene cut (a different shot is a different pose)."""
+    parts = [
+        smooth_track(FaceTrack(track.landmarks[a:b], track.present[a:b]), fps)
+        for a, b in shot_ranges(cuts, len(track.present))
+    ]
+    if not parts:
+        return track
+    return FaceTrack(
+        landmarks=np.concatenate([p.landmarks for p in parts]),
+        present=np.concatenate([p.present for p in parts]),
+    )

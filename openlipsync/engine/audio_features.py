@@ -1,0 +1,245 @@
+"""Language-independent acoustic cues of mouth shape, sampled once per video frame.
+
+No transcript and no phone recogniser: the cues are the physical ones the mouth leaves in sound.
+Loudness alone only says *that* someone speaks; the mouth's shape shows in the spectrum:
+- voiced energy in the first-formant band (F1 rises as the jaw opens: "a" > "e" > "i"),
+- the second-formant region (F2 falls as the lips round: "oo", "w"),
+- frication (energy above 3 kHz with little voicing: "s", "f" are said through nearly closed lips),
+- closures (a stop or nasal is a 30-120 ms dip of first-formant energy between louder sounds).
+MFCCs carry the rest of the spectral shape for the per-person learned mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy.fft import dct
+from scipy.signal import resample_poly
+
+from openlipsync.engine.errors import AudioMissing
+
+RATE = 16000
+HOP = 160  # 10 ms analysis hop: fine enough to place a stop burst inside one video frame
+WINDOW = 400  # 25 ms
+N_MELS = 26
+N_MFCC = 13
+CHUNK_HOPS = 2000  # hops analysed at once (20 s of audio)
+SILENCE_DBFS = -55.0  # below this a frame is silent whatever the clip's own level
+
+
+class AudioLike(Protocol):
+    """Anything with mono float samples and a rate (openlipsync.media.audio.AudioClip)."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+@dataclass
+class AudioFeatures:
+    """Per-video-frame cues; every array has one row per output frame."""
+
+    level: np.ndarray  # loudness in dB relative to the clip's speech level (0 = loud speech)
+    speech: np.ndarray  # 0..1 soft "someone is speaking" gate (voiced or loud enough)
+    voicing: np.ndarray  # 0..1 periodicity of the signal
+    f1_energy: np.ndarray  # dB relative to speech level, 300-1000 Hz (jaw / vowel openness)
+    f1_centroid: np.ndarray  # Hz, power-weighted centre of 250-1100 Hz (F1 proxy)
+    f2_centroid: np.ndarray  # Hz, power-weighted centre of 900-2800 Hz (F2 proxy, rounding)
+    frication: np.ndarray  # dB, energy above 3 kHz minus energy below 1 kHz
+    closure: np.ndarray  # 0..1 likelihood of a constriction (short F1-energy dip inside speech)
+    mfcc: np.ndarray  # (frames, 13) cepstrum, for learned mappings
+
+
+def mono16k(audio: AudioLike) -> np.ndarray:
+    """Samples as float32 mono at 16 kHz; raises AudioMissing on empty input, and zeroes
+    non-finite samples (a corrupt stretch is treated as silence, not as a crash)."""
+    samples = np.asarray(audio.samples, dtype=np.float32)
+    if samples.ndim > 1:
+        samples = samples.mean(axis=-1 if samples.shape[-1] <= 8 else 0)
+    if samples.size == 0 or int(audio.sample_rate) <= 0:
+        raise AudioMissing("the audio contains no samples")
+    samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    rate = int(audio.sample_rate)
+    if rate != RATE:
+        divisor = np.gcd(rate, RATE)
+        samples = resample_poly(samples, RATE // divisor, rate // divisor).astype(np.float32)
+    return samples
+
+
+def _mel_filters() -> tuple[np.ndarray, np.ndarray]:
+    """Triangular mel filterbank over the rfft bins of one analysis window, and bin frequencies."""
+    n_fft = 512
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / RATE)
+    mel = np.linspace(_hz_to_mel(60.0), _hz_to_mel(7600.0), N_MELS + 2)
+    edges = 700.0 * (10 ** (mel / 2595.0) - 1.0)
+    filters = np.zeros((N_MELS, freqs.size), np.float32)
+    for i in range(N_MELS):
+        lo, mid, hi = edges[i : i + 3]
+        rise = (freqs - lo) / (mid - lo)
+        fall = (hi - freqs) / (hi - mid)
+        filters[i] = np.clip(np.minimum(rise, fall), 0.0, None)
+    return filters, freqs
+
+
+def _hz_to_mel(hz: float) -> float:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+def _frames(padded: np.ndarray, first: int, count: int) -> np.ndarray:
+    """`count` overlapping 25 ms windows from hop `first`, every 10 ms, each centred on its hop
+    (hop k is time k*10 ms); `padded` has WINDOW // 2 zeros in front."""
+    index = np.arange(WINDOW)[None, :] + HOP * (first + np.arange(count))[:, None]
+    return padded[index]
+
+
+def _voicing(frames: np.ndarray) -> np.ndarray:
+    """Normalised autocorrelation peak in the 70-400 Hz pitch range."""
+    centred = frames - frames.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(centred, n=1024, axis=1)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :WINDOW]
+    energy = acf[:, :1] + 1e-9
+    lo, hi = RATE // 400, RATE // 70
+    # Correct the autocorrelation's triangular taper so long lags are not penalised.
+    taper = WINDOW / (WINDOW - np.arange(lo, hi))
+    return np.clip((acf[:, lo:hi] * taper).max(axis=1) / energy[:, 0], 0.0, 1.0)
+
+
+def _band(power: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
+
+
+def _centroid(power: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    sel = (freqs >= lo) & (freqs < hi)
+    weights = power[:, sel] + 1e-12
+    return (weights * freqs[sel]).sum(axis=1) / weights.sum(axis=1)
+
+
+def _db(x: np.ndarray) -> np.ndarray:
+    return 10.0 * np.log10(np.maximum(x, 1e-12))
+
+
+def _closure(band_db: np.ndarray, hops_per_second: float) -> np.ndarray:
+    """Constrictions: a dip of the first-formant band >= 6 dB under the speech on *both* sides
+    within 120 ms. Measured on F1-band energy, not loudness, so voiced closures ("b", "m", whose
+    voice bar sits below 300 Hz) count too. Pauses longer than that are silence, handled elsewhere.
+    """
+    span = max(1, int(0.12 * hops_per_second))
+    padded = np.pad(band_db, span, mode="edge")
+    window_max = np.lib.stride_tricks.sliding_window_view(padded, span).max(axis=1)
+    n = band_db.size
+    before = window_max[:n]  # max over the `span` hops before each hop
+    after = window_max[span + 1 : span + 1 + n]  # max over the `span` hops after it
+    depth = np.minimum(before, after) - band_db
+    return np.clip((depth - 6.0) / 10.0, 0.0, 1.0).astype(np.float32)
+
+
+def _per_video_frame(values: np.ndarray, times: np.ndarray, fps: float, count: int) -> np.ndarray:
+    """Mean of the 10 ms hops inside each frame's interval [i/fps, (i+1)/fps)."""
+    index = np.floor(times * fps).astype(int)
+    keep = (index >= 0) & (index < count)
+    shape = (count,) + values.shape[1:]
+    sums = np.zeros(shape, np.float64)
+    hits = np.zeros(count, np.float64)
+    np.add.at(sums, index[keep], values[keep])
+    np.add.at(hits, index[keep], 1.0)
+    empty = hits == 0
+    hits[empty] = 1.0
+    result = sums / hits.reshape((-1,) + (1,) * (values.ndim - 1))
+    if empty.any() and (~empty).any():
+        # Frames shorter than a hop (fps > 100) borrow their nearest analysed neighbour.
+        filled = np.flatnonzero(~empty)
+        nearest = filled[
+            np.clip(np.searchsorted(filled, np.flatnonzero(empty)), 0, filled.size - 1)
+        ]
+        result[empty] = result[nearest]
+    return result.astype(np.float32)
+
+
+def extract(audio: AudioLike, fps: float, frame_count: int, lead: float = 0.0) -> AudioFeatures:
+    """Cues for frames 0..frame_count-1, frame i covering audio [i/fps + lead, (i+1)/fps + lead).
+
+    `lead` > 0 looks ahead into the audio: the mouth starts moving before the sound it makes.
+    Audio shorter than the frames is treated as silence after its end.
+    """
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    samples = mono16k(audio)
+    # Only the audio the frames cover matters (cut_off keeps the shorter of the two).
+    samples = samples[: int((frame_count / fps + max(lead, 0.0) + 0.5) * RATE)]
+    raw = _hop_analysis(samples)
+    total_db = raw["total_db"]
+    speech_level = _speech_level(total_db)
+    level = total_db - speech_level
+    f1_db = raw["f1_db"] - speech_level
+    audible = total_db > SILENCE_DBFS
+    threshold = _speech_threshold(level[audible])
+    speech = np.clip((level - threshold) / 15.0, 0.0, 1.0) * audible
+    hop_values = {
+        "level": np.where(audible, level, -60.0),
+        "speech": speech,
+        "voicing": raw["voicing"] * audible,
+        "f1_energy": np.where(audible, f1_db, -60.0),
+        "f1_centroid": raw["f1_centroid"],
+        "f2_centroid": raw["f2_centroid"],
+        "frication": np.where(audible, raw["high_db"] - raw["low_db"], 0.0),
+        "closure": _closure(np.maximum(np.where(audible, f1_db, -45.0), -45.0), RATE / HOP),
+    }
+    times = np.arange(total_db.size) * HOP / RATE - lead
+    per_frame = {k: _per_video_frame(v, times, fps, frame_count) for k, v in hop_values.items()}
+    per_frame["mfcc"] = _per_video_frame(raw["mfcc"], times, fps, frame_count)
+    after_end = np.arange(frame_count) / fps >= samples.size / RATE - lead
+    if after_end.any():
+        per_frame["level"][after_end] = -60.0
+        per_frame["f1_energy"][after_end] = -60.0
+        for key in ("speech", "voicing", "closure"):
+            per_frame[key][after_end] = 0.0
+    return AudioFeatures(**per_frame)
+
+
+def _hop_analysis(samples: np.ndarray) -> dict[str, np.ndarray]:
+    """Spectral measures of every 10 ms hop, computed in chunks so that a 30-minute input needs
+    a few MB of working memory instead of gigabytes."""
+    padded = np.pad(samples, (WINDOW // 2, WINDOW))
+    hops = max(1, int(np.ceil(samples.size / HOP)))
+    filters, freqs = _mel_filters()
+    window = np.hanning(WINDOW).astype(np.float32)
+    parts: dict[str, list[np.ndarray]] = {}
+    for first in range(0, hops, CHUNK_HOPS):
+        frames = _frames(padded, first, min(CHUNK_HOPS, hops - first)) * window
+        power = np.abs(np.fft.rfft(frames, n=512, axis=1)) ** 2 / WINDOW
+        log_mel = np.log(power @ filters.T + 1e-10)
+        chunk = {
+            "total_db": _db(power.sum(axis=1) / WINDOW * 4.0),
+            "f1_db": _db(_band(power, freqs, 300, 1000) / WINDOW * 4.0),
+            "low_db": _db(_band(power, freqs, 80, 1000)),
+            "high_db": _db(_band(power, freqs, 3000, 8000)),
+            "voicing": _voicing(frames),
+            "f1_centroid": _centroid(power, freqs, 250, 1100),
+            "f2_centroid": _centroid(power, freqs, 900, 2800),
+            "mfcc": dct(log_mel, type=2, axis=1, norm="ortho")[:, :N_MFCC],
+        }
+        for key, values in chunk.items():
+            parts.setdefault(key, []).append(values.astype(np.float32))
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def _speech_level(total_db: np.ndarray) -> float:
+    """The clip's loud-speech level, so features compare across recordings at any gain: the 90th
+    percentile of audible hops, but at least 20 dB over the quietest tenth. Speech swings 25+ dB
+    between syllables and pauses; a steady hum or hiss does not, so it stays far under the
+    reference and never opens the mouth."""
+    audible = total_db[total_db > SILENCE_DBFS]
+    if audible.size < 5:
+        return 0.0
+    return float(max(np.percentile(audible, 90), np.percentile(audible, 10) + 20.0))
+
+
+def _speech_threshold(level: np.ndarray) -> float:
+    """Level (dB re speech) where the speech gate starts to open: 30 dB under speech, or 6 dB
+    over a noisy recording's floor (pauses over hum or street noise must still close the mouth),
+    but never above -15 dB, so a recording without pauses still opens on its vowels."""
+    if level.size < 20:
+        return -30.0
+    floor = float(np.percentile(level, 10))
+    return float(min(max(floor + 6.0, -30.0), -15.0))

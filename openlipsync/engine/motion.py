@@ -1,0 +1,278 @@
+"""Audio to mouth motion: one target (open, jaw, width) per output frame, in the person's units.
+
+Two layers:
+- A general mapping with a handful of hand-set weights rather than a model fitted to the few
+  clips we have, so it carries to unseen voices: voiced first-formant energy opens the jaw, a
+  high F1 centroid opens it further ("a" vs "i"), frication and stop closures shut the lips, a
+  low F2 rounds (narrows) them. The weights were sanity-checked per phone class on the CMU
+  ARCTIC sentence with hand-labelled phones (pause < bilabial, f/v < s < close vowels < open
+  vowels); only smoothing, lead and shrinkage were chosen on the GRID truth protocol.
+- A person layer: when the source video has speech, a ridge regression of this person's measured
+  mouth against their own audio, shrunk towards the general weights (a GRID half is ~37 frames,
+  far too few to learn a mapping from scratch), plus their own neutral and range.
+
+Everything is expressed as a fraction of the person's range above their closed mouth, then
+scaled back, so the plan never asks a face for shapes it has not shown (or, for a still photo,
+shapes outside typical human ranges).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from openlipsync.engine.audio_features import AudioFeatures, AudioLike, extract
+from openlipsync.engine.errors import InputTooLong
+
+LEAD_SECONDS = 0.01
+"""How far the mouth runs ahead of its sound. Frame i already averages the audio of
+[i/fps, (i+1)/fps), i.e. half a frame (20 ms at 25 fps) after the instant the frame shows, so the
+effective look-ahead is 30 ms at 25 fps; 0 and 20 ms did worse on the GRID truth protocol."""
+
+SMOOTH_SECONDS = 0.036
+"""Gaussian smoothing sigma: coarticulation blurs shapes over ~50 ms; less would jitter."""
+
+# Typical ranges relative to the closed mouth, in eye-distance units, for faces that never spoke
+# in their source (stills, silent videos). Measured on frontal talking heads (GRID, MediaPipe).
+TYPICAL_RANGE = np.array([0.16, 0.08, 0.08], np.float32)
+TYPICAL_CLOSED_OPEN = 0.005
+JAW_PER_OPEN = 0.35  # nose-to-chin growth per unit of lip opening (median over GRID speakers)
+
+FEATURE_NAMES = ("bias", "f1", "level", "f1c", "f2c", "fric", "closure", "voicing")
+GENERAL_OPEN = np.array([0.0, 0.55, 0.35, 0.25, 0.0, -0.10, -0.6, 0.0], np.float32)
+"""General weights for 'open' on the standardised features of `design_matrix`."""
+GENERAL_SHAPE = np.array([[1.0, 0.15], [0.0, -0.35]], np.float32)
+"""Jaw follows the lip opening; the corners part a little with it and pull in when rounding."""
+N_MFCC_USED = 12
+RIDGE_PRIOR = 20.0  # shrinkage of the person fit towards the general weights, in frames
+MIN_SPEECH_FRAMES = 12  # fewer speech frames than this in the source: do not learn a mapping
+MAX_FRAMES = 1_000_000  # ~4.6 h at 60 fps: beyond any accepted input, refuse rather than swap
+
+
+@dataclass
+class PersonModel:
+    """This person's audio-to-mouth mapping, and the neutral/range of each shape column."""
+
+    neutral: np.ndarray  # (3,) closed, relaxed mouth: (open, jaw, width)
+    span: np.ndarray  # (3,) typical speaking excursion of each column above/around neutral
+    open_weights: np.ndarray = field(default_factory=lambda: _general_weights())
+    source: str = "general"  # "learned" | "general" | "still"
+    lead: float = LEAD_SECONDS
+    fit_r: float = float("nan")  # in-sample correlation of the person fit (diagnostics)
+    # (jaw, width) per unit of (opening, rounding), both as fractions of their spans.
+    shape_weights: np.ndarray = field(default_factory=lambda: GENERAL_SHAPE.copy())
+
+
+def _general_weights() -> np.ndarray:
+    return np.concatenate([GENERAL_OPEN, np.zeros(N_MFCC_USED, np.float32)])
+
+
+def _zscore(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Standardise over speech frames so voices at any pitch, gain and timbre compare."""
+    ref = values[mask] if mask.sum() >= 3 else values
+    std = ref.std(axis=0)
+    return (values - ref.mean(axis=0)) / np.where(std > 1e-6, std, 1.0)
+
+
+def design_matrix(features: AudioFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame feature rows (frames, len(FEATURE_NAMES) + 12) and the soft speech gate."""
+    gate = np.clip(features.speech, 0.0, 1.0)
+    speaking = gate > 0.5
+    f1 = np.clip((features.f1_energy + 35.0) / 35.0, 0.0, 1.2)
+    level = np.clip((features.level + 35.0) / 35.0, 0.0, 1.2)
+    columns = [
+        np.ones_like(f1),
+        f1,
+        level,
+        np.clip(_zscore(features.f1_centroid, speaking), -3, 3) * 0.3 * gate,
+        np.clip(_zscore(features.f2_centroid, speaking), -3, 3) * 0.3 * gate,
+        np.clip(_zscore(features.frication, speaking), -3, 3) * 0.3 * gate,
+        features.closure,
+        features.voicing,
+    ]
+    mfcc = _zscore(features.mfcc[:, 1 : 1 + N_MFCC_USED], speaking) * 0.1 * gate[:, None]
+    return np.column_stack(columns + [mfcc]).astype(np.float32), gate
+
+
+CLOSURE = FEATURE_NAMES.index("closure")
+
+
+def _open_fraction(features: AudioFeatures, weights: np.ndarray, fps: float) -> np.ndarray:
+    """Mouth opening as a fraction of the person's range (0 closed, ~1 wide open).
+
+    Closures are applied after the coarticulation blur, with a sharper one of their own: lips
+    seal fast, and blurring a 60 ms "b" with its vowels would leave the mouth half open.
+    """
+    x, gate = design_matrix(features)
+    rest = np.ones(weights.size, bool)
+    rest[CLOSURE] = False
+    opening = _smooth(np.clip(x[:, rest] @ weights[rest], 0.0, 1.3) * gate, fps)
+    closing = weights[CLOSURE] * _smooth(x[:, CLOSURE], fps, SMOOTH_SECONDS / 2)
+    return np.clip(opening + closing, 0.0, 1.3)
+
+
+def fit_person(source_audio: AudioLike | None, measured: np.ndarray, fps: float) -> PersonModel:
+    """Learn this person's mapping from the source video (their real mouth against their real
+    audio) when it contains speech; otherwise scale the general mapping to their observed face.
+
+    `measured` is mouth_shape() per source frame, NaN rows where no face was found.
+    """
+    measured = np.asarray(measured, np.float32)
+    if measured.ndim != 2 or measured.shape[1] != 3:
+        raise ValueError(f"measured must be (frames, 3) mouth shapes, got {measured.shape}")
+    valid = np.isfinite(measured).all(axis=1)
+    if not valid.any():
+        return _still_person(None)
+    shapes = measured[valid]
+    if shapes.shape[0] < 8 or _is_still(shapes):
+        return _still_person(shapes)
+    neutral, span = _neutral_and_span(shapes)
+    person = PersonModel(neutral=neutral, span=span, lead=LEAD_SECONDS)
+    if source_audio is None or fps <= 0:
+        return person
+    features = extract(source_audio, fps, measured.shape[0], lead=person.lead)
+    x, gate = design_matrix(features)
+    x, gate = x[valid], gate[valid]
+    if (gate > 0.5).sum() < MIN_SPEECH_FRAMES:
+        return person
+    target = (shapes[:, 0] - neutral[0]) / span[0]
+    weights = _ridge_towards(x, target, _general_weights(), RIDGE_PRIOR)
+    predicted = np.clip(x @ weights, 0.0, 1.3) * gate
+    fit_r = _pearson(predicted, target)
+    if not np.isfinite(fit_r) or fit_r < 0.2:
+        # Their mouth does not follow their audio here (dubbed, off-screen voice): stay general.
+        return person
+    person.open_weights = weights.astype(np.float32)
+    person.source = "learned"
+    person.fit_r = fit_r
+    person.shape_weights = _fit_jaw_and_width(features, person, shapes, valid, fps)
+    return person
+
+
+def _fit_jaw_and_width(
+    features: AudioFeatures, person: PersonModel, shapes: np.ndarray, valid: np.ndarray, fps: float
+) -> np.ndarray:
+    """How this face's jaw and mouth corners move with its opening and rounding: people differ
+    (some widen as they open, some narrow), so the sign is learned, shrunk to the general one."""
+    drivers = np.column_stack(
+        [
+            _open_fraction(features, person.open_weights, fps),
+            _smooth(_rounding(features), fps),
+        ]
+    )[valid]
+    weights = np.empty_like(GENERAL_SHAPE)
+    for column in (0, 1):
+        target = (shapes[:, column + 1] - person.neutral[column + 1]) / person.span[column + 1]
+        weights[:, column] = _ridge_towards(
+            drivers, target, GENERAL_SHAPE[:, column], RIDGE_PRIOR / 4
+        )
+    return np.clip(weights, -1.5, 1.5).astype(np.float32)
+
+
+def _is_still(shapes: np.ndarray) -> bool:
+    return shapes.shape[0] < 2 or float(np.ptp(shapes[:, 0])) < 1e-4
+
+
+def _still_person(shapes: np.ndarray | None) -> PersonModel:
+    """A face seen only at rest: its closed mouth (a photo may smile with parted lips, so the
+    opening is taken out of the jaw too) and typical human ranges."""
+    if shapes is None:
+        return PersonModel(
+            neutral=np.array([TYPICAL_CLOSED_OPEN, 0.85, 0.5], np.float32),
+            span=TYPICAL_RANGE.copy(),
+            source="still",
+        )
+    seen = np.median(shapes, axis=0).astype(np.float32)
+    parted = max(0.0, float(seen[0]) - TYPICAL_CLOSED_OPEN)
+    neutral = np.array([seen[0] - parted, seen[1] - JAW_PER_OPEN * parted, seen[2]], np.float32)
+    return PersonModel(neutral=neutral, span=TYPICAL_RANGE.copy(), source="still")
+
+
+def _neutral_and_span(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed mouth = this face's most closed frames (it may rest open, but it closes at times
+    while talking); span = spread of what this face actually did, floored at a visible minimum."""
+    opening = shapes[:, 0]
+    closed = opening <= np.percentile(opening, 20)
+    neutral = np.array(
+        [
+            np.percentile(opening, 5),
+            np.median(shapes[closed, 1]),
+            np.median(shapes[closed, 2]),
+        ],
+        np.float32,
+    )
+    spread = np.percentile(shapes, 95, axis=0) - np.percentile(shapes, 5, axis=0)
+    span = np.maximum(spread, TYPICAL_RANGE * 0.25).astype(np.float32)
+    return neutral, span
+
+
+def _ridge_towards(x: np.ndarray, y: np.ndarray, prior: np.ndarray, lam: float) -> np.ndarray:
+    """argmin |y - x w|^2 + lam |w - prior|^2: with few frames the answer stays near the prior."""
+    gram = x.T @ x + lam * np.eye(x.shape[1])
+    return np.linalg.solve(gram, x.T @ y + lam * prior)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 3 or a.std() < 1e-9 or b.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def plan_mouth(
+    audio: AudioLike,
+    fps: float,
+    frame_count: int,
+    person: PersonModel,
+    temperature: float = 0.5,
+    active: np.ndarray | None = None,
+) -> np.ndarray:
+    """Absolute target (open, jaw, width) per output frame; frame i covers [i/fps, (i+1)/fps).
+
+    temperature 0..1 scales expressiveness (0.5 = the person's own range, 0 = half of it,
+    1 = one and a half); frames where `active` is False get the neutral closed mouth.
+    """
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    frame_count = int(frame_count)
+    if frame_count <= 0:
+        return np.zeros((0, 3), np.float32)
+    if frame_count > MAX_FRAMES:
+        raise InputTooLong(f"{frame_count} output frames is more than the {MAX_FRAMES} allowed")
+    features = extract(audio, fps, frame_count, lead=person.lead)
+    opening = _open_fraction(features, person.open_weights, fps)
+    rounding = _smooth(_rounding(features), fps)
+    gain = _gain(temperature)
+    jaw, width = (np.column_stack([opening, rounding]) @ person.shape_weights).T
+    shape = np.empty((frame_count, 3), np.float32)
+    shape[:, 0] = person.neutral[0] + gain * opening * person.span[0]
+    shape[:, 1] = person.neutral[1] + gain * np.clip(jaw, -0.3, 1.3) * person.span[1]
+    shape[:, 2] = person.neutral[2] + gain * np.clip(width, -0.8, 0.8) * person.span[2]
+    if active is not None:
+        mask = np.zeros(frame_count, bool)
+        given = np.asarray(active, bool).reshape(-1)[:frame_count]
+        mask[: given.size] = given
+        shape[~mask] = person.neutral
+    return shape
+
+
+def _gain(temperature: float) -> float:
+    """Expressiveness multiplier, monotonic in temperature; NaN means the default."""
+    t = float(temperature)
+    t = 0.5 if not np.isfinite(t) else float(np.clip(t, 0.0, 1.0))
+    return 0.5 + t
+
+
+def _rounding(features: AudioFeatures) -> np.ndarray:
+    """0..1 lip rounding from a low F2 during voiced speech ("oo", "w")."""
+    gate = np.clip(features.speech, 0.0, 1.0)
+    z = _zscore(features.f2_centroid, gate > 0.5)
+    return np.clip(-z * 0.5, 0.0, 1.0) * gate * features.voicing
+
+
+def _smooth(values: np.ndarray, fps: float, seconds: float = SMOOTH_SECONDS) -> np.ndarray:
+    sigma = seconds * fps
+    if sigma < 0.3 or values.size < 2:
+        return values
+    return gaussian_filter1d(values, sigma, mode="nearest")
