@@ -16,6 +16,9 @@ $(BIN)/openlipsync: pyproject.toml
 install: $(BIN)/openlipsync
 
 run: install
+	$(BIN)/openlipsync serve
+
+demo: install
 	$(BIN)/openlipsync generate --video $(SHARED)/media/video/grid_bbaf2n.mpg \
 		--audio $(SHARED)/media/speech/jfk_inaugural.flac -o out/demo.mp4
 
