@@ -21,10 +21,12 @@ from openlipsync.api.routes import (
     files,
     generations,
     health,
+    metrics,
     models,
     voices,
 )
 from openlipsync.api.schemas import GenerateBody, RegisterAsset, UploadRequest
+from openlipsync.logs import adopt_server_loggers, configure_logging
 from openlipsync.settings import Settings, get_settings
 from openlipsync.store.db import open_database
 from openlipsync.store.files import open_storage
@@ -39,6 +41,7 @@ DESCRIPTION = (
 def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None) -> FastAPI:
     """Build the API. `enqueue` defaults to the Celery dispatcher of `openlipsync.jobs`."""
     settings = settings or get_settings()
+    configure_logging()  # OPENLIPSYNC_LOG_FORMAT=json: one JSON object per line
     app = FastAPI(
         title="openlipsync",
         version=__version__,
@@ -53,8 +56,10 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.enqueue = enqueue or DispatchEnqueue(settings)
     install_error_handlers(app)
     app.add_middleware(RejectNulMiddleware)
-    for module in (health, generations, estimates, assets, batches, models, files, voices):
+    for module in (health, metrics, generations, estimates, assets, batches, models, files, voices):
         app.include_router(module.router)
+    # uvicorn installs its own log handlers after this factory returns; re-format them then.
+    app.router.on_startup.append(adopt_server_loggers)
 
     mount_studio(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

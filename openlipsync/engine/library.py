@@ -24,7 +24,9 @@ from openlipsync.engine.mouth import (
     EYE_OUTER_RIGHT,
     LIPS_INNER,
     LIPS_OUTER,
+    LOWER_OUTER_MID,
     NOSE_TIP,
+    UPPER_OUTER_MID,
     face_scale,
     mouth_shape,
 )
@@ -65,6 +67,7 @@ class MouthLibrary:
         self.landmarks = np.empty((0, 478, 2), np.float32)  # crop coordinates, smoothed
         self.shapes = np.empty((0, 3), np.float32)
         self.poses = np.empty((0, 2), np.float32)
+        self.outer = np.empty(0, np.float32)  # outer-lip height (eye distances)
 
     # -- building -------------------------------------------------------------------------
 
@@ -148,6 +151,7 @@ class MouthLibrary:
         )
         self.shapes = mouth_shape(self.landmarks) if rows else np.empty((0, 3), np.float32)
         self.poses = head_pose(self.landmarks) if rows else np.empty((0, 2), np.float32)
+        self.outer = outer_height(self.landmarks) if rows else np.empty(0, np.float32)
 
     def crop(self, entry: int) -> np.ndarray:
         return self._crops[entry]
@@ -160,6 +164,13 @@ class MouthLibrary:
 
     def __del__(self) -> None:
         self.close()
+
+
+def outer_height(landmarks: np.ndarray) -> np.ndarray:
+    """Outer-lip height in eye distances; (..., 478, 2) -> (...). Pressed or pouted lips are
+    thick for their inner gap, which is what an outside observer reads as an open mouth."""
+    gap = landmarks[..., LOWER_OUTER_MID, :] - landmarks[..., UPPER_OUTER_MID, :]
+    return (np.linalg.norm(gap, axis=-1) / face_scale(landmarks)).astype(np.float32)
 
 
 def head_pose(landmarks: np.ndarray) -> np.ndarray:

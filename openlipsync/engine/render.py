@@ -72,6 +72,8 @@ SWITCH_COST = 4.0
 HOLD_COST = 0.6
 # The frame's own mouth matches its skin, light and head pose exactly: prefer it when close.
 OWN_BONUS = 3.0
+CLOSED_OPEN = 0.04  # targets below this ask for closed lips
+CLOSED_SCALE = 0.015  # tolerance for a parted sample behind a closed target
 SWITCH_FADE = (0.6, 0.3)  # weight of the previous sequence on the frames after a jump
 CANDIDATES = 16
 VITERBI_CHUNK = 256
@@ -236,7 +238,7 @@ class MouthRenderer:
         amount = float(np.clip((target[0] - entry_open - 0.02) / 0.04, 0, 1))
         amount *= float(np.clip((OPEN_LIBRARY - entry_open) / 0.04, 0, 1))
         # Open lips warped shut squeeze their teeth into a sliver: cover it with a lip seam.
-        closing = float(np.clip((lib.shapes[entry, 0] - target[0] - 0.03) / 0.04, 0, 1))
+        closing = float(np.clip((lib.shapes[entry, 0] - target[0] - 0.015) / 0.03, 0, 1))
         closing *= float(np.clip((0.05 - target[0]) / 0.03, 0, 1))
         # A sample that shows teeth, opened much further: part the teeth over a dark gap.
         extra = (float(target[0]) - 1.3 * entry_open) * iod if entry_open >= OPEN_LIBRARY else 0.0
@@ -509,8 +511,13 @@ def _unary_costs(
     shape_err = (targets[:, None, :] - lib.shapes[None, :, :]) / SHAPE_SCALE
     # Opening closed lips by warping looks worse than closing open ones: penalise it double.
     short = np.maximum(targets[:, None, 0] - lib.shapes[None, :, 0], 0) / SHAPE_SCALE[0]
+    # Lips warped shut from a parted sample keep a sliver of teeth or shadow that reads as open:
+    # when the target is (nearly) closed, a sample that is open at all costs extra.
+    shut = np.clip((CLOSED_OPEN - targets[:, None, 0]) / CLOSED_OPEN, 0, 1)
+    parted = np.maximum(lib.shapes[None, :, 0] - targets[:, None, 0], 0) / CLOSED_SCALE
     pose_err = (poses[:, None, :] - lib.poses[None, :, :]) / POSE_SCALE
     unary = (shape_err**2).sum(-1) + short**2 + np.nan_to_num((pose_err**2).sum(-1), nan=0)
+    unary = unary + shut * parted**2
     unary = unary - OWN_BONUS * (lib.src[None, :] == shown[:, None])
     return np.where(usable[None, :], unary, 1e9)  # covered mouths are never pasted from
 

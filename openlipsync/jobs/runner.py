@@ -261,6 +261,8 @@ Or with the official Python SDK (pip install syncsdk==0.3.0):
         time.sleep(2)
         job = client.generations.get(job.id)
     print(job.status, job.output_url, job.error)
+
+Or open {base_url}/ in a browser (the Studio) and sign in with the key.
 """
 
 
