@@ -249,10 +249,13 @@ def plan_open(
     return plan_mouth(driving, fps, count, person, temperature)[:, 0]
 
 
-def run_engine(video: Path, audio: Path, output: Path) -> Path:
+def run_engine(video: Path, audio: Path, output: Path, **extra: object) -> Path:
     from openlipsync.engine import GenerateRequest, generate
 
-    generate(GenerateRequest(video=video, audio=audio, output=output, sync_mode="cut_off"))
+    request = GenerateRequest(video=video, audio=audio, output=output, sync_mode="cut_off")
+    for name, value in extra.items():
+        setattr(request, name, value)
+    generate(request)
     return output
 
 
@@ -412,6 +415,42 @@ def sync_case(
     return row
 
 
+TEXT_SCRIPTS = (
+    "Please bring me the blue book from the top shelf.",
+    "We will meet at seven, after the market closes.",
+)
+
+
+def text_cases(workdir: Path) -> list[tuple[str, Path, Path, dict]]:
+    """(name, face, speech, engine extras): the same speech driven two ways, phones vs audio.
+
+    Piper's own phone timings (issue 5's text path) and the forced alignment of a transcript
+    (ARCTIC a0009) against the audio-only path on the very same audio.
+    """
+    from openlipsync.tts.piper import PiperProvider
+
+    cases = []
+    for i, script in enumerate(TEXT_SCRIPTS):
+        speech = PiperProvider().synthesize(script, "joe", workdir / f"tts{i}")
+        face = MEDIA / f"video/{GRID[i % len(GRID)]}.mpg"
+        name = f"{face.stem}<-tts{i}"
+        cases.append((f"{name} audio", face, speech.audio_path, {}))
+        cases.append((f"{name} phones", face, speech.audio_path, {"phonemes": speech.phonemes}))
+    arctic = MEDIA / "speech/arctic_a0009.wav"
+    face = MEDIA / "photo/obama.jpg"
+    transcript = "He turned sharply and faced Gregson across the table."
+    cases.append(("obama<-arctic audio", face, arctic, {}))
+    cases.append(("obama<-arctic transcript", face, arctic, {"transcript": transcript}))
+    return cases
+
+
+def text_case(name: str, face: Path, speech: Path, extra: dict, workdir: Path) -> SyncRow:
+    output = run_engine(face, speech, workdir / f"{name.replace(' ', '_')}.mp4", **extra)
+    shown, fps = read_rgb_frames(output)
+    points = measure_frames(shown)
+    return _sync_row(name, inner_lip_opening(points), points, speech, fps)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -475,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--skip-truth", action="store_true")
+    parser.add_argument("--text", action="store_true", help="phones vs audio on the same speech")
     args = parser.parse_args(argv)
     if not MEDIA.exists():
         print(f"shared media not found at {MEDIA}", file=sys.stderr)
@@ -503,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 rows.extend([row] if row is not None else [])
             print_sync(rows, genuine)
+        if args.text:
+            rows = []
+            for name, face, speech, extra in text_cases(workdir):
+                row = _guarded(name, text_case, name, face, speech, extra, workdir)
+                rows.extend([row] if row is not None else [])
+            print_sync(rows, [])
     print(
         f"\n({'plan only' if args.plan_only else 'full engine'}; "
         f"{time.monotonic() - started:.0f} s; contact sheets in {args.out})"

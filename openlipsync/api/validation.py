@@ -168,11 +168,27 @@ def _input_item(item: Any, where: str, problems: Problems) -> dict[str, Any] | N
                 problems.add(f"{where}.refId must be a non-empty string (max 255 characters)")
             else:
                 normalized["refId"] = ref
+    if kind == "audio" and item.get("transcript") is not None:
+        _transcript(item["transcript"], where, normalized, problems)
     if kind == "text":
         provider = _provider(item.get("provider"), f"{where}.provider", problems)
         if provider is not None:
             normalized["provider"] = provider
     return normalized
+
+
+MAX_TRANSCRIPT_CHARS = 10_000
+
+
+def _transcript(value: Any, where: str, normalized: dict, problems: Problems) -> None:
+    """openlipsync extension: the English words of an audio input, for phone-exact mouths."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TRANSCRIPT_CHARS:
+        problems.add(
+            f"{where}.transcript must be a non-empty string of at most "
+            f"{MAX_TRANSCRIPT_CHARS} characters"
+        )
+    else:
+        normalized["transcript"] = value
 
 
 def _media_source(item: dict, where: str, normalized: dict, problems: Problems) -> None:

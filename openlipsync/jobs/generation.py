@@ -347,10 +347,17 @@ def _run_engine(generation: Generation, inputs: LocalInputs, workdir: Path, beat
         model=generation.model,
         options=options,
         phonemes=inputs.phonemes,
+        transcript=_transcript(generation),
         segments=inputs.segments,
         segment_output=workdir / "segments.mp4" if inputs.segments else None,
     )
     return generate(request, progress=beat.progress, should_cancel=beat.should_cancel)
+
+
+def _transcript(generation: Generation) -> str | None:
+    """The audio input's `transcript` (an openlipsync extension): phone-exact mouth shapes."""
+    audio = next((i for i in generation.input or [] if i.get("type") == "audio"), None)
+    return audio.get("transcript") if audio else None
 
 
 def _store_outputs(
