@@ -11,9 +11,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from openlipsync.jobs import dispatch
 from openlipsync.jobs.celery_app import configure
+from openlipsync.store.models import Asset
 from tests.conftest import media_path
 from tests.test_jobs_helpers import (
     add_generation,
@@ -159,3 +161,6 @@ def test_text_input_spoken_by_the_local_voice_completes(worker, media_server) ->
     generation = wait_until(terminal, 240)
     assert generation.status == "COMPLETED", (generation.error_code, generation.error)
     assert generation.synthesized_audio_key
+    with sessions() as session:  # the speech joined the media library
+        speech = session.scalars(select(Asset).where(Asset.input_type == "TTS")).all()
+    assert [a.storage_key for a in speech] == [generation.synthesized_audio_key]

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from openlipsync.jobs import webhooks
 from openlipsync.jobs.inputs import InputError, LocalInputs, fetch_inputs, plan_inputs
 from openlipsync.settings import Settings
 from openlipsync.store.files import Storage
-from openlipsync.store.models import Generation, utcnow
+from openlipsync.store.models import Asset, Generation, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,8 @@ def finish(
     generation = session.get(Generation, generation_id)
     assert generation is not None
     session.refresh(generation)
+    if generation.synthesized_audio_key and status == "COMPLETED":
+        session.add(_speech_asset(generation, now))
     delivery_id = None
     if generation.webhook_url:
         delivery = webhooks.record(
@@ -124,6 +126,22 @@ def finish(
         delivery_id = delivery.id
     session.commit()
     return Finished(status, delivery_id, generation.batch_id)
+
+
+def _speech_asset(generation: Generation, now: datetime) -> Asset:
+    """The speech a text input was turned into joins the media library (inputType TTS)."""
+    key = generation.synthesized_audio_key
+    assert key is not None
+    return Asset(
+        organization_id=generation.organization_id,
+        created_at=now,
+        updated_at=now,
+        type="AUDIO",
+        input_type="TTS",
+        name=f"speech-{generation.id}{Path(key).suffix}",
+        storage_key=key,
+        format=Path(key).suffix.lstrip(".") or None,
+    )
 
 
 def notification(generation: Generation, storage: Storage, settings: Settings) -> dict[str, Any]:
