@@ -234,3 +234,21 @@ def _apply_caps(
         ceiling = cap + distance / CLOSURE_RAMP_SECONDS
         fractions[lo:hi, 0] = np.minimum(fractions[lo:hi, 0], ceiling)
         fractions[lo:hi, 1] = np.minimum(fractions[lo:hi, 1], 2 * cap + 0.3 + ceiling)
+
+
+BILABIALS = frozenset({"p", "b", "m"})
+
+
+def closure_frames(phonemes: Sequence[PhonemeTiming], fps: float, frame_count: int) -> np.ndarray:
+    """bool (frame_count,): frames whose centre falls in a bilabial (p, b, m) or a pause.
+
+    Loudness cannot see a "b" inside a word; these frames must show closed lips whatever else
+    drives the mouth.
+    """
+    count = _frame_count(frame_count, fps)
+    times = (np.arange(count) + 0.5) / float(fps) + LEAD_SECONDS
+    closed = np.zeros(count, bool)
+    for phone in phonemes:
+        if phone.phoneme in BILABIALS or phone.phoneme == "sil":
+            closed |= (times >= phone.start) & (times < phone.end)
+    return closed

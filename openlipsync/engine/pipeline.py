@@ -31,7 +31,7 @@ from openlipsync.engine.errors import (
 )
 from openlipsync.engine.motion import PersonModel, fit_person, plan_mouth
 from openlipsync.engine.mouth import mouth_shape
-from openlipsync.engine.phonemes import viseme_targets
+from openlipsync.engine.phonemes import closure_frames, viseme_targets
 from openlipsync.engine.presets import Preset, preset_for
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.request import (
@@ -60,6 +60,7 @@ from openlipsync.tts.base import PhonemeTiming
 ANALYSIS_RATE = 16_000
 OUTPUT_AUDIO_RATE = 48_000
 MIN_SIDE, MAX_SIDE = 64, 4096
+PHONE_WEIGHT = 0.5  # share of the phone-driven shapes when phone timings are known
 
 
 def run(
@@ -262,19 +263,25 @@ def _prepare_look(
 def _plan_targets(
     request: GenerateRequest, audio: AudioClip, timeline: Timeline, person: PersonModel
 ) -> np.ndarray:
-    """Mouth shapes per output frame: from known phones when we have them, else from the audio."""
+    """Mouth shapes per output frame, from the audio; known phones sharpen them.
+
+    Phones alone give the right shapes but not the emphasis (a stressed vowel opens wider), and
+    the audio alone misses closures inside words: so with phone timings the two are averaged and
+    every bilabial and pause frame is then closed exactly.
+    """
+    driving = audio.padded_to(timeline.duration)
+    shapes = plan_mouth(
+        driving,
+        timeline.fps,
+        timeline.frame_count,
+        person,
+        request.temperature,
+        active=timeline.lipsync,
+    )
     phones = _phone_timings(request)
     if phones is None:
-        driving = audio.padded_to(timeline.duration)
-        return plan_mouth(
-            driving,
-            timeline.fps,
-            timeline.frame_count,
-            person,
-            request.temperature,
-            active=timeline.lipsync,
-        )
-    shapes = viseme_targets(
+        return shapes
+    visemes = viseme_targets(
         phones,
         timeline.fps,
         timeline.frame_count,
@@ -282,6 +289,9 @@ def _plan_targets(
         person.span,
         request.temperature,
     )
+    shapes = (1.0 - PHONE_WEIGHT) * shapes + PHONE_WEIGHT * visemes
+    closed = closure_frames(phones, timeline.fps, timeline.frame_count)
+    shapes[closed, 0] = person.neutral[0]
     shapes[~timeline.lipsync] = person.neutral
     return shapes
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import mimetypes
 import os
 import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote, urlencode, urlparse
@@ -27,6 +30,14 @@ _EXPIRY_ROUNDING = 3600  # round expiries up to the hour so repeated GETs return
 
 class StorageKeyError(ValueError):
     """A key that could escape the storage root or is otherwise unusable."""
+
+
+class StorageError(OSError):
+    """The backend itself failed (endpoint down, bucket missing, access denied, timeout).
+
+    A missing *object* is `FileNotFoundError` on every backend; this is for everything else, so a
+    worker can tell "the input expired" from "storage is broken" (`generation_storage_error`).
+    """
 
 
 @runtime_checkable
@@ -170,63 +181,179 @@ class LocalStorage:
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
 
-class S3Storage:
-    """S3/MinIO/R2 via boto3 (an optional dependency, imported only when configured)."""
+S3_MAX_TTL = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer than a week
+_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+_MiB = 1 << 20
 
-    def __init__(self, url: str, endpoint_url: str | None) -> None:
+
+def content_disposition(filename: str) -> str:
+    """Same header the local backend's FileResponse sends (RFC 6266 / 5987 for non-ASCII)."""
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{filename}"'
+
+
+def _content_type(key: str) -> str:
+    # Stored with the object so presigned links play inline in a browser (video/mp4).
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+class S3Storage:
+    """S3/MinIO/R2 via boto3 (an optional dependency, imported only when configured).
+
+    Every call is bounded: connect/read timeouts and a small retry budget, so a dead endpoint
+    surfaces as `StorageError` within seconds instead of hanging an API request or a worker.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        endpoint_url: str | None,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_attempts: int = 3,
+    ) -> None:
         try:
             import boto3
+            from boto3.s3.transfer import TransferConfig
+            from botocore.config import Config
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError("s3:// storage needs boto3: pip install boto3") from exc
         parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise StorageError(f"storage_url must look like s3://bucket/prefix, got {url!r}")
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
-        self.client = boto3.client("s3", endpoint_url=endpoint_url)
+        self.endpoint_url = endpoint_url or None
+        session = boto3.session.Session()  # the default session is not thread-safe to share
+        config = Config(
+            signature_version="s3v4",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            # MinIO & co. serve buckets as paths; virtual hosts need wildcard DNS they lack.
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+        )
+        self.client = session.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=session.region_name or "us-east-1",
+            config=config,
+        )
+        # Files above 8 MiB go up/down in 8 MiB parts, streamed from/to disk; downloads buffer
+        # at most 16 x 256 KiB awaiting the disk (s3transfer's default allows 25 MiB).
+        self.transfer = TransferConfig(
+            multipart_threshold=8 * _MiB,
+            multipart_chunksize=8 * _MiB,
+            max_concurrency=4,
+            max_io_queue=16,
+        )
 
     def _key(self, key: str) -> str:
         key = normalize_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def _where(self, key: str = "") -> str:
+        path = "/".join(part for part in (self.prefix, key) if part)
+        return f"s3://{self.bucket}/{path}"
+
     def put_file(self, key: str, source: Path) -> int:
-        self.client.upload_file(str(source), self.bucket, self._key(key))
+        extra = {"ContentType": _content_type(key)}
+        with self._errors(key):
+            self.client.upload_file(
+                str(source), self.bucket, self._key(key), ExtraArgs=extra, Config=self.transfer
+            )
         return Path(source).stat().st_size
 
     def put_bytes(self, key: str, data: bytes) -> int:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        with self._errors(key):
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=_content_type(key)
+            )
         return len(data)
 
     def download(self, key: str, dest: Path) -> Path:
+        name = self._key(key)
         if dest.is_dir():
             dest = dest / PurePosixPath(key).name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        self.client.download_file(self.bucket, self._key(key), str(dest))
+        # s3transfer writes to a temporary name and renames: no half-written `dest` on failure.
+        with self._errors(key):
+            self.client.download_file(self.bucket, name, str(dest), Config=self.transfer)
         return dest
 
     def signed_url(self, key: str, ttl_seconds: int, filename: str | None = None) -> str:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
         if filename:
-            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return self.client.generate_presigned_url(
-            "get_object", Params=params, ExpiresIn=int(ttl_seconds)
-        )
+            params["ResponseContentDisposition"] = content_disposition(filename)
+        return self._presign("get_object", key, params, ttl_seconds)
 
     def upload_url(self, key: str, ttl_seconds: int, content_type: str | None = None) -> str:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
         if content_type:
-            params["ContentType"] = content_type
-        return self.client.generate_presigned_url(
-            "put_object", Params=params, ExpiresIn=int(ttl_seconds)
-        )
+            params["ContentType"] = content_type  # signed: the PUT must send this exact type
+        return self._presign("put_object", key, params, ttl_seconds)
+
+    def _presign(self, operation: str, key: str, params: dict[str, Any], ttl_seconds: int) -> str:
+        ttl = min(max(1, int(ttl_seconds)), S3_MAX_TTL)
+        with self._errors(key):
+            return str(self.client.generate_presigned_url(operation, Params=params, ExpiresIn=ttl))
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
     def size(self, key: str) -> int | None:
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except Exception:  # botocore ClientError 404; boto3 types are optional here
+            with self._errors(key):
+                head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except FileNotFoundError:
             return None
         return int(head["ContentLength"])
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Translate botocore's exceptions into FileNotFoundError / StorageError."""
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as exc:
+            raise self._client_error(exc, key) from exc
+        except Boto3Error as exc:  # S3UploadFailedError wraps the ClientError as its context
+            cause = exc.__context__
+            if isinstance(cause, ClientError):
+                raise self._client_error(cause, key) from exc
+            raise StorageError(f"{self._where(key)}: {exc}") from exc
+        except BotoCoreError as exc:  # connection refused, timeouts, missing credentials
+            where = self.endpoint_url or "the S3 endpoint"
+            raise StorageError(f"{self._where(key)}: cannot reach {where}: {exc}") from exc
+
+    def _client_error(self, exc: Any, key: str) -> OSError:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket":
+            return StorageError(f"bucket {self.bucket!r} does not exist")
+        if code in _NOT_FOUND:
+            # HEAD answers a bare 404 for a missing bucket too: tell the two apart.
+            if not self._bucket_exists():
+                return StorageError(f"bucket {self.bucket!r} does not exist")
+            return FileNotFoundError(f"{self._where(key)} does not exist")
+        return StorageError(f"{self._where(key)}: {code or 'error'}: {exc}")
+
+    def _bucket_exists(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            return code not in ("404", "NoSuchBucket", "NotFound")
+        except BotoCoreError:
+            return True  # unknown: keep reporting the object as missing
+        return True
