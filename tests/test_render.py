@@ -290,3 +290,72 @@ def test_long_timeline_plans_quickly(driven: Driven) -> None:
     out = renderer.render(n - 1, driven.frames[src_index[-1]])
     assert out.shape == driven.frames[0].shape
     renderer.close()
+
+
+def test_closed_targets_are_not_warped_from_parted_samples(driven: Driven) -> None:
+    """Lips warped shut from a parted sample keep a sliver that reads as open (grid_bbaf2n at
+    1.04 s and 1.36 s): when the target is closed and the library has closed mouths, they win."""
+    from openlipsync.engine.render import _viterbi
+
+    raw = track_video(driven.frames)
+    renderer = MouthRenderer(360, 288, 25.0)
+    for i, frame in enumerate(driven.frames):
+        renderer.observe(i, frame, raw.landmarks[i])
+    track = smooth_track(raw, 25.0)
+    renderer.library.finalize(track.landmarks)
+    lib = renderer.library
+    closed = lib.shapes[:, 0] < 0.01
+    assert closed.any() and (lib.shapes[:, 0] > 0.03).any()
+    n = len(driven.frames)
+    targets = np.tile(lib.shapes[closed].mean(axis=0), (n, 1)).astype(np.float32)
+    shown = np.arange(n)
+    poses = lib.poses[np.searchsorted(lib.src, shown).clip(0, lib.count - 1)]
+    path = _viterbi(lib, targets, poses, np.ones(lib.count, bool), shown)
+    chosen = lib.shapes[path, 0]
+    assert chosen.max() < 0.025 and chosen.mean() < 0.01, chosen
+    renderer.close()
+
+
+def test_lip_contrast_does_not_depend_on_resolution(driven: Driven) -> None:
+    """The contrast is measured on a reduced patch for speed; a 4x upscaled frame must agree."""
+    from openlipsync.engine.library import lip_contrast
+
+    frame, landmarks = driven.frames[5], driven.track.landmarks[5]
+    big = cv2.resize(frame, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    small_value = lip_contrast(frame, landmarks)
+    big_value = lip_contrast(big, landmarks * 4)
+    assert small_value > 2
+    assert abs(big_value - small_value) < 0.25 * small_value
+
+
+def test_large_face_renders_at_capped_resolution_and_follows_targets(driven: Driven) -> None:
+    """A close-up (eye distance far above the library's scale) is warped at about the
+    library's resolution and upscaled once: the opening must still follow the targets, and
+    nothing above the lower face may change."""
+    big = [
+        cv2.resize(f, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC) for f in driven.frames[:25]
+    ]
+    raw = track_video(big)
+    assert raw.present.all()
+    assert float(face_scale(raw.landmarks[0])) > 1.3 * 140  # past the standard work scale
+    outputs = render_all(big, raw, driven.targets[:25], np.arange(25))
+    measured = mouth_shape(track_video(outputs).landmarks)[:, 0]
+    assert np.corrcoef(measured, driven.targets[:25, 0])[0, 1] > 0.6
+    track = smooth_track(raw, 25.0)
+    for i in (0, 12, 24):
+        inside = lower_face_mask(track.landmarks[i], big[i].shape[:2])
+        assert psnr(big[i][~inside], outputs[i][~inside]) >= 40.0
+
+
+def test_unusually_thick_lips_cost_more() -> None:
+    """Pressed or pouted lips (thick for their gap) read as open: they are picked last."""
+    from types import SimpleNamespace
+
+    from openlipsync.engine.render import _thickness_cost
+
+    shapes = np.array([[0.0, 0.9, 0.8], [0.1, 0.95, 0.8], [0.0, 0.9, 0.8], [0.0, 0.9, 0.7]])
+    outer = np.array([0.20, 0.30, 0.27, np.nan])
+    lib = SimpleNamespace(shapes=shapes.astype(np.float32), outer=outer, count=4)
+    cost = _thickness_cost(lib)
+    assert cost[2] > 5 * max(cost[0], cost[1]) and cost[3] == 0
+    assert np.isfinite(cost).all()

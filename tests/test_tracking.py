@@ -119,3 +119,47 @@ def test_bad_frames_raise_clear_errors() -> None:
             tracker.process(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(ValueError, match="selection"):
         FaceTracker(select="leftmost")
+
+
+def test_closed_form_inverse_matches_numpy() -> None:
+    from openlipsync.engine.tracking import _invert
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        affine = rng.normal(size=(2, 3)) * [[3, 3, 100], [3, 3, 100]]
+        inverse = _invert(affine)
+        full = np.vstack([affine, [0, 0, 1]])
+        assert np.allclose(np.vstack([inverse, [0, 0, 1]]), np.linalg.inv(full), atol=1e-9)
+    with pytest.raises(np.linalg.LinAlgError):
+        _invert(np.zeros((2, 3)))
+
+
+def test_face_near_the_frame_edge_is_tracked() -> None:
+    """The mesh crop is a view when it fits and padded when it does not; both must track."""
+    frame = read_video(media_path("video/grid_bbaf2n.mpg"))[0]
+    shifted = np.zeros_like(frame)
+    shifted[:, : frame.shape[1] - 110] = frame[:, 110:]  # the face now touches the left edge
+    with FaceTracker() as tracker:
+        centred, edge = tracker.process(frame), None
+    with FaceTracker() as tracker:
+        edge = tracker.process(shifted)
+    assert centred is not None and edge is not None
+    error = np.abs(edge - (centred - [110, 0])).mean()
+    assert error < 0.03 * float(np.linalg.norm(centred[EYE_OUTER_LEFT] - centred[EYE_OUTER_RIGHT]))
+
+
+def test_closed_form_similarity_recovers_a_known_transform() -> None:
+    """The 2-D closed form must give the least-squares similarity (as Umeyama's SVD does)."""
+    from openlipsync.engine.tracking import _similarity
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        src = rng.normal(size=(16, 2)) * 50
+        angle, scale = rng.uniform(-3, 3), rng.uniform(0.3, 3)
+        rotation = scale * np.array(
+            [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+        )
+        shift = rng.normal(size=2) * 30
+        found = _similarity(src, src @ rotation.T + shift)
+        assert np.allclose(found[:, :2], rotation, atol=1e-9)
+        assert np.allclose(found[:, 2], shift, atol=1e-6)

@@ -74,11 +74,18 @@ HOLD_COST = 0.6
 OWN_BONUS = 3.0
 CLOSED_OPEN = 0.04  # targets below this ask for closed lips
 CLOSED_SCALE = 0.015  # tolerance for a parted sample behind a closed target
+THICKNESS_SCALE = 0.02  # tolerance for lips thicker or thinner than the person's typical
 SWITCH_FADE = (0.6, 0.3)  # weight of the previous sequence on the frames after a jump
 CANDIDATES = 16
 VITERBI_CHUNK = 256
-HAND_SAMPLING = {"fast": 15, "standard": 10, "pro": 5}  # look for hands every n-th frame
+HAND_SAMPLING = {"fast": 25, "standard": 15, "pro": 8}  # look for hands every n-th frame
 OPEN_LIBRARY = 0.08  # a library mouth opened less than this shows no interior of its own
+# Work at most this many times the library's resolution (px per eye distance) before upscaling.
+WORK_SCALE = {"fast": 1.0, "standard": 1.25, "pro": 1e9}
+_ROW = {k: i for i, k in enumerate(CONTROL)}
+_MASK_ROWS = [_ROW[k] for k in MASK_POINTS]
+_INNER_ROWS = [_ROW[k] for k in LIPS_INNER]
+_OUTER_ROWS = [_ROW[k] for k in LIPS_OUTER]
 
 
 class MouthRenderer:
@@ -198,18 +205,15 @@ class MouthRenderer:
         iod_crop = float(face_scale(sample))
         shaped = reshape_mouth(sample, lib.shapes[entry], target, iod_crop)
         to_frame = _similarity(sample[STABLE_POINTS], current[STABLE_POINTS].astype(np.float64))
-        moved = shaped[MOVING] @ to_frame[:, :2].T + to_frame[:, 2]
-        ring_dst = self._ring @ to_frame[:, :2].T + to_frame[:, 2]
+        moved = _apply(to_frame, shaped[MOVING])
+        ring_dst = _apply(to_frame, self._ring)
         dst = np.vstack([moved, current[FIXED].astype(np.float64), ring_dst])
         src = np.vstack([sample[CONTROL], self._ring])
 
         iod = float(face_scale(current))
         target_pts = np.vstack([moved, current[FIXED]])
-        lookup = {k: i for i, k in enumerate(CONTROL)}
         feather = max(1.0, 0.06 * iod)
-        hull_pts = np.vstack(
-            [target_pts[[lookup[k] for k in MASK_POINTS]], current[MASK_POINTS]]
-        ).astype(np.float64)
+        hull_pts = np.vstack([target_pts[_MASK_ROWS], current[MASK_POINTS]]).astype(np.float64)
         hull_pts = _shape_mask_hull(hull_pts, current, iod)
         x0, y0 = np.floor(hull_pts.min(axis=0) - 2.5 * feather).astype(int)
         x1, y1 = np.ceil(hull_pts.max(axis=0) + 2.5 * feather).astype(int)
@@ -217,21 +221,43 @@ class MouthRenderer:
         x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
         if x1 - x0 < 4 or y1 - y0 < 4:
             return frame
-        origin = np.array([x0, y0], np.float64)
-        box = (y1 - y0, x1 - x0)
+        full = (y1 - y0, x1 - x0)
+        # The library holds mouths at lib.scale px per eye distance: working on a large face at
+        # full size only resamples the same detail more finely. Warp, paint and colour-match at
+        # about the library's resolution and upscale once.
+        limit = WORK_SCALE[self.quality] * lib.scale / max(iod, 1e-6)
+        box = full
+        if limit < 0.9:
+            box = (max(4, round(full[0] * limit)), max(4, round(full[1] * limit)))
+        kx, ky = box[1] / full[1], box[0] / full[0]
+        k = (kx + ky) / 2
+        # frame pixel -> work pixel (pixel centres agree with cv2.resize between the two sizes)
+        to_work = np.array(
+            [[kx, 0.0, (0.5 - x0) * kx - 0.5], [0.0, ky, (0.5 - y0) * ky - 0.5]], np.float64
+        )
 
-        map_x, map_y = _piecewise_affine(src, dst - origin, self._triangles, box, to_frame, origin)
+        def work(points: np.ndarray) -> np.ndarray:
+            return _apply(to_work, points)
+
+        crop_to_work = _compose_affine(to_work, to_frame)
+        dst_work = work(dst)
+        map_x, map_y = _piecewise_affine(src, dst_work, self._triangles, box, crop_to_work)
         crop = np.asarray(lib.crop(entry))
         warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
         warped = warped.astype(np.float32)
         ghost, weight = self._ghost_of(out_index)
         if ghost >= 0:  # cross-fade from the sequence we just left, so a switch never pops
-            other = self._warp_onto(ghost, current, dst - origin, ring_dst, box, origin)
+            other = self._warp_onto(ghost, current, dst_work, ring_dst, box, to_work)
             warped = (1 - weight) * warped + weight * other
         region = frame[y0:y1, x0:x1]
+        # Only colour statistics are read from it: bilinear is enough and cheaper than AREA.
+        small = (
+            region if box == full else cv2.resize(region, box[::-1], interpolation=cv2.INTER_LINEAR)
+        )
 
-        inner = target_pts[[lookup[k] for k in LIPS_INNER]] - origin
-        outer = target_pts[[lookup[k] for k in LIPS_OUTER]] - origin
+        inner = work(target_pts[_INNER_ROWS])
+        outer = work(target_pts[_OUTER_ROWS])
+        iod_work = iod * k
         # Closed lips warped open show only stretched lip texture: paint an interior instead.
         # An entry that shows its own interior (teeth, tongue) is stretched, never painted over.
         entry_open = float(lib.shapes[entry, 0])
@@ -241,26 +267,31 @@ class MouthRenderer:
         closing = float(np.clip((lib.shapes[entry, 0] - target[0] - 0.015) / 0.03, 0, 1))
         closing *= float(np.clip((0.05 - target[0]) / 0.03, 0, 1))
         # A sample that shows teeth, opened much further: part the teeth over a dark gap.
-        extra = (float(target[0]) - 1.3 * entry_open) * iod if entry_open >= OPEN_LIBRARY else 0.0
+        extra = (
+            (float(target[0]) - 1.3 * entry_open) * iod_work if entry_open >= OPEN_LIBRARY else 0
+        )
         if amount > 0 or closing > 0 or extra > 1.0:
             lip_rgb = _lip_colour(warped, outer, inner)
         if extra > 1.0:
-            warped = paint_gap(warped, inner, extra, lip_rgb, iod)
+            warped = paint_gap(warped, inner, extra, lip_rgb, iod_work)
         if amount > 0:
-            white = float(np.percentile(region.mean(axis=2), 99))
-            warped = paint_interior(warped, inner, iod, lip_rgb, white, amount)
+            white = float(np.percentile(small.mean(axis=2), 99))
+            warped = paint_interior(warped, inner, iod_work, lip_rgb, white, amount)
         if closing > 0:
-            warped = paint_seam(warped, inner, iod, lip_rgb, closing)
+            warped = paint_seam(warped, inner, iod_work, lip_rgb, closing)
 
-        mask = polygon_mask(
-            box, [cv2.convexHull((hull_pts - origin).astype(np.float32))[:, 0]], feather
-        )
-        lips = polygon_mask(box, [outer, current[LIPS_OUTER] - origin], 0)
-        lips = cv2.dilate(lips, None, iterations=max(1, int(0.05 * iod)))
+        hull = cv2.convexHull(work(hull_pts).astype(np.float32))[:, 0]
+        mask = polygon_mask(box, [hull], feather * k)
+        lips = polygon_mask(box, [outer, work(current[LIPS_OUTER])], 0)
+        lips = cv2.dilate(lips, None, iterations=max(1, int(0.05 * iod_work)))
         weight = mask * (1 - lips)
-        warped = match_colour(warped, region, weight, sigma=max(2.0, 0.18 * iod))
+        warped = match_colour(warped, small, weight, sigma=max(2.0, 0.18 * iod_work))
+        mask *= alpha
+        if box != full:
+            warped = cv2.resize(warped, full[::-1], interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, full[::-1], interpolation=cv2.INTER_LINEAR)
         out = frame.copy()
-        out[y0:y1, x0:x1] = blend(region, warped, mask * alpha)
+        out[y0:y1, x0:x1] = blend(region, warped, mask)
         return out
 
     def _check_frame(self, frame: np.ndarray) -> None:
@@ -287,18 +318,19 @@ class MouthRenderer:
         self,
         entry: int,
         current: np.ndarray,
-        dst_box: np.ndarray,
+        dst_work: np.ndarray,
         ring_dst: np.ndarray,
         box: tuple[int, int],
-        origin: np.ndarray,
+        to_work: np.ndarray,
     ) -> np.ndarray:
-        """Another library entry warped onto exactly the same target geometry (box coords)."""
+        """Another library entry warped onto exactly the same target geometry (work pixels)."""
         sample = self.library.landmarks[entry].astype(np.float64)
         to_frame = _similarity(sample[STABLE_POINTS], current[STABLE_POINTS].astype(np.float64))
         back = _invert(to_frame)
-        ring_src = ring_dst @ back[:, :2].T + back[:, 2]
+        ring_src = _apply(back, ring_dst)
         src = np.vstack([sample[CONTROL], ring_src])
-        map_x, map_y = _piecewise_affine(src, dst_box, self._triangles, box, to_frame, origin)
+        crop_to_work = _compose_affine(to_work, to_frame)
+        map_x, map_y = _piecewise_affine(src, dst_work, self._triangles, box, crop_to_work)
         crop = np.asarray(self.library.crop(entry))
         warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
         return warped.astype(np.float32)
@@ -391,17 +423,35 @@ def _triangulation(lib: MouthLibrary) -> np.ndarray:
     return Delaunay(points).simplices.astype(np.int64)
 
 
+def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(n, 2) points through a (2, 3) affine, elementwise: a BLAS matmul on arrays this small
+    costs more in thread hand-off than in arithmetic when the machine is busy."""
+    points = np.asarray(points, np.float64)
+    x, y = points[:, 0], points[:, 1]
+    return np.stack(
+        [
+            affine[0, 0] * x + affine[0, 1] * y + affine[0, 2],
+            affine[1, 0] * x + affine[1, 1] * y + affine[1, 2],
+        ],
+        axis=1,
+    )
+
+
+def _compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """(2, 3) affine applying `inner` then `outer`."""
+    return np.hstack([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2:] + outer[:, 2:]])
+
+
 def _piecewise_affine(
     src: np.ndarray,
     dst: np.ndarray,
     triangles: np.ndarray,
     box: tuple[int, int],
-    to_frame: np.ndarray,
-    origin: np.ndarray,
+    crop_to_box: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """remap() maps from dst (box pixels) to src (crop pixels), one affine per triangle.
 
-    Pixels outside every triangle use the rigid crop-to-frame similarity, inverted.
+    Pixels outside every triangle use the rigid crop-to-box similarity, inverted.
     """
     height, width = box
     step = 2 if max(height, width) > 200 else 1
@@ -422,8 +472,7 @@ def _piecewise_affine(
     label = np.where(cracks, cv2.dilate(label, np.ones((3, 3), np.uint8)), label)
     label = np.where(label < 0, len(triangles), label).astype(np.int32)
     coef = _triangle_affines(d, s, area)
-    inverse = _invert(to_frame)
-    rigid = np.stack([inverse[:, 0], inverse[:, 1], inverse[:, 2] + inverse[:, :2] @ origin], 0)
+    rigid = _invert(crop_to_box).T  # rows: coefficients of x, of y, constant
     coef = np.concatenate([coef, rigid[None]], axis=0)
     ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32) * step
     c = coef.astype(np.float32)[label]  # (gh, gw, 3, 2)
@@ -517,9 +566,24 @@ def _unary_costs(
     parted = np.maximum(lib.shapes[None, :, 0] - targets[:, None, 0], 0) / CLOSED_SCALE
     pose_err = (poses[:, None, :] - lib.poses[None, :, :]) / POSE_SCALE
     unary = (shape_err**2).sum(-1) + short**2 + np.nan_to_num((pose_err**2).sum(-1), nan=0)
-    unary = unary + shut * parted**2
+    unary = unary + shut * parted**2 + _thickness_cost(lib)[None, :]
     unary = unary - OWN_BONUS * (lib.src[None, :] == shown[:, None])
     return np.where(usable[None, :], unary, 1e9)  # covered mouths are never pasted from
+
+
+def _thickness_cost(lib: MouthLibrary) -> np.ndarray:
+    """Per entry: how unusual its lip thickness (outer height minus inner gap) is.
+
+    Pressed, pouted or mid-word lips are thick for their gap; warped to a closed target they
+    still read as a half-open mouth to any observer. The person's typical lips are preferred.
+    """
+    thickness = lib.outer - lib.shapes[:, 0]
+    finite = np.isfinite(thickness)
+    if not finite.any():
+        return np.zeros(lib.count, np.float32)
+    typical = float(np.median(thickness[finite]))
+    cost = ((thickness - typical) / THICKNESS_SCALE) ** 2
+    return np.where(finite, cost, 0.0).astype(np.float32)
 
 
 def _viterbi(

@@ -118,11 +118,12 @@ class FaceTracker:
         side = max(side, 32.0)
         x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
         size = int(round(side))
-        crop = _padded_crop(frame, x0, y0, size)
-        factor = 1.0
-        if size > MESH_INPUT_CAP:
-            factor = MESH_INPUT_CAP / size
-            crop = cv2.resize(crop, (MESH_INPUT_CAP, MESH_INPUT_CAP), interpolation=cv2.INTER_AREA)
+        inside = x0 >= 0 and y0 >= 0 and x0 + size <= width and y0 + size <= height
+        # Inside the frame a view is enough: padding copies a large face's crop for nothing.
+        crop = (
+            frame[y0 : y0 + size, x0 : x0 + size] if inside else _padded_crop(frame, x0, y0, size)
+        )
+        crop, factor = _shrink(crop, MESH_INPUT_CAP)
         result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None
@@ -135,6 +136,24 @@ class FaceTracker:
     def close(self) -> None:
         self._mesh.close()
         self._detector.close()
+
+
+def _shrink(crop: np.ndarray, cap: int) -> tuple[np.ndarray, float]:
+    """A square crop scaled to at most cap px, and the scale applied.
+
+    General-ratio INTER_AREA is slow on a large face's crop (several ms per frame at 720p): an
+    integer box-filter reduction first (OpenCV's fast path), then a bilinear step of under 2x.
+    """
+    size = crop.shape[0]
+    if size <= cap:
+        return np.ascontiguousarray(crop), 1.0
+    step = size // cap
+    if step < 2:  # small reduction: AREA is cheap here and keeps the mesh input as it was
+        return cv2.resize(crop, (cap, cap), interpolation=cv2.INTER_AREA), cap / size
+    size = size // step * step
+    crop = cv2.resize(crop[:size, :size], (size // step,) * 2, interpolation=cv2.INTER_AREA)
+    crop = cv2.resize(crop, (cap, cap), interpolation=cv2.INTER_LINEAR)
+    return crop, cap / size
 
 
 def _padded_crop(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
@@ -214,21 +233,33 @@ def _smooth_run(run: np.ndarray, fps: float) -> np.ndarray:
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (2, 3) mapping src points onto dst points (Umeyama)."""
+    """Least-squares similarity (2, 3) mapping src points onto dst points.
+
+    The 2-D case of Umeyama in closed form (scaled rotation [[a, -b], [b, a]]): an SVD through
+    LAPACK costs milliseconds per call when the machine is busy; this is a few sums.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
     src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
     a, b = src - src_mean, dst - dst_mean
-    cov = b.T @ a / len(src)
-    u, s, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    fix = np.diag([1.0, d])
-    rotation = u @ fix @ vt
-    scale = np.trace(np.diag(s) @ fix) / max(float((a**2).sum() / len(src)), 1e-9)
-    matrix = scale * rotation
-    return np.hstack([matrix, (dst_mean - matrix @ src_mean)[:, None]]).astype(np.float64)
+    norm = max(float((a * a).sum()), 1e-9)
+    cos = float((a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1]).sum()) / norm
+    sin = float((a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum()) / norm
+    matrix = np.array([[cos, -sin], [sin, cos]])
+    shift = dst_mean - np.array(
+        [cos * src_mean[0] - sin * src_mean[1], sin * src_mean[0] + cos * src_mean[1]]
+    )
+    return np.hstack([matrix, shift[:, None]])
 
 
 def _invert(affine: np.ndarray) -> np.ndarray:
-    linear = np.linalg.inv(affine[:, :2])
+    """Inverse of a (2, 3) affine in closed form: np.linalg.inv on a 2x2 matrix costs far more
+    than the arithmetic (LAPACK dispatch, slow under thread contention)."""
+    (a, b), (c, d) = affine[0, :2], affine[1, :2]
+    det = a * d - b * c
+    if not np.isfinite(det) or abs(det) < 1e-12:
+        raise np.linalg.LinAlgError("singular affine")
+    linear = np.array([[d, -b], [-c, a]], np.float64) / det
     return np.hstack([linear, -linear @ affine[:, 2:]])
 
 
@@ -272,9 +303,7 @@ class HandWatch:
         cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
         x0, y0, size = int(cx - side / 2), int(cy - side / 2), max(int(side), 16)
         crop = _padded_crop(frame, x0, y0, size)
-        scale = min(1.0, 256 / size)
-        if scale < 1.0:
-            crop = cv2.resize(crop, (256, 256), interpolation=cv2.INTER_AREA)
+        crop, scale = _shrink(crop, 256)
         result = self._hands.process(crop)
         for hand in result.multi_hand_landmarks or []:
             points = np.array([(p.x, p.y) for p in hand.landmark]) * crop.shape[0] / scale
