@@ -46,14 +46,20 @@ def make_input(height: int, seconds: float, out: Path) -> Path:
     return out
 
 
-def floor_run(video: Path, out: Path) -> dict:
+def floor_run(video: Path, out: Path, model: str) -> dict:
+    """Decode + encode with the same encoder settings the engine uses for `model`."""
+    from openlipsync.engine.presets import preset_for
     from openlipsync.media.encode import VideoWriter
     from openlipsync.media.video import VideoReader
 
+    preset = preset_for(model)
     began = time.perf_counter()
     with VideoReader(video) as reader:
         info = reader.info
-        with VideoWriter(out, info.width, info.height, info.fps, None) as writer:
+        writer = VideoWriter(
+            out, info.width, info.height, info.fps, None, crf=preset.crf, preset=preset.x264
+        )
+        with writer:
             for frame in reader:
                 writer.write(frame)
         frames = writer.close()
@@ -61,6 +67,8 @@ def floor_run(video: Path, out: Path) -> dict:
 
 
 def engine_run(video: Path, out: Path, model: str) -> dict:
+    """One generation in a process whose modules are loaded, as in a running worker."""
+    import openlipsync.engine.pipeline  # noqa: F401 - load the stages before the clock starts
     from openlipsync.engine import GenerateRequest, generate
 
     began = time.perf_counter()
@@ -75,7 +83,7 @@ def engine_run(video: Path, out: Path, model: str) -> dict:
 
 def child(kind: str, video: str, out: str, model: str) -> None:
     run = (
-        floor_run(Path(video), Path(out))
+        floor_run(Path(video), Path(out), model)
         if kind == "floor"
         else engine_run(Path(video), Path(out), model)
     )

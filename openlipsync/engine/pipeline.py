@@ -328,7 +328,13 @@ def _render_pass(
         with ExitStack() as writers:
             writer = writers.enter_context(
                 VideoWriter(
-                    partial, video.width, video.height, video.fps, timeline.audio, crf=preset.crf
+                    partial,
+                    video.width,
+                    video.height,
+                    video.fps,
+                    timeline.audio,
+                    crf=preset.crf,
+                    preset=preset.x264,
                 )
             )
             segment_writer = _segment_writer(request, video, timeline, scratch, preset)
@@ -369,7 +375,13 @@ def _segment_writer(
     runs = covered_runs(timeline.lipsync)
     audio = segment_only_audio(timeline.audio, runs, timeline.fps)
     return VideoWriter(
-        scratch / "segments.mp4", video.width, video.height, video.fps, audio, crf=preset.crf
+        scratch / "segments.mp4",
+        video.width,
+        video.height,
+        video.fps,
+        audio,
+        crf=preset.crf,
+        preset=preset.x264,
     )
 
 

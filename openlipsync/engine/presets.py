@@ -9,14 +9,15 @@ from dataclasses import dataclass
 class Preset:
     quality: str  # renderer quality: fast | standard | pro
     crf: int  # x264 constant rate factor of the output
+    x264: str  # x264 speed preset: the encoder is a third of the run time at 720p
 
 
 PRESETS: dict[str, Preset] = {
-    "lipsync-1.9.0-beta": Preset(quality="fast", crf=20),
-    "lipsync-2": Preset(quality="standard", crf=18),
-    "lipsync-2-pro": Preset(quality="pro", crf=16),
-    "sync-3": Preset(quality="standard", crf=18),
-    "react-1": Preset(quality="standard", crf=18),
+    "lipsync-1.9.0-beta": Preset(quality="fast", crf=20, x264="ultrafast"),
+    "lipsync-2": Preset(quality="standard", crf=18, x264="superfast"),
+    "lipsync-2-pro": Preset(quality="pro", crf=16, x264="veryfast"),
+    "sync-3": Preset(quality="standard", crf=18, x264="superfast"),
+    "react-1": Preset(quality="standard", crf=18, x264="superfast"),
 }
 
 
