@@ -252,7 +252,9 @@ def plan_open(
 def run_engine(video: Path, audio: Path, output: Path, **extra: object) -> Path:
     from openlipsync.engine import GenerateRequest, generate
 
-    request = GenerateRequest(video=video, audio=audio, output=output, sync_mode="cut_off")
+    request = GenerateRequest(
+        video=video, audio=audio, output=output, sync_mode="cut_off", model=MODEL[0]
+    )
     for name, value in extra.items():
         setattr(request, name, value)
     generate(request)
@@ -415,6 +417,8 @@ def sync_case(
     return row
 
 
+MODEL = ["lipsync-2"]  # the model id every engine run of this bench uses (--model)
+
 TEXT_SCRIPTS = (
     "Please bring me the blue book from the top shelf.",
     "We will meet at seven, after the market closes.",
@@ -515,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--skip-truth", action="store_true")
     parser.add_argument("--text", action="store_true", help="phones vs audio on the same speech")
+    parser.add_argument("--model", default="lipsync-2", help="model id (engine preset) to run")
     args = parser.parse_args(argv)
+    MODEL[0] = args.model
     if not MEDIA.exists():
         print(f"shared media not found at {MEDIA}", file=sys.stderr)
         return 0

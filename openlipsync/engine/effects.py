@@ -47,7 +47,8 @@ class FaceEffects:
             motion = [schedule[i] for i in range(len(schedule))]
         if model == "react-1":
             prompt = options.get("prompt")
-            emotion = prompt if prompt in EMOTIONS and prompt != "neutral" else None
+            lips_only = options.get("model_mode") == "lips"
+            emotion = None if lips_only or prompt not in EMOTIONS or prompt == "neutral" else prompt
             if options.get("model_mode") == "head":
                 poses = head_motion(frame_count, fps, loudness, seed=1)
                 closures = [m.closure for m in motion] if motion else [0.0] * frame_count
