@@ -142,3 +142,47 @@ def test_react_1_emotion_moves_the_mouth_corners(tmp_path: Path, grid_video: Pat
         heights[emotion] = float(np.median(corners))
     # Image y grows downwards: happy corners sit higher (smaller y) than sad ones.
     assert heights["happy"] < heights["sad"] - 1.0, heights
+
+
+def clip(source: Path, start: float, seconds: float, out: Path) -> Path:
+    """A few seconds of a real clip (re-encoded, no audio) so engine tests stay short."""
+    with av.open(str(source)) as src, av.open(str(out), "w") as dst:
+        stream = src.streams.video[0]
+        fps = float(stream.average_rate)
+        video = dst.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = stream.width, stream.height, "yuv420p"
+        video.options = {"crf": "14"}
+        index = 0
+        for frame in src.decode(video=0):
+            t = frame.pts * frame.time_base if frame.pts is not None else index / fps
+            if t < start:
+                continue
+            if t >= start + seconds:
+                break
+            picture = frame.reformat(format="yuv420p")
+            picture.pts, picture.time_base = index, Fraction(1, 25)
+            dst.mux(video.encode(picture))
+            index += 1
+        dst.mux(video.encode())
+    return out
+
+
+def test_a_hand_over_the_mouth_stays_intact(tmp_path: Path) -> None:
+    # pexels_woman_expressions: a hand covers the mouth from about 2.6 s to 9.4 s.
+    source = clip(media_path("video/pexels_woman_expressions.mp4"), 4.0, 3.0, tmp_path / "h.mp4")
+    out = tmp_path / "out.mp4"
+    generate(
+        GenerateRequest(
+            source,
+            media_path("speech/librivox_austen_0870.wav"),
+            out,
+            sync_mode="cut_off",
+            options={"occlusion_detection_enabled": True},
+        )
+    )
+    before, after = decode(source), decode(out)
+    count = min(len(before), len(after))
+    lower_half = (slice(0, count), slice(before.shape[1] // 2, None))
+    # Measured: 41.2 dB here (only the encoder touched it), 37.5 dB on the same woman's clear
+    # frames (0-2 s), where the mouth is redrawn: painting over the hand would fall as low.
+    assert psnr(before[lower_half], after[lower_half]) > 39.5
