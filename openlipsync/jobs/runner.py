@@ -241,7 +241,8 @@ openlipsync: created your first API key (shown only once; `openlipsync keys crea
 
     {api_key}
 
-Lip-sync a sample with curl (run from the repository directory):
+Open {base_url}/ in a browser (the Studio) and sign in with the key, or lip-sync a sample
+with curl (run from the repository directory):
 
     curl -s -X POST {base_url}/v2/generate -H "x-api-key: {api_key}" \\
       -F model=lipsync-2 -F video=@{video} -F audio=@{audio}
@@ -261,13 +262,11 @@ Or with the official Python SDK (pip install syncsdk==0.3.0):
         time.sleep(2)
         job = client.generations.get(job.id)
     print(job.status, job.output_url, job.error)
-
-Or open {base_url}/ in a browser (the Studio) and sign in with the key.
 """
 
 
 def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    # Text by default; OPENLIPSYNC_LOG_FORMAT=json for one JSON object per line (openlipsync.logs).
+    from openlipsync.logs import configure_logging
+
+    configure_logging()

@@ -14,13 +14,15 @@ from openlipsync.jobs import batches, dispatch, reaper, webhooks
 from openlipsync.jobs.celery_app import current_settings
 from openlipsync.jobs.context import sessions, storage
 from openlipsync.jobs.generation import run_generation
+from openlipsync.logs import bind_generation
 
 log = logging.getLogger(__name__)
 
 
 def generate(generation_id: str) -> str:
     settings = current_settings()
-    done = run_generation(generation_id, sessions(settings), storage(settings), settings)
+    with bind_generation(generation_id):  # every record of this run carries generation_id
+        done = run_generation(generation_id, sessions(settings), storage(settings), settings)
     if done is None:
         return "skipped"
     if done.delivery_id is not None:
