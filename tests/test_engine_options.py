@@ -186,3 +186,38 @@ def test_a_hand_over_the_mouth_stays_intact(tmp_path: Path) -> None:
     # Measured: 41.2 dB here (only the encoder touched it), 37.5 dB on the same woman's clear
     # frames (0-2 s), where the mouth is redrawn: painting over the hand would fall as low.
     assert psnr(before[lower_half], after[lower_half]) > 39.5
+
+
+def test_a_scene_cut_is_found_and_both_shots_are_lip_synced(tmp_path: Path) -> None:
+    from openlipsync.engine.analysis import analyse
+    from openlipsync.engine.render import MouthRenderer
+    from openlipsync.engine.run_state import RunState
+    from openlipsync.media.probe import probe
+
+    first, second = (
+        decode(media_path("video/grid_bbaf2n.mpg")),
+        decode(media_path("video/grid_lbax4n.mpg")),
+    )
+    spliced = tmp_path / "spliced.mp4"
+    with av.open(str(spliced), "w") as dst:
+        video = dst.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 360, 288, "yuv420p"
+        video.options = {"crf": "12"}
+        for index, frame in enumerate(np.concatenate([first[:50], second[:50]])):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = index, Fraction(1, 25)
+            dst.mux(video.encode(picture))
+        dst.mux(video.encode())
+    info = probe(spliced).video
+    assert info is not None
+    analysis = analyse(spliced, info, MouthRenderer(360, 288, 25.0), RunState())
+    assert analysis.cuts == [50]
+    assert analysis.track.present.all()
+
+    out = tmp_path / "out.mp4"
+    generate(GenerateRequest(spliced, media_path("video/grid_swiz3n.mpg"), out, "cut_off"))
+    source, output = decode(spliced), decode(out)
+    for shot in (slice(5, 45), slice(55, 70)):
+        rows, cols = mouth_box(source[shot.start])
+        changed = psnr(source[shot, rows, cols], output[shot, rows, cols])
+        assert changed < 36, (shot, changed)  # each shot's own mouth was redrawn
