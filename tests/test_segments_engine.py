@@ -55,8 +55,11 @@ def reference(clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
     """The input through the same encoder untouched: what "unchanged" can best look like."""
     frames = decode(clips["video"])
     path = tmp_path_factory.mktemp("ref") / "ref.mp4"
-    crf = preset_for("lipsync-2").crf
-    with VideoWriter(path, frames.shape[2], frames.shape[1], 25.0, None, crf=crf) as writer:
+    preset = preset_for("lipsync-2")
+    writer = VideoWriter(
+        path, frames.shape[2], frames.shape[1], 25.0, None, crf=preset.crf, preset=preset.x264
+    )
+    with writer:
         for frame in frames:
             writer.write(frame)
     return decode(path)
