@@ -4,10 +4,7 @@ every way a generation can fail must end FAILED with its precise `error_code`, q
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -17,6 +14,7 @@ from openlipsync.jobs import dispatch
 from openlipsync.jobs.celery_app import configure
 from openlipsync.store.models import Asset
 from tests.conftest import media_path
+from tests.http_media import serve_directory
 from tests.test_jobs_helpers import (
     add_generation,
     job_settings,
@@ -28,11 +26,6 @@ from tests.test_jobs_helpers import (
     settings_env,
     wait_until,
 )
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +44,8 @@ def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     gray = io.BytesIO()
     Image.new("RGB", (320, 240), (128, 128, 128)).save(gray, format="PNG")
     (root / "gray.png").write_bytes(gray.getvalue())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

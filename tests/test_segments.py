@@ -3,10 +3,7 @@ generation's `segments` (or the deprecated ranges) into local files, on real med
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +27,7 @@ from openlipsync.media.audio import AudioClip
 from openlipsync.store.files import open_storage
 from openlipsync.store.models import Generation
 from tests.conftest import media_path
+from tests.http_media import serve_directory
 from tests.test_jobs_helpers import add_generation, job_settings, new_organization, open_db
 
 RATE = 1000  # 40 samples per frame at 25 fps: easy to reason about
@@ -128,11 +126,6 @@ def test_deprecated_ranges_lay_the_driver_on_the_video_timeline() -> None:
 # --- the worker's side: resolving inputs -------------------------------------------------------
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("www")
@@ -142,14 +135,8 @@ def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "speech.wav": "speech/arctic_a0009.wav",
     }.items():
         (root / name).write_bytes(media_path(source).read_bytes())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(root) as url:
+        yield url
 
 
 @pytest.fixture

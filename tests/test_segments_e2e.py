@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
@@ -17,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import media_path
+from tests.http_media import serve_directory
 from tests.test_jobs_helpers import (
     free_port,
     job_settings,
@@ -29,11 +27,6 @@ from tests.test_jobs_helpers import (
 pytestmark = pytest.mark.slow
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("www")
@@ -43,14 +36,8 @@ def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "speech.wav": "speech/arctic_a0009.wav",
     }.items():
         (root / name).write_bytes(media_path(source).read_bytes())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import numpy as np
 
 from openlipsync.engine.mouth import face_scale, mouth_shape
 from openlipsync.engine.scenes import shot_ranges
+from openlipsync.engine.tracking import padded_crop
 
 N_LANDMARKS = 478
 MESH_INPUT_CAP = 384
@@ -92,7 +93,7 @@ class FaceFinder:
     def _mesh_in(self, frame: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray | None:
         size = max(int(round(side)), 32)
         x0, y0 = int(round(cx - size / 2)), int(round(cy - size / 2))
-        crop = _padded_crop(frame, x0, y0, size)
+        crop = padded_crop(frame, x0, y0, size)
         factor = 1.0
         if size > MESH_INPUT_CAP:
             factor = MESH_INPUT_CAP / size
@@ -419,13 +420,3 @@ def _is_number(value: object) -> bool:
 def _duplicate(face: np.ndarray, faces: list[np.ndarray]) -> bool:
     box = landmark_box(face)
     return any(box_iou(box, landmark_box(other)) > 0.5 for other in faces)
-
-
-def _padded_crop(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
-    height, width = frame.shape[:2]
-    crop = np.zeros((size, size, 3), np.uint8)
-    sx0, sy0 = max(x0, 0), max(y0, 0)
-    sx1, sy1 = min(x0 + size, width), min(y0 + size, height)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-    return crop

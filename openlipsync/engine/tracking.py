@@ -120,9 +120,7 @@ class FaceTracker:
         size = int(round(side))
         inside = x0 >= 0 and y0 >= 0 and x0 + size <= width and y0 + size <= height
         # Inside the frame a view is enough: padding copies a large face's crop for nothing.
-        crop = (
-            frame[y0 : y0 + size, x0 : x0 + size] if inside else _padded_crop(frame, x0, y0, size)
-        )
+        crop = frame[y0 : y0 + size, x0 : x0 + size] if inside else padded_crop(frame, x0, y0, size)
         crop, factor = _shrink(crop, MESH_INPUT_CAP)
         result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
@@ -156,7 +154,7 @@ def _shrink(crop: np.ndarray, cap: int) -> tuple[np.ndarray, float]:
     return crop, cap / size
 
 
-def _padded_crop(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+def padded_crop(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
     """size x size crop at (x0, y0); parts outside the frame are black."""
     height, width = frame.shape[:2]
     crop = np.zeros((size, size, 3), np.uint8)
@@ -302,7 +300,7 @@ class HandWatch:
         side = 2.2 * max(fx1 - fx0, fy1 - fy0)
         cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
         x0, y0, size = int(cx - side / 2), int(cy - side / 2), max(int(side), 16)
-        crop = _padded_crop(frame, x0, y0, size)
+        crop = padded_crop(frame, x0, y0, size)
         crop, scale = _shrink(crop, 256)
         result = self._hands.process(crop)
         for hand in result.multi_hand_landmarks or []:
