@@ -72,7 +72,7 @@ def run(
     preset = preset_for(request.model)
     state.report("probe", 0.0)
     with state.timed("audio"):
-        video = _probe_video(request.video)
+        video, has_sound = _probe_video(request.video)
         if request.segments:
             drivers = _load_drivers(request.segments)
             audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
@@ -81,7 +81,7 @@ def run(
             audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE)
             audio_an = load_audio(request.audio, ANALYSIS_RATE)
         _check_length(request, video, audio_out)
-        source_audio = _source_audio(request.video, video)
+        source_audio = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
     with tempfile.TemporaryDirectory(prefix="openlipsync-") as scratch:
         renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
         try:
@@ -99,7 +99,9 @@ def run(
             state.report("plan", 0.0)
             with state.timed("plan"):
                 if request.segments:
-                    timeline, audio_an = _segment_plan(request, video, len(track.present), drivers)
+                    timeline, audio_an = _segment_plan(
+                        request, video, len(track.present), drivers, source_audio
+                    )
                 else:
                     timeline = plan_timeline(
                         len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
@@ -128,7 +130,9 @@ def run(
     )
 
 
-def _probe_video(path: Path) -> VideoInfo:
+def _probe_video(path: Path) -> tuple[VideoInfo, bool]:
+    """The picture's facts, and whether the source has sound of its own (probed once: probing
+    reads every packet)."""
     info = probe(path)
     if info.video is None:
         raise VideoMissing(f"{path.name} has no video stream or image")
@@ -139,7 +143,7 @@ def _probe_video(path: Path) -> VideoInfo:
         raise UnsupportedSize(
             f"{video.width}x{video.height} is outside the supported {MIN_SIDE}..{MAX_SIDE} px range"
         )
-    return video
+    return video, info.audio is not None and not video.is_still
 
 
 def _check_length(request: GenerateRequest, video: VideoInfo, audio: AudioClip) -> None:
@@ -167,6 +171,7 @@ def _segment_plan(
     video: VideoInfo,
     video_frames: int,
     drivers: dict[Path, tuple[AudioClip, AudioClip]],
+    source_audio: AudioClip | None,
 ) -> tuple[Timeline, AudioClip]:
     """The segments' timeline (output rate) and the same composite audio for mouth analysis."""
     segments = request.segments or []
@@ -175,27 +180,20 @@ def _segment_plan(
         raise InputTooLong(
             f"the segments last {count / video.fps:.0f} s; the limit is {request.max_seconds:.0f} s"
         )
+    # The source's own sound stays outside the segments; silence when it has none.
+    own = {ANALYSIS_RATE: source_audio or AudioClip.silence(0.0, ANALYSIS_RATE)}
+    own[OUTPUT_AUDIO_RATE] = (
+        load_audio(request.video, OUTPUT_AUDIO_RATE)
+        if source_audio is not None
+        else AudioClip.silence(0.0, OUTPUT_AUDIO_RATE)
+    )
     composites = []
     for slot, rate in enumerate((OUTPUT_AUDIO_RATE, ANALYSIS_RATE)):
-        base = _own_audio(request.video, video, rate)
+        base = own[rate]
         parts = [(segment, drivers[segment.audio][slot]) for segment in segments]
         composites.append(compose_audio(base, parts, video.fps, count))
     timeline = segment_timeline(segments, video.fps, count, composites[0], video.is_still)
     return timeline, composites[1]
-
-
-def _own_audio(path: Path, video: VideoInfo, rate: int) -> AudioClip:
-    """The source's own sound, kept outside the segments; silence when it has none."""
-    if not video.is_still and probe(path).audio is not None:
-        return load_audio(path, rate)
-    return AudioClip.silence(0.0, rate)
-
-
-def _source_audio(path: Path, video: VideoInfo) -> AudioClip | None:
-    """The source's own speech: it teaches the person's mouth and tells who is speaking."""
-    if video.is_still or probe(path).audio is None:
-        return None
-    return load_audio(path, ANALYSIS_RATE)
 
 
 def _speaker_option(request: GenerateRequest) -> dict | None:
