@@ -1,16 +1,23 @@
 """Engine speed: frames per second, real-time factor and peak memory at 360p, 720p and 1080p.
 
 Each figure is measured in a child process (so peak RSS is that run's own) and compared, in the
-same run, with the floor: a plain decode + encode of the same input through the same media layer.
+same run, with the floor: a plain decode + encode of the same input through the same media layer
+and the same encoder settings. The engine's child has its modules (MediaPipe included) imported
+before the clock starts, as in a worker that has run a job. Besides wall time, CPU time per frame
+(all threads) is printed: on a shared machine wall time shrinks with the others' load, CPU time
+much less so. `--repeat N` alternates floor and engine N times and adds the median.
 
-    python bench/engine.py [--seconds 8] [--sizes 360,720,1080] [--model lipsync-2]
+    python bench/engine.py [--seconds 8] [--sizes 360,720,1080] [--model lipsync-2] [--repeat 1]
+                           [--source ../shared/media/video/grid_bbaf2n.mpg]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,20 +34,26 @@ SOURCE = MEDIA / "video" / "pexels_woman_expressions.mp4"
 SPEECH = MEDIA / "speech" / "jfk_inaugural.flac"
 
 
-def make_input(height: int, seconds: float, out: Path) -> Path:
-    """Scale the real Pexels clip to `height` (25 fps H.264) so every size shows the same face."""
+def make_input(height: int, seconds: float, out: Path, source: Path = SOURCE) -> Path:
+    """Scale a real clip to `height` (25 fps H.264, looped to `seconds`) so every size shows the
+    same face."""
     width = round(16 / 9 * height / 2) * 2
-    with av.open(str(SOURCE)) as src, av.open(str(out), "w") as dst:
+    count = round(seconds * 25)
+    with av.open(str(out), "w") as dst:
         stream = dst.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast"}
-        for index, frame in enumerate(src.decode(video=0)):
-            if index >= seconds * 25:
-                break
-            scaled = frame.reformat(width=width, height=height, format="yuv420p")
-            scaled.pts, scaled.time_base = index, Fraction(1, 25)
-            for packet in stream.encode(scaled):
-                dst.mux(packet)
+        index = 0
+        while index < count:
+            with av.open(str(source)) as src:
+                for frame in src.decode(video=0):
+                    if index >= count:
+                        break
+                    scaled = frame.reformat(width=width, height=height, format="yuv420p")
+                    scaled.pts, scaled.time_base = index, Fraction(1, 25)
+                    for packet in stream.encode(scaled):
+                        dst.mux(packet)
+                    index += 1
         for packet in stream.encode():
             dst.mux(packet)
     return out
@@ -68,6 +81,8 @@ def floor_run(video: Path, out: Path, model: str) -> dict:
 
 def engine_run(video: Path, out: Path, model: str) -> dict:
     """One generation in a process whose modules are loaded, as in a running worker."""
+    import mediapipe  # noqa: F401 - the tracker imports it on first use; a worker has it loaded
+
     import openlipsync.engine.pipeline  # noqa: F401 - load the stages before the clock starts
     from openlipsync.engine import GenerateRequest, generate
 
@@ -81,12 +96,19 @@ def engine_run(video: Path, out: Path, model: str) -> dict:
     }
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(kind: str, video: str, out: str, model: str) -> None:
+    cpu = _cpu_seconds()
     run = (
         floor_run(Path(video), Path(out), model)
         if kind == "floor"
         else engine_run(Path(video), Path(out), model)
     )
+    run["cpu"] = _cpu_seconds() - cpu  # the child's imports are outside the clock, not here
     run["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(run))
 
@@ -97,7 +119,8 @@ def measure(kind: str, video: Path, out: Path, model: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(height: int, floor: dict, engine: dict) -> None:
+def report(height: int, floor: dict, engine: dict) -> float:
+    """Print one run's figures; returns engine/floor (wall)."""
     duration = engine["frames"] / engine["fps_video"]
     rtf, floor_rtf = engine["seconds"] / duration, floor["seconds"] / duration
     stages = " ".join(
@@ -105,12 +128,16 @@ def report(height: int, floor: dict, engine: dict) -> None:
         for name, seconds in sorted(engine.get("stages", {}).items())
     )
     fps = engine["frames"] / engine["seconds"]
+    cpu, floor_cpu = (run["cpu"] / run["frames"] * 1000 for run in (engine, floor))
     print(
         f"{height:>5}p  frames={engine['frames']:4d}  engine {fps:6.1f} fps"
         f"  RTF {rtf:5.2f}  floor RTF {floor_rtf:5.2f}  engine/floor {rtf / floor_rtf:4.2f}x"
         f"  peak {engine['peak_mib']:.0f} MiB (floor {floor['peak_mib']:.0f})\n"
-        f"        per frame: {stages}"
+        f"        CPU {cpu:.1f} ms/frame (floor {floor_cpu:.1f}, ratio {cpu / floor_cpu:.2f}x)"
+        f"  load {os.getloadavg()[0]:.1f}\n"
+        f"        per frame (wall, stages overlap on threads): {stages}"
     )
+    return rtf / floor_rtf
 
 
 def main() -> None:
@@ -118,6 +145,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--sizes", default="360,720,1080")
     parser.add_argument("--model", default="lipsync-2")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=SOURCE,
+        help="clip to scale (default: the Pexels face, whose mouth a hand covers for most of the "
+        "first 8 s, so most frames pass through; a GRID clip has a mouth to render throughout)",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -126,10 +161,18 @@ def main() -> None:
     np.set_printoptions(precision=2)
     with tempfile.TemporaryDirectory() as tmp:
         for height in (int(s) for s in args.sizes.split(",")):
-            video = make_input(height, args.seconds, Path(tmp) / f"in_{height}.mp4")
-            floor = measure("floor", video, Path(tmp) / f"floor_{height}.mp4", args.model)
-            engine = measure("engine", video, Path(tmp) / f"out_{height}.mp4", args.model)
-            report(height, floor, engine)
+            video = make_input(height, args.seconds, Path(tmp) / f"in_{height}.mp4", args.source)
+            ratios, rtfs = [], []
+            for _ in range(args.repeat):
+                floor = measure("floor", video, Path(tmp) / f"floor_{height}.mp4", args.model)
+                engine = measure("engine", video, Path(tmp) / f"out_{height}.mp4", args.model)
+                ratios.append(report(height, floor, engine))
+                rtfs.append(engine["seconds"] * engine["fps_video"] / engine["frames"])
+            if args.repeat > 1:
+                print(
+                    f"{height:>5}p  median of {args.repeat}: RTF {statistics.median(rtfs):.2f}"
+                    f"  engine/floor {statistics.median(ratios):.2f}x"
+                )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     job_requeue_seconds: float = 1800.0  # re-send a still-queued PENDING message after this
     generation_timeout_seconds: float = 3600.0
     reaper_interval_seconds: float = 15.0
+    # Long videos in parallel: outputs lasting at least `chunk_min_seconds` are planned once and
+    # rendered as chunks of about `chunk_seconds` on whatever engine workers are free, then
+    # joined without re-encoding. 0 turns chunking off. Shorter outputs are rendered by one
+    # task in one pass, as before.
+    chunk_seconds: float = 30.0
+    chunk_min_seconds: float = 120.0
     retention_seconds: float = 30 * 24 * 3600.0  # outputs and results files; 0 keeps forever
     output_url_ttl_seconds: int = 7 * 24 * 3600
     prices_per_frame: dict[str, float] = Field(

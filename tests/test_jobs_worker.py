@@ -206,6 +206,27 @@ def test_claim_is_exclusive_and_a_second_run_is_a_no_op(local) -> None:  # type:
     assert generation.status == "FAILED" and generation.attempts == 1
 
 
+def test_finishing_sweeps_what_dead_runs_left_behind(local) -> None:  # type: ignore[no-untyped-def]
+    """A run killed after storing its output (or mid-write) leaves files no row references."""
+    settings, sessions, storage, org_id = local
+    generation_id = add_generation(sessions, org_id)
+    folder = f"generations/{generation_id}"
+    dead = [f"{folder}/1111aaaa/output.mp4", f"{folder}/chunks-2222bbbb/plan.npz"]
+    kept = f"{folder}/3333cccc/output.mp4"
+    for key in [*dead, kept]:
+        storage.put_bytes(key, b"x")
+    (storage.path(f"{folder}/1111aaaa") / ".part-half").write_bytes(b"half")
+    other = f"generations/{generation_id}x/output.mp4"  # a neighbour sharing the id's prefix
+    storage.put_bytes(other, b"y")
+    with sessions() as session:
+        assert claim(session, generation_id, "a", settings)
+        assert finish(
+            session, generation_id, "COMPLETED", storage, settings, token="a", output_key=kept
+        )
+    assert storage.keys(folder) == [kept]
+    assert storage.exists(other)
+
+
 def test_orphans_are_resumed_then_failed_after_max_attempts(local) -> None:  # type: ignore[no-untyped-def]
     settings, sessions, storage, org_id = local
     stale = utcnow() - timedelta(seconds=60)

@@ -261,3 +261,12 @@ def test_frame_source_bounce_with_small_ring_uses_the_disk_cache(
 def test_frame_source_rejects_out_of_range(grid: Path) -> None:
     with FrameSource(grid) as source, pytest.raises(IndexError):
         source.get(75)
+
+
+def test_disk_cache_only_for_backward_jumps() -> None:
+    from openlipsync.media.video import needs_disk_cache
+
+    assert not needs_disk_cache(np.arange(10))  # cut_off, silence
+    assert not needs_disk_cache(np.array([0, 1, 2, 3, 0, 1, 2, 3]))  # loop restarts at 0
+    assert not needs_disk_cache(np.array([0, 0, 1, 1, 2, 2]))  # remap slows down
+    assert needs_disk_cache(np.array([0, 1, 2, 3, 2, 1, 0, 1]))  # bounce

@@ -7,18 +7,15 @@ storage, all named uniquely so parallel runs on a shared server never meet.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import httpx
 
 from openlipsync.settings import Settings
 from openlipsync.store.db import dispose_all
+from tests.http_media import serve_directory
 from tests.test_jobs_helpers import (
     alive,
     descendants,
@@ -143,6 +141,7 @@ class Deployment:
     webhook_secret: str
     root: Path
     workers: list[Worker] = field(default_factory=list)
+    pin_cores: bool = False  # each worker on one core of its own: a one-core machine each
     _stack: ExitStack = field(default_factory=ExitStack)
 
     def client(self) -> httpx.Client:
@@ -152,6 +151,9 @@ class Deployment:
         stack = ExitStack()
         log = self.root / f"worker-{len(self.workers)}.log"
         command = openlipsync_command("worker")
+        if self.pin_cores:
+            cores = sorted(os.sched_getaffinity(0))
+            command = ["taskset", "-c", str(cores[len(self.workers) % len(cores)]), *command]
         proc = stack.enter_context(
             process(command, settings_env(self.settings), log, new_session=True)
         )
@@ -194,7 +196,9 @@ class Deployment:
 
 
 @contextmanager
-def deployment(root: Path, workers: int, **overrides: Any) -> Iterator[Deployment]:
+def deployment(
+    root: Path, workers: int, pin_cores: bool = False, **overrides: Any
+) -> Iterator[Deployment]:
     """API + `workers` worker processes on the given database/broker settings."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -226,6 +230,7 @@ def deployment(root: Path, workers: int, **overrides: Any) -> Iterator[Deploymen
                 return False
 
         cluster = Deployment(settings, base_url, api_key, organization_id, webhook_secret, root)
+        cluster.pin_cores = pin_cores
         stack.enter_context(cluster._stack)
         for _ in range(workers):
             cluster.start_worker()
@@ -234,24 +239,9 @@ def deployment(root: Path, workers: int, **overrides: Any) -> Iterator[Deploymen
         yield cluster
 
 
-@contextmanager
-def media_server() -> Iterator[str]:
-    """../shared/media over real HTTP on loopback (the workers fetch inputs from URLs)."""
-    handler = functools.partial(_QuietFiles, directory=str(MEDIA))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
+def media_server(directory: Path = MEDIA) -> AbstractContextManager[str]:
+    """../shared/media (or `directory`) over real HTTP on loopback (workers fetch inputs)."""
+    return serve_directory(directory)
 
 
 def submit(

@@ -144,6 +144,19 @@ def test_a_worker_killed_mid_generation_is_finished_by_the_other(
     redis_cluster: Deployment, media: str, tmp_path: Path
 ) -> None:
     cluster = redis_cluster
+    try:
+        _finish_after_a_worker_dies(cluster, media, tmp_path)
+    finally:
+        _back_to_workers(cluster, 2)  # the next test needs both, whatever happened here
+
+
+def _back_to_workers(cluster: Deployment, count: int) -> None:
+    while sum(worker.proc.poll() is None for worker in cluster.workers) < count:
+        cluster.start_worker()
+    cluster.wait_ready()
+
+
+def _finish_after_a_worker_dies(cluster: Deployment, media: str, tmp_path: Path) -> None:
     with webhook_receiver() as receiver:
         generation_id = submit(cluster, media, 0, webhook_url=receiver.url)
 
@@ -177,8 +190,6 @@ def test_a_worker_killed_mid_generation_is_finished_by_the_other(
         payload = json.loads(receiver.requests[0].body)
         assert payload["id"] == generation_id
     _nothing_processing(cluster)
-    cluster.start_worker()  # back to two workers for the next test
-    cluster.wait_ready()
 
 
 @needs_redis

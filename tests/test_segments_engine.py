@@ -16,6 +16,7 @@ from openlipsync.engine.request import SegmentAudio
 from openlipsync.engine.segments import from_frames
 from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.encode import VideoWriter
+from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
 
 pytestmark = pytest.mark.slow
@@ -52,8 +53,10 @@ def clips() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def reference(clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """The input through the same encoder untouched: what "unchanged" can best look like."""
-    frames = decode(clips["video"])
+    """The input through the engine's own decoder and encoder untouched: what "unchanged" can
+    best look like."""
+    with VideoReader(clips["video"]) as reader:
+        frames = np.stack(list(reader))
     path = tmp_path_factory.mktemp("ref") / "ref.mp4"
     preset = preset_for("lipsync-2")
     writer = VideoWriter(

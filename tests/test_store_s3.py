@@ -98,6 +98,8 @@ def test_every_method_round_trips_through_the_bucket(
         f"{storage.prefix}/in/clip.mpg": video.stat().st_size,
         f"{storage.prefix}/in/notes.txt": 8,
     }
+    assert storage.keys("in") == ["in/clip.mpg", "in/notes.txt"]  # the folder, prefix stripped
+    assert storage.keys("i") == [] and storage.keys("elsewhere") == []  # folders, not prefixes
     head = admin(endpoint).head_object(Bucket=BUCKET, Key=f"{storage.prefix}/in/clip.mpg")
     assert head["ContentType"] == "video/mpeg"
 

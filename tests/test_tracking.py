@@ -10,8 +10,23 @@ import numpy as np
 import pytest
 from conftest import media_path
 
-from openlipsync.engine.mouth import EYE_OUTER_LEFT, EYE_OUTER_RIGHT, NOSE_TIP, mouth_shape
-from openlipsync.engine.tracking import FaceTrack, FaceTracker, smooth_track, track_video
+from openlipsync.engine.mouth import (
+    EYE_OUTER_LEFT,
+    EYE_OUTER_RIGHT,
+    NOSE_TIP,
+    face_scale,
+    mouth_shape,
+)
+from openlipsync.engine.scenes import SceneDetector
+from openlipsync.engine.tracking import (
+    LOWER_FACE,
+    FaceTrack,
+    FaceTracker,
+    SparseTracker,
+    landmark_array,
+    smooth_track,
+    track_video,
+)
 
 
 def read_video(path: Path) -> list[np.ndarray]:
@@ -163,3 +178,68 @@ def test_closed_form_similarity_recovers_a_known_transform() -> None:
         found = _similarity(src, src @ rotation.T + shift)
         assert np.allclose(found[:, :2], rotation, atol=1e-9)
         assert np.allclose(found[:, 2], shift, atol=1e-6)
+
+
+def _sparse(frames: list[np.ndarray], cuts: set[int] = frozenset()) -> tuple[list, SparseTracker]:
+    with SparseTracker() as tracker:
+        settled = [out for i, f in enumerate(frames) for out in tracker.push(f, i in cuts)]
+        settled += tracker.flush()
+    return settled, tracker
+
+
+def test_sparse_tracking_stays_close_to_full_tracking(grid_track: FaceTrack) -> None:
+    frames = read_video(media_path("video/grid_bbaf2n.mpg"))
+    settled, tracker = _sparse(frames)
+    # Every frame comes back once, in order; a good share of them without a face-mesh run.
+    assert [id(out[0]) for out in settled] == [id(f) for f in frames]
+    assert tracker.meshed + tracker.interpolated == len(frames)
+    assert tracker.interpolated >= 0.3 * len(frames), tracker.interpolated
+    interpolated = [i for i, out in enumerate(settled) if not out[2]]
+    assert len(interpolated) == tracker.interpolated
+    for i in interpolated:  # lips and jaw within 0.04 eye distances (~1.5 px here) of the mesh
+        reference = grid_track.landmarks[i]
+        error = np.linalg.norm(settled[i][1] - reference, axis=1)[LOWER_FACE].max()
+        assert error < 0.04 * face_scale(reference), (i, error)
+    # The frames just before and after an interpolated one were measured.
+    assert all(settled[i - 1][2] and settled[i + 1][2] for i in interpolated)
+
+
+def test_scene_cut_and_sudden_motion_get_full_tracking() -> None:
+    first = read_video(media_path("video/grid_bbaf2n.mpg"))
+    second = read_video(media_path("video/grid_lbax4n.mpg"))[:20]
+    frames = first[:30] + second
+    cuts = SceneDetector()
+    found = {i for i, f in enumerate(frames) if cuts.push(f)}
+    assert found == {30}  # the cut between the two speakers
+    settled, tracker = _sparse(frames, found)
+    assert tracker.interpolated > 0
+    # Frame 29 waited for a successor to interpolate from, but that one is of another shot.
+    assert settled[29][2] and settled[30][2]
+    assert settled[30][1] is not None
+    # A frame that jumps away from both neighbours (a frame of the other clip inserted with no
+    # cut declared) is never averaged: the mesh measures it.
+    plain, _ = _sparse(first[:20])
+    jolt, _ = _sparse(first[:11] + [second[0]] + first[12:20])
+    assert not plain[11][2] and jolt[11][2]
+
+
+def test_sparse_tracker_without_residual_meshes_every_frame() -> None:
+    frames = read_video(media_path("video/grid_bbaf2n.mpg"))[:8]
+    with SparseTracker(residual=None) as tracker:
+        settled = [out for f in frames for out in tracker.push(f)] + tracker.flush()
+    assert len(settled) == 8 and all(measured for _, _, measured in settled)
+    assert tracker.meshed == 8 and tracker.interpolated == 0
+
+
+def test_landmark_array_reads_the_wire_format_and_falls_back() -> None:
+    from mediapipe.framework.formats import landmark_pb2
+
+    rng = np.random.default_rng(0)
+    points = rng.random((478, 3)).astype(np.float32)
+    points[5] = 0.0  # zeros are still written (proto2 fields that are set)
+    message = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in points:
+        message.landmark.add(x=x, y=y, z=z)
+    np.testing.assert_array_equal(landmark_array(message), points[:, :2])
+    message.landmark[7].visibility = 0.5  # another field: read point by point
+    np.testing.assert_array_equal(landmark_array(message), points[:, :2])

@@ -125,6 +125,9 @@ def _replace_validation_responses(document: dict[str, Any]) -> None:
             responses = operation.setdefault("responses", {})
             # Every authenticated route is rate limited; every body is size limited.
             responses.setdefault("429", {"description": "Too Many Requests", **error})
+            # The database is restarting or unreachable: nothing was done, retry after
+            # Retry-After (errorCode generation_database_error).
+            responses.setdefault("503", {"description": "Service Unavailable", **error})
             if method in ("post", "put"):
                 responses.setdefault("413", {"description": "Payload Too Large", **error})
     for unused in ("HTTPValidationError", "ValidationError"):

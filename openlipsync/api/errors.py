@@ -9,9 +9,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from openlipsync.store.db import is_unavailable
+
 log = logging.getLogger("openlipsync.api")
+
+DATABASE_UNAVAILABLE = "The database is temporarily unavailable; retry shortly"
+RETRY_AFTER_SECONDS = "2"
 
 
 class ApiError(Exception):
@@ -92,6 +98,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         messages = [_describe(err) for err in exc.errors()] or ["invalid request"]
         return JSONResponse(error_body(400, messages, "invalid_request"), status_code=400)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        if not is_unavailable(exc):
+            return await _unexpected(request, exc)
+        # PostgreSQL restarting or SQLite locked: nothing was written, the client may retry.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        body = error_body(503, DATABASE_UNAVAILABLE, "generation_database_error")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -13,13 +13,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Float, case, cast, extract, func, select
+from sqlalchemy import ColumnElement, Float, case, cast, extract, func, or_, select
 from sqlalchemy.orm import Session
 
 from openlipsync import __version__
 from openlipsync.api import readiness
 from openlipsync.settings import Settings
-from openlipsync.store.models import Generation, WebhookDelivery, utcnow
+from openlipsync.store.models import (
+    SPLIT_STAGES,
+    Generation,
+    GenerationChunk,
+    WebhookDelivery,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +89,17 @@ def _generations_by_status(session: Session) -> Metric:
 
 def _stale_processing(session: Session, settings: Settings) -> Metric:
     stale = utcnow() - timedelta(seconds=settings.job_stale_seconds)
-    count = session.scalar(
+    plain = session.scalar(
         select(func.count()).where(
-            Generation.status == "PROCESSING", Generation.heartbeat_at < stale
+            Generation.status == "PROCESSING",
+            Generation.heartbeat_at < stale,
+            or_(Generation.stage.is_(None), Generation.stage.not_in(SPLIT_STAGES)),
+        )
+    )
+    # A generation split into chunks may wait for free workers: only a dead chunk makes it stale.
+    split = session.scalar(
+        select(func.count(func.distinct(GenerationChunk.generation_id))).where(
+            GenerationChunk.status == "PROCESSING", GenerationChunk.heartbeat_at < stale
         )
     )
     metric = Metric(
@@ -93,7 +107,7 @@ def _stale_processing(session: Session, settings: Settings) -> Metric:
         "gauge",
         "PROCESSING generations whose worker stopped heartbeating (the reaper resumes them).",
     )
-    metric.add(count or 0)
+    metric.add((plain or 0) + (split or 0))
     return metric
 
 

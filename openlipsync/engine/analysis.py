@@ -8,6 +8,8 @@ decodes a second time to fill the mouth library from the chosen face only.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +28,16 @@ from openlipsync.engine.speaker import (
     loudness_per_frame,
     pick_in_box,
 )
-from openlipsync.engine.tracking import FaceTrack, FaceTracker, smooth_track
+from openlipsync.engine.tracking import INTERP_RESIDUAL, FaceTrack, SparseTracker, smooth_track
 from openlipsync.media.audio import AudioClip
 from openlipsync.media.probe import VideoInfo
 from openlipsync.media.video import VideoReader
 
 MISSING = np.full((478, 2), np.nan, dtype=np.float32)
+# Renderer qualities that interpolate the face mesh between frames where that fits (see
+# SparseTracker). Only the fast one: a library mouth cut on an interpolated frame carries
+# interpolated lip landmarks, and the standard and pro libraries are worth the mesh's time.
+SPARSE_TRACKING = {"fast": INTERP_RESIDUAL}
 
 
 @dataclass
@@ -70,7 +76,7 @@ def analyse(
     return Analysis(track=track, cuts=cuts, visibility=weights)
 
 
-def _frames(path: Path, video: VideoInfo, state: RunState):  # -> Iterator[(index, frame)]
+def _frames(path: Path, video: VideoInfo, state: RunState) -> Iterator[tuple[int, np.ndarray]]:
     reader = VideoReader(path, fps=video.fps)
     with reader:
         yield from enumerate(state.timed_iter("decode", prefetch(iter(reader))))
@@ -79,27 +85,65 @@ def _frames(path: Path, video: VideoInfo, state: RunState):  # -> Iterator[(inde
 def _largest_face_pass(
     path: Path, video: VideoInfo, renderer: MouthRenderer, state: RunState, occlusion: bool
 ) -> tuple[list[np.ndarray], list[int], VisibilityModel | None]:
+    """Three threads: decode and scene cuts, face mesh, and (here) the mouth library.
+
+    Decode, face mesh and the library's crops each release the GIL for most of their time, so
+    the stages overlap on two cores instead of taking turns on one. The face mesh is the
+    slowest stage, so the cheap cut detector runs beside the decoder rather than beside it.
+    """
     rows: list[np.ndarray] = []
     scenes = SceneDetector()
     visibility = VisibilityModel() if occlusion else None
-    tracker = FaceTracker()
+    busy = {"track": 0.0}
+    residual = SPARSE_TRACKING.get(renderer.quality)
+    reader = VideoReader(path, fps=video.fps)
+    marked = state.timed_iter("decode", prefetch(_cut_marked(iter(reader), scenes)))
+    tracked = prefetch(_tracked(marked, busy, residual), depth=4)
     try:
-        for index, frame in _frames(path, video, state):
-            with state.timed("track"):
-                if scenes.push(frame):  # a new shot: find the face afresh
-                    tracker.close()
-                    tracker = FaceTracker()
-                landmarks = tracker.process(frame)
+        for index, frame, landmarks in state.timed_iter("track_wait", tracked):
+            with state.timed("observe"):
                 if visibility is not None:
                     visibility.observe(frame, landmarks)
-            with state.timed("render"):
                 renderer.observe(index, frame, landmarks)
             rows.append(MISSING if landmarks is None else landmarks.astype(np.float32))
             if index % 10 == 0:
                 state.report("track", index / max(video.frame_count, 1))
     finally:
-        tracker.close()
+        tracked.close()
+        reader.close()
+        state.stage_seconds["track"] = state.stage_seconds.get("track", 0.0) + busy["track"]
     return rows, scenes.cuts, visibility
+
+
+def _cut_marked(
+    frames: Iterator[np.ndarray], scenes: SceneDetector
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """(frame, first of a new shot) per frame."""
+    for frame in frames:
+        yield frame, scenes.push(frame)
+
+
+def _tracked(
+    frames: Iterator[tuple[np.ndarray, bool]],
+    busy: dict[str, float],
+    residual: float | None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """(index, frame, landmarks or None) per frame, in order; a new shot finds the face afresh."""
+    tracker = SparseTracker(residual)
+    settled = 0
+    try:
+        for frame, new_shot in frames:
+            began = time.perf_counter()
+            done = tracker.push(frame, new_shot)
+            busy["track"] += time.perf_counter() - began
+            for frame_out, landmarks, _ in done:
+                yield settled, frame_out, landmarks
+                settled += 1
+        for frame_out, landmarks, _ in tracker.flush():
+            yield settled, frame_out, landmarks
+            settled += 1
+    finally:
+        tracker.close()
 
 
 def _speaker_pass(

@@ -40,6 +40,10 @@ def prefetch(items: Iterator[T], depth: int = 8) -> Iterator[T]:
             slots.put(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             slots.put(_Failure(exc))
+        finally:  # a generator's clean-up (closing a decoder, a model) runs on its own thread
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=produce, name="openlipsync-prefetch", daemon=True)
     thread.start()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +54,7 @@ from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import VideoInfo, probe
 from openlipsync.media.timeline import Timeline, plan_timeline
-from openlipsync.media.video import FrameSource
+from openlipsync.media.video import FrameSource, needs_disk_cache
 from openlipsync.tts.base import PhonemeTiming
 
 ANALYSIS_RATE = 16_000
@@ -69,54 +69,13 @@ def run(
     should_cancel: Callable[[], bool] | None = None,
 ) -> GenerateResult:
     state = RunState(progress, should_cancel)
-    preset = preset_for(request.model)
-    state.report("probe", 0.0)
-    with state.timed("audio"):
-        video, has_sound = _probe_video(request.video)
-        if request.segments:
-            drivers = _load_drivers(request.segments)
-            audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
-            audio_an = max((clips[1] for clips in drivers.values()), key=lambda c: c.duration)
-        else:
-            audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE)
-            audio_an = load_audio(request.audio, ANALYSIS_RATE)
-        _check_length(request, video, audio_out)
-        source_audio = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
     with tempfile.TemporaryDirectory(prefix="openlipsync-") as scratch:
-        renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
-        try:
-            analysis = analyse(
-                request.video,
-                video,
-                renderer,
-                state,
-                speaker_option=_speaker_option(request),
-                occlusion=_wants_occlusion(request),
-                source_audio=source_audio,
-                driving_audio=audio_an,
-            )
-            track = analysis.track
-            state.report("plan", 0.0)
-            with state.timed("plan"):
-                if request.segments:
-                    timeline, audio_an = _segment_plan(
-                        request, video, len(track.present), drivers, source_audio
-                    )
-                else:
-                    timeline = plan_timeline(
-                        len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
-                    )
-                person = fit_person(source_audio, mouth_shape(track.landmarks), video.fps)
-                targets = _plan_targets(request, audio_an, timeline, person)
-                look = _prepare_look(
-                    request, video, timeline, renderer, analysis, targets, audio_an
-                )
+        with planned(request, state) as plan:
             frames, segment_frames = _render_pass(
-                request, video, timeline, look, Path(scratch), state
+                request, plan.video, plan.timeline, plan.look, Path(scratch), state
             )
-        finally:
-            renderer.close()
         state.report("render", 1.0)
+    video, timeline = plan.video, plan.timeline
     return GenerateResult(
         output=request.output,
         duration=timeline.duration,
@@ -128,6 +87,63 @@ def run(
         segment_output=request.segment_output if segment_frames else None,
         segment_duration=segment_frames / video.fps if segment_frames else None,
     )
+
+
+@dataclass
+class Planned:
+    """The whole clip planned at once: what every output frame shows and how it is drawn."""
+
+    video: VideoInfo
+    timeline: Timeline
+    look: _Look
+
+
+@contextmanager
+def planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
+    """Probe, analyse the source and plan the mouth for the whole clip (no chunk borders in the
+    motion); the renderer's resources are released when the block ends."""
+    preset = preset_for(request.model)
+    state.report("probe", 0.0)
+    with state.timed("audio"):
+        video, has_sound = _probe_video(request.video)
+        if request.segments:
+            drivers = _load_drivers(request.segments)
+            audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
+            audio_an = max((clips[1] for clips in drivers.values()), key=lambda c: c.duration)
+        else:
+            audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE, request.max_seconds)
+            audio_an = load_audio(request.audio, ANALYSIS_RATE, request.max_seconds)
+        _check_length(request, video, audio_out)
+        source_audio = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
+    renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
+    try:
+        analysis = analyse(
+            request.video,
+            video,
+            renderer,
+            state,
+            speaker_option=_speaker_option(request),
+            occlusion=_wants_occlusion(request),
+            source_audio=source_audio,
+            driving_audio=audio_an,
+        )
+        track = analysis.track
+        state.report("plan", 0.0)
+        with state.timed("plan"):
+            if request.segments:
+                timeline, audio_an = _segment_plan(
+                    request, video, len(track.present), drivers, source_audio
+                )
+            else:
+                timeline = plan_timeline(
+                    len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
+                )
+            person = fit_person(source_audio, mouth_shape(track.landmarks), video.fps)
+            targets = _plan_targets(request, audio_an, timeline, person)
+            look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
+        yield Planned(video, timeline, look)
+    finally:
+        renderer.close()
 
 
 def _probe_video(path: Path) -> tuple[VideoInfo, bool]:
@@ -219,6 +235,7 @@ class _Look:
     src_index: np.ndarray
     effects: FaceEffects | None
     visibility: np.ndarray | None  # per source frame, 1 = mouth visible
+    loudness: np.ndarray | None = None  # per output frame: what the face effects were built from
 
     def frame(self, index: int, frame: np.ndarray) -> np.ndarray:
         """The new mouth first, on the face as filmed; then whole-face effects move it all."""
@@ -255,7 +272,9 @@ def _prepare_look(
         loudness,
     )
     renderer.prepare(analysis.track, targets, timeline.src_index, timeline.lipsync)
-    return _Look(renderer, analysis.track, timeline.src_index, effects, analysis.visibility)
+    return _Look(
+        renderer, analysis.track, timeline.src_index, effects, analysis.visibility, loudness
+    )
 
 
 def _plan_targets(
@@ -320,7 +339,8 @@ def _render_pass(
     Returns the frames written to the output and to the segment output (0 when none)."""
     preset: Preset = preset_for(request.model)
     partial = scratch / "output.mp4"
-    source = FrameSource(request.video, fps=video.fps, cache_dir=scratch)
+    cache = scratch if needs_disk_cache(timeline.src_index) else None  # bounce, not cut_off
+    source = FrameSource(request.video, fps=video.fps, cache_dir=cache)
     frames = prefetch(source.get(int(i)) for i in timeline.src_index)
     try:
         with ExitStack() as writers:

@@ -338,6 +338,77 @@ class MouthRenderer:
     def close(self) -> None:
         self.library.close()
 
+    # -- hand-over to other processes (chunked rendering) -----------------------------------
+
+    def export_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(scalars, arrays) that `from_state` turns back into a renderer whose `render` gives
+        the same pixels for every output frame, in another process or on another machine.
+
+        Only the library mouths the plan actually shows are kept (entries are renumbered), so
+        the hand-over holds a few hundred crops, not the whole capped library."""
+        if not self._prepared:
+            raise RuntimeError("MouthRenderer.prepare() must run before export_state()")
+        lib = self.library
+        shown = np.concatenate([self._choice, self._ghost])
+        used = np.unique(shown[shown >= 0])
+        renumber = np.full(max(lib.count, 1), -1, np.int64)
+        renumber[used] = np.arange(len(used))
+
+        def remap(entries: np.ndarray) -> np.ndarray:
+            return np.where(entries >= 0, renumber[np.maximum(entries, 0)], -1)
+
+        width, height = lib.size
+        crops = np.zeros((len(used), height, width, 3), np.uint8)
+        for slot, entry in enumerate(used.tolist()):
+            crops[slot] = lib.crop(entry)
+        scalars = {
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "quality": self.quality,
+            "library_scale": float(lib.scale),
+            "library_size": [int(width), int(height)],
+        }
+        arrays = {
+            "track_landmarks": self.track.landmarks.astype(np.float32),
+            "targets": self.targets,
+            "src_index": self.src_index,
+            "choice": remap(self._choice),
+            "alpha": self._alpha,
+            "ghost": remap(self._ghost),
+            "ghost_weight": self._ghost_weight,
+            "triangles": getattr(self, "_triangles", np.zeros((0, 3), np.int64)),
+            "ring": getattr(self, "_ring", np.zeros((0, 2))),
+            "library_landmarks": lib.landmarks[used],
+            "library_shapes": lib.shapes[used],
+            "library_crops": crops,
+        }
+        return scalars, arrays
+
+    @classmethod
+    def from_state(cls, scalars: dict, arrays: dict[str, np.ndarray]) -> MouthRenderer:
+        """A prepared renderer from `export_state`: renders, never observes or prepares."""
+        renderer = cls(scalars["width"], scalars["height"], scalars["fps"], scalars["quality"])
+        landmarks = np.asarray(arrays["track_landmarks"], np.float32)
+        renderer.track = FaceTrack(landmarks, np.isfinite(landmarks).all(axis=(1, 2)))
+        renderer.targets = np.asarray(arrays["targets"], np.float32)
+        renderer.src_index = np.asarray(arrays["src_index"], np.int64)
+        renderer._choice = np.asarray(arrays["choice"], np.int64)
+        renderer._alpha = np.asarray(arrays["alpha"], np.float32)
+        renderer._ghost = np.asarray(arrays["ghost"], np.int64)
+        renderer._ghost_weight = np.asarray(arrays["ghost_weight"], np.float32)
+        renderer._triangles = np.asarray(arrays["triangles"], np.int64)
+        renderer._ring = np.asarray(arrays["ring"], np.float64)
+        lib = renderer.library
+        lib.scale = float(scalars["library_scale"])
+        lib.size = tuple(scalars["library_size"])
+        lib.landmarks = np.asarray(arrays["library_landmarks"], np.float32)
+        lib.shapes = np.asarray(arrays["library_shapes"], np.float32)
+        lib._crops = np.asarray(arrays["library_crops"], np.uint8)
+        lib.count = len(lib.landmarks)
+        renderer._prepared = True
+        return renderer
+
 
 def reshape_mouth(
     points: np.ndarray, shape: np.ndarray, target: np.ndarray, iod: float

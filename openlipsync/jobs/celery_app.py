@@ -61,6 +61,8 @@ def _build(settings: Settings) -> Celery:
         task_queues=(Queue(ENGINE_QUEUE), Queue(DEFAULT_QUEUE)),
         task_routes={
             "openlipsync.generate": {"queue": ENGINE_QUEUE},
+            "openlipsync.render_chunk": {"queue": ENGINE_QUEUE},
+            "openlipsync.join_chunks": {"queue": ENGINE_QUEUE},
             "openlipsync.*": {"queue": DEFAULT_QUEUE},
         },
         beat_schedule={

@@ -23,6 +23,8 @@ EXPAND_BATCH_TASK = "openlipsync.expand_batch"
 REFRESH_BATCH_TASK = "openlipsync.refresh_batch"
 DELIVER_TASK = "openlipsync.deliver_webhook"
 REAP_TASK = "openlipsync.reap"
+RENDER_CHUNK_TASK = "openlipsync.render_chunk"
+JOIN_TASK = "openlipsync.join_chunks"
 QUEUED_STAGE = "queued"
 
 
@@ -48,6 +50,14 @@ def enqueue_batch(batch_id: str) -> None:
 
 def send_generation(generation_id: str) -> bool:
     return _send(GENERATE_TASK, generation_id, ENGINE_QUEUE)
+
+
+def send_render_chunk(chunk_id: str) -> bool:
+    return _send(RENDER_CHUNK_TASK, chunk_id, ENGINE_QUEUE)
+
+
+def send_join(generation_id: str) -> bool:
+    return _send(JOIN_TASK, generation_id, ENGINE_QUEUE)
 
 
 def send_delivery(delivery_id: str, countdown: float | None = None) -> bool:

@@ -17,26 +17,30 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlipsync.jobs import webhooks
+from openlipsync.jobs.claims import claimable, claimed_values, heartbeat_stale, held
 from openlipsync.jobs.inputs import InputError, LocalInputs, fetch_inputs, plan_inputs
 from openlipsync.settings import Settings
+from openlipsync.store.db import is_unavailable
 from openlipsync.store.files import Storage
-from openlipsync.store.models import Asset, Generation, utcnow
+from openlipsync.store.models import SPLIT_STAGES, Asset, Generation, utcnow
 
 log = logging.getLogger(__name__)
 
 TERMINAL = ("COMPLETED", "FAILED", "REJECTED")
 CODE_TOO_MANY_ATTEMPTS = "generation_pipeline_failed"
 CODE_TIMEOUT = "generation_timeout"
+HANDED_OFF = "HANDED_OFF"  # planned and split into chunks: the join finishes it (jobs/chunks.py)
 WORKDIR_PREFIX = "olps-job-"
+FINISH_RETRY_SECONDS = 0.5
 
 
 @dataclass
@@ -54,31 +58,12 @@ def worker_token() -> str:
 
 def claim(session: Session, generation_id: str, token: str, settings: Settings) -> bool:
     """PENDING → PROCESSING, or take over an orphaned PROCESSING row; False if not ours to run."""
-    stale = utcnow() - timedelta(seconds=settings.job_stale_seconds)
-    now = utcnow()
+    # Split into chunks: alive while its chunks are (jobs/chunks.py reaps them).
+    unsplit = or_(Generation.stage.is_(None), Generation.stage.not_in(SPLIT_STAGES))
     result = session.execute(
         update(Generation)
-        .where(
-            Generation.id == generation_id,
-            Generation.attempts < settings.job_max_attempts,
-            or_(
-                Generation.status == "PENDING",
-                and_(
-                    Generation.status == "PROCESSING",
-                    or_(Generation.worker_id.is_(None), Generation.heartbeat_at < stale),
-                ),
-            ),
-        )
-        .values(
-            status="PROCESSING",
-            attempts=Generation.attempts + 1,
-            worker_id=token,
-            heartbeat_at=now,
-            started_at=now,
-            updated_at=now,
-            stage="starting",
-            progress=0.0,
-        )
+        .where(claimable(Generation, generation_id, settings, unsplit))
+        .values(**claimed_values(Generation, token), stage="starting", progress=0.0)
     )
     session.commit()
     return result.rowcount == 1
@@ -101,7 +86,7 @@ def finish(
     now = utcnow()
     conditions = [Generation.id == generation_id, Generation.status.not_in(TERMINAL)]
     if token is not None:
-        conditions += [Generation.status == "PROCESSING", Generation.worker_id == token]
+        conditions.append(held(Generation, generation_id, token))
     values = {"status": status, "finished_at": now, "updated_at": now, **fields}
     if status == "COMPLETED":
         values.update(progress=100.0, stage="done")
@@ -114,6 +99,7 @@ def finish(
     session.refresh(generation)
     if generation.synthesized_audio_key and status == "COMPLETED":
         session.add(_speech_asset(generation, now))
+    _sweep_orphans(storage, generation)  # before the commit: whoever sees the end sees no orphans
     delivery_id = None
     if generation.webhook_url:
         delivery = webhooks.record(
@@ -126,6 +112,22 @@ def finish(
         delivery_id = delivery.id
     session.commit()
     return Finished(status, delivery_id, generation.batch_id)
+
+
+def _sweep_orphans(storage: Storage, generation: Generation) -> None:
+    """Delete what runs that died before finishing left under the generation's folder.
+
+    A worker killed after storing its output but before finishing the row leaves a file nobody
+    references; retention only removes referenced keys, so it would stay forever.
+    """
+    kept = {generation.output_key, generation.segment_output_key, generation.synthesized_audio_key}
+    try:
+        orphans = [k for k in storage.keys(f"generations/{generation.id}") if k not in kept]
+    except Exception as exc:
+        log.warning("could not list the files of %s: %s", generation.id, exc)
+        return
+    for key in orphans:
+        _discard(storage, key)
 
 
 def _speech_asset(generation: Generation, now: datetime) -> Asset:
@@ -204,11 +206,7 @@ class Heartbeat:
             with self.sessions() as session:
                 result = session.execute(
                     update(Generation)
-                    .where(
-                        Generation.id == self.generation_id,
-                        Generation.status == "PROCESSING",
-                        Generation.worker_id == self.token,
-                    )
+                    .where(held(Generation, self.generation_id, self.token))
                     .values(
                         heartbeat_at=utcnow(),
                         stage=self.stage[:32],
@@ -237,13 +235,47 @@ def run_generation(
         if beat.lost.is_set():
             _discard_outputs(storage, fields)
             return None
-        with sessions() as session:
-            done = finish(session, generation_id, status, storage, settings, token=token, **fields)
+        if status == HANDED_OFF:
+            return None
+        try:
+            done = _finish_when_reachable(
+                sessions, generation_id, status, storage, settings, token, fields
+            )
+        except Exception:
+            _discard_outputs(storage, fields)  # the rerun the reaper starts writes its own
+            raise
         if done is None:
             _discard_outputs(storage, fields)
         return done
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _finish_when_reachable(
+    sessions: sessionmaker[Session],
+    generation_id: str,
+    status: str,
+    storage: Storage,
+    settings: Settings,
+    token: str,
+    fields: dict[str, Any],
+) -> Finished | None:
+    """`finish`, retried through a short database outage so a finished render is not thrown away.
+
+    Gives up once the claim may have gone stale (another worker may take the row over then).
+    """
+    deadline = time.monotonic() + settings.job_stale_seconds
+    while True:
+        try:
+            with sessions() as session:
+                return finish(
+                    session, generation_id, status, storage, settings, token=token, **fields
+                )
+        except Exception as exc:
+            if not is_unavailable(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("database unavailable while finishing %s: %s", generation_id, exc)
+            time.sleep(FINISH_RETRY_SECONDS)
 
 
 def _not_claimed(
@@ -259,14 +291,9 @@ def _not_claimed(
 
 
 def _orphaned(generation: Generation, settings: Settings) -> bool:
-    if generation.status == "PENDING" or generation.worker_id is None:
+    if generation.status == "PENDING":
         return True
-    beat = generation.heartbeat_at
-    if beat is None:
-        return True
-    if beat.tzinfo is None:  # SQLite hands back naive UTC
-        beat = beat.replace(tzinfo=utcnow().tzinfo)
-    return (utcnow() - beat).total_seconds() > settings.job_stale_seconds
+    return heartbeat_stale(generation.worker_id, generation.heartbeat_at, settings)
 
 
 def fail_exhausted(
@@ -279,9 +306,21 @@ def fail_exhausted(
         storage,
         settings,
         token=None,
-        error=f"processing stopped unexpectedly {settings.job_max_attempts} times; giving up",
+        error=(
+            f"processing stopped unexpectedly {settings.job_max_attempts} times"
+            f"{_last_stage(session, generation_id)}; giving up (an input that crashes the engine?)"
+        ),
         error_code=CODE_TOO_MANY_ATTEMPTS,
     )
+
+
+def _last_stage(session: Session, generation_id: str) -> str:
+    """Where the last attempt was when it died, for the error message (best effort)."""
+    generation = session.get(Generation, generation_id)
+    stage = generation.stage if generation is not None else None
+    if not stage or stage in ("queued", "requeued", "starting"):
+        return ""
+    return f" (last seen at stage '{stage}')"
 
 
 def fail_timed_out(
@@ -324,7 +363,15 @@ def _process(
         inputs = fetch_inputs(plan, workdir, storage, settings)
         if beat.should_cancel():
             raise Cancelled("stopped before the engine started")
-        result = _run_engine(generation, inputs, workdir, beat)
+        request = _engine_request(generation, inputs, workdir)
+        if _split(request, inputs, settings):
+            from openlipsync.jobs.chunks import hand_off
+
+            if hand_off(generation_id, beat.token, request, sessions, storage, settings, beat):
+                return HANDED_OFF, {}
+            beat.lost.set()  # claimed by another run meanwhile
+            return "FAILED", {}
+        result = _run_engine(request, beat)
         beat.progress("uploading", 1.0)
         fields = _store_outputs(generation, inputs, result, storage)
         return "COMPLETED", fields
@@ -350,13 +397,25 @@ def _process(
         }
 
 
-def _run_engine(generation: Generation, inputs: LocalInputs, workdir: Path, beat: Heartbeat):  # type: ignore[no-untyped-def]
-    from openlipsync.engine import GenerateRequest, generate
+def _split(request: Any, inputs: LocalInputs, settings: Settings) -> bool:
+    from openlipsync.jobs.chunks import wanted
+
+    return wanted(settings, request, inputs.synthesized_audio is not None)
+
+
+def _run_engine(request: Any, beat: Heartbeat):  # type: ignore[no-untyped-def]
+    from openlipsync.engine import generate
+
+    return generate(request, progress=beat.progress, should_cancel=beat.should_cancel)
+
+
+def _engine_request(generation: Generation, inputs: LocalInputs, workdir: Path) -> Any:
+    from openlipsync.engine import GenerateRequest
     from openlipsync.engine.request import DEFAULT_SYNC_MODE
 
     options = dict(generation.options or {})
     temperature = options.get("temperature")
-    request = GenerateRequest(
+    return GenerateRequest(
         video=inputs.video,
         audio=inputs.audio,
         output=workdir / "output.mp4",
@@ -369,7 +428,6 @@ def _run_engine(generation: Generation, inputs: LocalInputs, workdir: Path, beat
         segments=inputs.segments,
         segment_output=workdir / "segments.mp4" if inputs.segments else None,
     )
-    return generate(request, progress=beat.progress, should_cancel=beat.should_cancel)
 
 
 def _transcript(generation: Generation) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from openlipsync.jobs import batches, dispatch, webhooks
+from openlipsync.jobs import batches, chunks, dispatch, webhooks
 from openlipsync.jobs.generation import WORKDIR_PREFIX, fail_exhausted, fail_timed_out
 from openlipsync.settings import Settings
 from openlipsync.store.files import Storage
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 UNQUEUED_GRACE_SECONDS = 10.0  # the API marks a row queued right after its commit
 DELIVERY_GRACE_SECONDS = 30.0
+LOST_MESSAGE_GRACE_SECONDS = 30.0  # queued this long with an empty engine queue: re-send
 
 
 @dataclass
@@ -43,6 +44,7 @@ def reap(sessions: sessionmaker[Session], storage: Storage, settings: Settings) 
     report = Report()
     with sessions() as session:
         _orphans(session, storage, settings, report)
+        _chunks(session, sessions, storage, settings, report)
         _unqueued(session, settings, report)
         _deliveries(session, report)
         _batches(session, storage, settings, report)
@@ -67,18 +69,21 @@ def _orphans(session: Session, storage: Storage, settings: Settings, report: Rep
             Generation.attempts,
             Generation.batch_id,
             Generation.started_at < overdue,
+            Generation.stage,
         ).where(
             Generation.status == "PROCESSING",
             or_(Generation.heartbeat_at.is_(None), Generation.heartbeat_at < stale),
         )
     ).all()
-    for generation_id, attempts, batch_id, timed_out in rows:
+    for generation_id, attempts, batch_id, timed_out, stage in rows:
         if timed_out:  # killed by the hard time limit: the run itself was too long
             done = fail_timed_out(session, generation_id, storage, settings)
             if done is not None:
                 report.exhausted += 1
                 _after_finish(done.delivery_id, batch_id)
             continue
+        if stage in (chunks.CHUNK_STAGE, chunks.JOIN_STAGE):
+            continue  # its chunks carry their own claims: reap_chunks looks after them
         if attempts >= settings.job_max_attempts:
             done = fail_exhausted(session, generation_id, storage, settings)
             if done is not None:
@@ -102,6 +107,22 @@ def _orphans(session: Session, storage: Storage, settings: Settings, report: Rep
             report.orphans_resumed += 1
 
 
+def _chunks(
+    session: Session,
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    settings: Settings,
+    report: Report,
+) -> None:
+    """Chunked generations: the chunks' own claims decide (see jobs/chunks.py)."""
+    found = chunks.reap_chunks(session, sessions, storage, settings)
+    report.orphans_resumed += found.resumed + found.joins
+    report.requeued += found.resent
+    for done in found.exhausted or []:
+        report.exhausted += 1
+        _after_finish(done.delivery_id, done.batch_id)
+
+
 def _unqueued(session: Session, settings: Settings, report: Report) -> None:
     """PENDING rows whose message was never sent (broker down) or is presumed lost."""
     never_sent = and_(
@@ -111,8 +132,18 @@ def _unqueued(session: Session, settings: Settings, report: Report) -> None:
         Generation.stage == dispatch.QUEUED_STAGE,
         Generation.updated_at < _ago(settings.job_requeue_seconds),
     )
+    waiting = [never_sent, long_waiting]
+    lost = and_(
+        Generation.stage == dispatch.QUEUED_STAGE,
+        Generation.updated_at < _ago(LOST_MESSAGE_GRACE_SECONDS),
+    )
+    if _any(session, lost) and _engine_queue_empty(settings):
+        # Rows wait as queued yet the broker holds no engine message: theirs is reserved by a
+        # busy worker (a re-send is a harmless duplicate) or died with a broker killed before
+        # it persisted it (a re-send is the only way out before job_requeue_seconds).
+        waiting.append(lost)
     ids = session.scalars(
-        select(Generation.id).where(Generation.status == "PENDING", or_(never_sent, long_waiting))
+        select(Generation.id).where(Generation.status == "PENDING", or_(*waiting))
     ).all()
     for generation_id in ids:
         session.execute(
@@ -122,6 +153,21 @@ def _unqueued(session: Session, settings: Settings, report: Report) -> None:
         if dispatch.send_generation(generation_id):
             dispatch.mark_queued(generation_id)
             report.requeued += 1
+
+
+def _any(session: Session, condition) -> bool:  # type: ignore[no-untyped-def]
+    query = select(Generation.id).where(Generation.status == "PENDING", condition).limit(1)
+    return session.scalar(query) is not None
+
+
+def _engine_queue_empty(settings: Settings) -> bool:
+    from openlipsync.api.readiness import broker_queue_length
+
+    try:
+        return broker_queue_length(settings) == 0
+    except Exception as exc:  # broker down: nothing can be re-sent anyway
+        log.info("reaper: broker queue length unavailable: %s", exc)
+        return False
 
 
 def _deliveries(session: Session, report: Report) -> None:

@@ -27,6 +27,8 @@ log = logging.getLogger("openlipsync.jobs")
 
 STOP_GRACE_SECONDS = 20.0
 SERVICE_THREADS = 4
+MAX_RESTARTS = 5  # Celery workers replaced within the window before the worker gives up
+RESTART_WINDOW_SECONDS = 300.0
 MEDIA = Path("../shared/media")
 
 Child = multiprocessing.process.BaseProcess
@@ -44,10 +46,12 @@ def worker(settings: Settings, concurrency: int = 1) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    restarts: list[float] = []
     try:
         while not stop.is_set():
-            if not all(child.is_alive() for child in children):
-                log.error("a worker process exited unexpectedly; stopping")
+            if not replace_dead(children, settings, concurrency, restarts):
+                if not stop.is_set():
+                    log.error("a worker process stopped or keeps crashing; stopping")
                 break
             stop.wait(1.0)
     finally:
@@ -75,9 +79,11 @@ def serve(
     announce_first_key(settings, host, port)
     children: list[Child] = []
     reaper = ReaperThread(settings)
+    supervisor = SupervisorThread(settings, children)
     if with_worker:
-        children = start_workers(settings, 1)
+        children.extend(start_workers(settings, 1))
         reaper.start()
+        supervisor.start()
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, with the handler that was
     # installed before it started: a recording handler lets us stop the workers afterwards.
     received: list[int] = []
@@ -89,6 +95,7 @@ def serve(
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
         server.run()  # returns on SIGINT/SIGTERM after a graceful shutdown
     finally:
+        supervisor.stop()  # first, so it does not replace the workers being stopped
         reaper.stop()
         stop_workers(children)
         for sig, handler in previous.items():
@@ -99,23 +106,51 @@ def serve(
 # ---- worker processes -----------------------------------------------------------------------
 
 
-def start_workers(settings: Settings, concurrency: int) -> list[Child]:
-    """The engine worker and the service worker, each a fresh interpreter with `settings`."""
-    context = multiprocessing.get_context("spawn")
-    specs = [
+def _specs(concurrency: int) -> list[tuple[str, list[str], str, int]]:
+    return [
         ("engine", ["engine"], "prefork", max(1, concurrency)),
         ("service", ["default"], "threads", SERVICE_THREADS),
     ]
-    children = []
-    for name, queues, pool, size in specs:
-        child = context.Process(
-            target=run_celery_worker,
-            args=(settings, name, queues, pool, size, os.getpid()),
-            name=f"openlipsync-{name}-worker",
-        )
-        child.start()
-        children.append(child)
-    return children
+
+
+def start_workers(settings: Settings, concurrency: int) -> list[Child]:
+    """The engine worker and the service worker, each a fresh interpreter with `settings`."""
+    return [_start_one(settings, spec) for spec in _specs(concurrency)]
+
+
+def _start_one(settings: Settings, spec: tuple[str, list[str], str, int]) -> Child:
+    name, queues, pool, size = spec
+    child = multiprocessing.get_context("spawn").Process(
+        target=run_celery_worker,
+        args=(settings, name, queues, pool, size, os.getpid()),
+        name=f"openlipsync-{name}-worker",
+    )
+    child.start()
+    return child
+
+
+def replace_dead(
+    children: list[Child], settings: Settings, concurrency: int, restarts: list[float]
+) -> bool:
+    """Start a fresh Celery worker in place of one that crashed (kombu can die on a broker
+    restart). False when supervision should end: a worker stopped cleanly (exit code 0, a
+    shutdown was asked for, e.g. Ctrl-C to the process group) or more than MAX_RESTARTS
+    happened within RESTART_WINDOW_SECONDS.
+
+    Safe because messages are acknowledged late and the database is the truth: whatever the
+    dead worker held is redelivered or resumed by the reaper.
+    """
+    now = time.monotonic()
+    restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW_SECONDS]
+    for index, (child, spec) in enumerate(zip(children, _specs(concurrency), strict=True)):
+        if child.is_alive():
+            continue
+        if child.exitcode == 0 or len(restarts) >= MAX_RESTARTS:
+            return False
+        log.error("the %s worker exited (code %s); starting a new one", spec[0], child.exitcode)
+        restarts.append(now)
+        children[index] = _start_one(settings, spec)
+    return True
 
 
 def run_celery_worker(
@@ -183,13 +218,15 @@ def stop_workers(children: Sequence[Child]) -> list[int | None]:
     return [child.exitcode for child in children]
 
 
-class ReaperThread:
-    """Runs the reaper every `reaper_interval_seconds` in the parent process."""
+class _ParentThread:
+    """A daemon thread of the parent process that stops promptly when asked."""
+
+    name = "parent"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -198,6 +235,33 @@ class ReaperThread:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class SupervisorThread(_ParentThread):
+    """`serve`'s counterpart of the `worker` loop: replaces Celery workers that exited."""
+
+    name = "supervisor"
+
+    def __init__(self, settings: Settings, children: list[Child]) -> None:
+        self.children = children
+        super().__init__(settings)
+
+    def _run(self) -> None:
+        restarts: list[float] = []
+        while not self._stop.wait(1.0):
+            if not replace_dead(self.children, self.settings, 1, restarts):
+                if not self._stop.is_set():
+                    log.error("a worker process stopped or keeps crashing; API only from now")
+                return
+
+
+class ReaperThread(_ParentThread):
+    """Runs the reaper every `reaper_interval_seconds` in the parent process."""
+
+    name = "reaper"
 
     def _run(self) -> None:
         from openlipsync.jobs.celery_app import configure

@@ -15,8 +15,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from openlipsync.engine.errors import AudioMissing, MediaUnreadable
+from openlipsync.engine.errors import AudioMissing, InputTooLong, MediaUnreadable
 from openlipsync.media.probe import open_container, probe, round_half_up
+
+MAX_DECODE_SECONDS = 3 * 3600.0  # the engine's own ceiling (GenerateRequest.max_seconds)
 
 
 @dataclass
@@ -51,17 +53,30 @@ class AudioClip:
         return cls(np.zeros(round_half_up(seconds * sample_rate), np.float32), sample_rate)
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> AudioClip:
-    """Decode the first audio stream of `path` to mono float32 at `sample_rate`."""
+def load_audio(
+    path: str | Path, sample_rate: int = 16000, max_seconds: float = MAX_DECODE_SECONDS
+) -> AudioClip:
+    """Decode the first audio stream of `path` to mono float32 at `sample_rate`.
+
+    The declared length is checked before decoding: a few kilobytes of 1 Hz PCM claim hours,
+    and resampling them to 48 kHz would allocate gigabytes before any later check ran.
+    """
     path = Path(path)
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    if probe(path).audio is None:  # also rejects truncated and non-media files
+    info = probe(path).audio  # also rejects truncated and non-media files
+    if info is None:
         raise AudioMissing(f"{path.name}: no audio stream")
+    if info.duration > max_seconds:
+        raise InputTooLong(
+            f"the input lasts {info.duration:.0f} s; the limit is {max_seconds:.0f} s"
+        )
     with open_container(path) as container:
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+        # Packed, not planar: PyAV 18 segfaults reading a planar frame of 8 or more channels
+        # (a real crash from a 64-channel WAV), and one interleaved plane has no such limit.
+        resampler = av.AudioResampler(format="flt", rate=sample_rate)
         chunks: list[np.ndarray] = []
         try:
             for frame in container.decode(stream):
@@ -78,5 +93,8 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> AudioClip:
 
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:
-    planes = frame.to_ndarray()  # (channels, samples) for planar float
-    return planes[0] if planes.shape[0] == 1 else planes.mean(axis=0, dtype=np.float32)
+    channels = len(frame.layout.channels)
+    interleaved = frame.to_ndarray().reshape(-1, channels)  # (samples, channels) for packed float
+    if channels == 1:
+        return interleaved[:, 0]
+    return interleaved.mean(axis=1, dtype=np.float32)

@@ -18,12 +18,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlipsync.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
 _MIGRATION_LOCK_ID = 0x6F6C7073  # "olps": PostgreSQL advisory lock key for migrations
 
 # Keyed by process too: a forked worker must never reuse its parent's pooled connections.
@@ -56,6 +58,22 @@ def dispose_all() -> None:
             engine.dispose()
         _engines.clear()
         _factories.clear()
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached right now (down, restarting, locked),
+    as opposed to a bug in a query: the caller should answer "retry later", not fail the work."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        # SQLite reports schema bugs ("no such table") as OperationalError too; only these pass.
+        message = str(exc.orig).lower()
+        return any(sign in message for sign in _SQLITE_TRANSIENT)
+    return True  # PostgreSQL: refused, closed, shutting down, starting up
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -50,6 +50,7 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int | None: ...
+    def keys(self, prefix: str) -> list[str]: ...
 
 
 def open_storage(settings: Settings) -> Storage:
@@ -150,6 +151,13 @@ class LocalStorage:
     def size(self, key: str) -> int | None:
         path = self.path(key)
         return path.stat().st_size if path.is_file() else None
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every object under the folder `prefix`, half-written `.part-` files included."""
+        folder = self.path(prefix)
+        if not folder.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
 
     def signed_url(self, key: str, ttl_seconds: int, filename: str | None = None) -> str:
         key = normalize_key(key)
@@ -315,6 +323,17 @@ class S3Storage:
         except FileNotFoundError:
             return None
         return int(head["ContentLength"])
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every object under the folder `prefix` (listed a page of 1000 at a time)."""
+        folder = self._key(prefix).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        found: list[str] = []
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=folder):
+                found += [item["Key"][strip:] for item in page.get("Contents", [])]
+        return sorted(found)
 
     @contextmanager
     def _errors(self, key: str) -> Iterator[None]:

@@ -141,3 +141,42 @@ class RateLimitWindow(Base):
     bucket: Mapped[str] = mapped_column(String(128), primary_key=True)
     window_start: Mapped[int] = mapped_column(Integer, primary_key=True)  # unix seconds
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# Generation stages while its chunks render and while they are joined: the generation is alive
+# as long as its chunks are (their own heartbeats count, not the generation's).
+SPLIT_STAGES = ("chunks", "joining")
+
+
+class GenerationChunk(Base):
+    """One range of output frames of a long generation, rendered by whichever worker is free.
+
+    A generation planned for chunks stays PROCESSING under its planner's claim (`run`); each
+    chunk has its own compare-and-set claim and heartbeat, so the reaper redoes exactly the
+    chunks whose worker died, and the join runs once every chunk of that run is DONE.
+    """
+
+    __tablename__ = "generation_chunks"
+    __table_args__ = (
+        Index("ux_generation_chunks_run_index", "generation_id", "run", "index", unique=True),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    generation_id: Mapped[str] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE"), index=True
+    )
+    run: Mapped[str] = mapped_column(String(255))  # the generation's worker_id when planned
+    index: Mapped[int] = mapped_column(Integer)
+    start_frame: Mapped[int] = mapped_column(Integer)
+    stop_frame: Mapped[int] = mapped_column(Integer)
+    work_key: Mapped[str] = mapped_column(String(1024))  # storage prefix: plan, source, chunks
+    status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last claim
+    output_key: Mapped[str | None] = mapped_column(String(1024))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

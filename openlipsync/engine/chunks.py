@@ -1,0 +1,262 @@
+"""Long videos in parallel: plan the whole clip once, render frame ranges anywhere, join.
+
+    write_plan (one process)   probe ─► analysis pass ─► timeline + mouth plan for the whole clip
+                               ─► one plan file (arrays + JSON, no pickle)
+    render_chunk (any worker)  plan file + source ─► output frames [start, stop) ─► H.264 only
+    join (one process)         chunk files ─► one MP4, packets copied, audio muxed once
+
+The mouth motion, library choices, fades and face effects are all decided in the plan, per
+output frame, so a frame renders to the same pixels whichever process draws it: chunk borders
+exist only in the encoder (each chunk starts on a keyframe), never in the motion.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openlipsync.engine.background import BackgroundSink, prefetch
+from openlipsync.engine.effects import FaceEffects
+from openlipsync.engine.errors import EngineError
+from openlipsync.engine.pipeline import _Look, planned
+from openlipsync.engine.presets import preset_for
+from openlipsync.engine.render import MouthRenderer
+from openlipsync.engine.request import GenerateRequest, GenerateResult, ProgressCallback
+from openlipsync.engine.run_state import RunState
+from openlipsync.media.audio import AudioClip
+from openlipsync.media.encode import VideoWriter
+from openlipsync.media.join import join_streams
+from openlipsync.media.probe import probe
+from openlipsync.media.seek import SeekingSource, backward_jumps
+from openlipsync.media.video import FrameSource
+
+PLAN_VERSION = 1
+MAX_SEEKS = 8  # backward jumps in one chunk still worth a seek each (loop restarts)
+_RENDERER_PREFIX = "renderer/"
+
+
+class PlanUnusable(EngineError):
+    """A plan file that is missing, truncated or from an incompatible version."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "generation_pipeline_failed")
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+    duration: float
+
+
+@dataclass
+class ChunkPlan:
+    """A plan file loaded for rendering or joining."""
+
+    summary: PlanSummary
+    look: _Look
+    audio: AudioClip
+    crf: int
+    x264: str
+
+
+def chunk_bounds(frame_count: int, fps: float, chunk_seconds: float) -> list[tuple[int, int]]:
+    """[start, stop) output frame ranges of about `chunk_seconds`, the last one absorbing a
+    short remainder (a chunk under half the length is not worth a task)."""
+    size = max(1, round(chunk_seconds * fps))
+    bounds = [(start, min(start + size, frame_count)) for start in range(0, frame_count, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < size / 2:
+        last = bounds.pop()
+        bounds[-1] = (bounds[-1][0], last[1])
+    return bounds
+
+
+def expected_seconds(request: GenerateRequest) -> float:
+    """About how long the output will last, from a probe of the inputs (no decoding): enough
+    to decide whether splitting is worth it. 0 when the inputs cannot be probed (the
+    single-pass engine then reports the precise error)."""
+    try:
+        video, audio = probe(request.video).video, probe(request.audio).audio
+    except EngineError:
+        return 0.0
+    if video is None or audio is None:
+        return 0.0
+    if video.is_still:
+        return audio.duration
+    if request.sync_mode == "cut_off":
+        return min(audio.duration, video.duration)
+    if request.sync_mode == "silence":
+        return max(audio.duration, video.duration)
+    return audio.duration
+
+
+def write_plan(
+    request: GenerateRequest,
+    path: Path,
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> PlanSummary:
+    """Analyse and plan the whole clip, and store everything chunk workers need in `path`."""
+    if request.segment_output is not None:
+        raise ValueError("a segment output is written by the single-pass engine only")
+    state = RunState(progress, should_cancel)
+    preset = preset_for(request.model)
+    with planned(request, state) as plan:
+        video, timeline, look = plan.video, plan.timeline, plan.look
+        summary = PlanSummary(
+            frame_count=timeline.frame_count,
+            fps=video.fps,
+            width=video.width,
+            height=video.height,
+            duration=timeline.duration,
+        )
+        scalars, arrays = look.renderer.export_state()
+        meta = {
+            "version": PLAN_VERSION,
+            "summary": vars(summary),
+            "crf": preset.crf,
+            "x264": preset.x264,
+            "audio_rate": timeline.audio.sample_rate,
+            "renderer": scalars,
+            "effects": None
+            if look.effects is None
+            else {"model": request.model, "options": request.options, "is_still": video.is_still},
+        }
+        payload = {_RENDERER_PREFIX + name: value for name, value in arrays.items()}
+        payload["look_src_index"] = np.asarray(look.src_index, np.int64)
+        payload["audio"] = timeline.audio.samples.astype(np.float32)
+        if look.visibility is not None:
+            payload["visibility"] = np.asarray(look.visibility, np.float32)
+        if look.effects is not None and look.loudness is not None:
+            payload["loudness"] = np.asarray(look.loudness, np.float32)
+        payload["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        with open(partial, "wb") as handle:  # a file object: savez adds no suffix
+            np.savez(handle, **payload)
+        partial.replace(path)
+    state.report("plan", 1.0)
+    return summary
+
+
+def load_plan(path: Path) -> ChunkPlan:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (OSError, ValueError, KeyError) as exc:
+        raise PlanUnusable(f"the render plan cannot be read: {exc}") from exc
+    if meta.get("version") != PLAN_VERSION:
+        raise PlanUnusable(f"render plan version {meta.get('version')} is not {PLAN_VERSION}")
+    summary = PlanSummary(**meta["summary"])
+    state = {
+        name[len(_RENDERER_PREFIX) :]: value
+        for name, value in arrays.items()
+        if name.startswith(_RENDERER_PREFIX)
+    }
+    renderer = MouthRenderer.from_state(meta["renderer"], state)
+    effects = None
+    if meta["effects"] is not None:
+        recipe = meta["effects"]
+        effects = FaceEffects.for_request(
+            recipe["model"],
+            recipe["options"],
+            recipe["is_still"],
+            summary.frame_count,
+            summary.fps,
+            arrays["loudness"],
+        )
+    look = _Look(
+        renderer,
+        renderer.track,
+        arrays["look_src_index"],
+        effects,
+        arrays.get("visibility"),
+        arrays.get("loudness"),
+    )
+    audio = AudioClip(arrays["audio"], int(meta["audio_rate"]))
+    return ChunkPlan(summary, look, audio, int(meta["crf"]), str(meta["x264"]))
+
+
+def render_chunk(
+    plan: ChunkPlan,
+    video: Path,
+    start: int,
+    stop: int,
+    output: Path,
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> int:
+    """Output frames [start, stop) as a video-only H.264 MP4 with the plan's encoder settings;
+    the file appears at `output` only when complete. Returns the frames written."""
+    summary = plan.summary
+    if not 0 <= start < stop <= summary.frame_count:
+        raise ValueError(f"chunk [{start}, {stop}) outside 0..{summary.frame_count}")
+    state = RunState(progress, should_cancel)
+    partial = output.with_name(output.name + ".part.mp4")
+    indices = plan.look.src_index[start:stop]
+    source = _frame_source(video, summary.fps, indices)
+    frames = prefetch(source.get(int(i)) for i in indices)
+    try:
+        writer = VideoWriter(
+            partial, summary.width, summary.height, summary.fps, None, plan.crf, plan.x264
+        )
+        with writer:
+            sink = BackgroundSink(writer.write)
+            try:
+                for offset, frame in enumerate(frames):
+                    sink.submit(plan.look.frame(start + offset, frame))
+                    if offset % 10 == 0:
+                        state.report("render", offset / (stop - start))
+            finally:
+                sink.close()
+    finally:
+        frames.close()
+        source.close()
+    if writer.frames != stop - start:
+        partial.unlink(missing_ok=True)
+        raise EngineError(
+            f"chunk [{start}, {stop}) wrote {writer.frames} frames", "generation_pipeline_failed"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial.replace(output)
+    return writer.frames
+
+
+def _frame_source(video: Path, fps: float, indices: np.ndarray) -> FrameSource | SeekingSource:
+    """Seek to the chunk's first frame, unless the chunk keeps going back (bounce): then the
+    random-access cache of the single pass serves it better."""
+    if backward_jumps(indices) <= MAX_SEEKS:
+        return SeekingSource(video, fps=fps)
+    return FrameSource(video, fps=fps)
+
+
+def join(plan: ChunkPlan, chunks: list[Path], output: Path) -> GenerateResult:
+    """The chunk files, in order, remuxed into `output` with the plan's audio (no re-encode)."""
+    summary = plan.summary
+    with tempfile.TemporaryDirectory(prefix="openlipsync-join-") as scratch:
+        partial = Path(scratch) / "output.mp4"
+        frames = join_streams(chunks, plan.audio, summary.fps, partial)
+        if frames != summary.frame_count:
+            raise EngineError(
+                f"the chunks hold {frames} frames, the plan {summary.frame_count}",
+                "generation_pipeline_failed",
+            )
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(partial, output)
+    return GenerateResult(
+        output=output,
+        duration=summary.duration,
+        frame_count=frames,
+        fps=summary.fps,
+        width=summary.width,
+        height=summary.height,
+    )
