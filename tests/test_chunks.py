@@ -25,7 +25,14 @@ from openlipsync.engine.pipeline import planned
 from openlipsync.engine.run_state import RunState
 from openlipsync.jobs import reaper
 from openlipsync.jobs.celery_app import configure
-from openlipsync.jobs.chunks import CHUNK_STAGE, chunk_key, run_chunk, run_join, wanted
+from openlipsync.jobs.chunks import (
+    CHUNK_STAGE,
+    JOIN_STAGE,
+    chunk_key,
+    run_chunk,
+    run_join,
+    wanted,
+)
 from openlipsync.jobs.context import sessions as job_sessions
 from openlipsync.jobs.generation import run_generation
 from openlipsync.media.video import FrameSource
@@ -263,6 +270,38 @@ def test_a_dead_chunk_worker_is_replaced_and_the_redo_is_the_same_file(local) ->
     finished = run_join(generation_id, sessions, storage, settings)
     assert finished is not None and finished.status == "COMPLETED"
     assert load(sessions, generation_id).attempts == 1, "planned once"
+
+
+def test_a_dead_join_is_sent_again_and_leaves_one_output(local) -> None:  # type: ignore[no-untyped-def]
+    """The join's worker stored its output, then died before finishing the row."""
+    settings, sessions, storage, org_id, inputs = local
+    generation_id = add_generation(sessions, org_id, input=inputs)
+    run_generation(generation_id, sessions, storage, settings)
+    chunks = _chunks(sessions, generation_id)
+    for chunk in chunks:
+        run_chunk(chunk.id, sessions, storage, settings)
+    with sessions() as session:
+        session.query(Generation).filter_by(id=generation_id).update(
+            {"stage": JOIN_STAGE, "heartbeat_at": utcnow() - timedelta(seconds=60)}
+        )
+        session.commit()
+    orphan = f"generations/{generation_id}/deadbeef/output.mp4"
+    storage.put_bytes(orphan, b"the dead join's output")
+    assert run_join(generation_id, sessions, storage, settings) is None, "a join is running"
+
+    report = reaper.reap(job_sessions(settings), storage, settings)
+    assert report.orphans_resumed >= 1
+    generation = load(sessions, generation_id)
+    assert generation.status == "PROCESSING" and generation.stage == CHUNK_STAGE
+    finished = run_join(generation_id, sessions, storage, settings)
+    assert finished is not None and finished.status == "COMPLETED"
+    generation = load(sessions, generation_id)
+    assert storage.keys(f"generations/{generation_id}") == [generation.output_key]
+    assert not storage.exists(orphan)
+    with av.open(str(storage.path(generation.output_key))) as container:
+        assert container.streams.video[0].frames == 75
+    assert generation.attempts == 1, "planned once, chunks not redone"
+    assert {c.attempts for c in _chunks(sessions, generation_id)} == {1}
 
 
 def test_a_failing_chunk_fails_the_generation_with_its_code(local) -> None:  # type: ignore[no-untyped-def]

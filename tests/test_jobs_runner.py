@@ -99,3 +99,42 @@ def test_workers_do_not_outlive_a_killed_parent(tmp_path: Path) -> None:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
         wait_until(lambda: not any(alive(pid) for pid in children), 40)
+
+
+_FIRST_USE = """
+import sys, time
+from openlipsync.jobs.celery_app import configure
+from openlipsync.settings import get_settings
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all start at the same instant
+app = configure(get_settings())
+with app.connection_for_write() as connection:  # what a starting worker does
+    for queue in app.conf.task_queues:
+        queue(connection.default_channel).declare()
+"""
+
+
+def test_workers_starting_together_on_the_embedded_broker_all_start(tmp_path: Path) -> None:
+    """kombu's SQL transport creates its queue rows with an unlocked check-then-insert: without
+    care, one of several workers starting at once died on a UNIQUE constraint."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    settings = job_settings(tmp_path / "data")
+    env = {**os.environ, **settings_env(settings)}
+    start_at = f"{time.time() + 4.0:.3f}"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FIRST_USE, start_at],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(12)
+    ]
+    outputs = [child.communicate(timeout=120)[0] for child in children]
+    assert [child.returncode for child in children] == [0] * 12, "\n".join(outputs)[-3000:]
+    with sqlite3.connect(settings.data_dir / "broker.db") as database:
+        names = sorted(row[0] for row in database.execute("SELECT name FROM kombu_queue"))
+    assert names == ["default", "engine"]

@@ -7,6 +7,8 @@ Celery's own `celery -A openlipsync.jobs.celery_app worker` also works through t
 
 from __future__ import annotations
 
+import fcntl
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -78,7 +80,26 @@ def _build(settings: Settings) -> Celery:
     from openlipsync.jobs.tasks import register_tasks
 
     register_tasks(app)
+    if broker_url.startswith("sqla+sqlite:///"):
+        _declare_sqlite_queues(app, Path(broker_url.removeprefix("sqla+sqlite:///")))
     return app
+
+
+def _declare_sqlite_queues(app: Celery, database: Path) -> None:
+    """Create the embedded broker's tables and queue rows once, one process at a time.
+
+    kombu's SQL transport creates them on first use with a check-then-insert locked only within
+    a process: two workers starting together both insert the `default` row and one dies on
+    `UNIQUE constraint failed: kombu_queue.name`. A file lock beside the database serialises
+    the first use; afterwards every process finds the rows and inserts nothing.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        with app.connection_for_write() as connection:
+            channel = connection.default_channel
+            for queue in app.conf.task_queues:
+                queue(channel).declare()
 
 
 def configure(settings: Settings) -> Celery:
