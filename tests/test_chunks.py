@@ -241,13 +241,20 @@ def test_a_chunked_generation_completes_once_and_redelivery_changes_nothing(loca
         assert deliveries.count() == 1
 
 
-def test_a_dead_chunk_worker_is_replaced_and_the_redo_is_the_same_file(local) -> None:  # type: ignore[no-untyped-def]
+def _planned_and_rendered(local) -> tuple[str, list[GenerationChunk]]:  # type: ignore[no-untyped-def]
+    """A chunked generation whose chunks all rendered; the join has not run."""
     settings, sessions, storage, org_id, inputs = local
     generation_id = add_generation(sessions, org_id, input=inputs)
     run_generation(generation_id, sessions, storage, settings)
     chunks = _chunks(sessions, generation_id)
     for chunk in chunks:
         run_chunk(chunk.id, sessions, storage, settings)
+    return generation_id, chunks
+
+
+def test_a_dead_chunk_worker_is_replaced_and_the_redo_is_the_same_file(local) -> None:  # type: ignore[no-untyped-def]
+    settings, sessions, storage, *_ = local
+    generation_id, chunks = _planned_and_rendered(local)
     victim = chunks[1]
     rendered = _sha(storage.path(chunk_key(victim.work_key, victim.index)))
     # Chunk 1 is found PROCESSING under a worker that stopped beating (killed mid-chunk).
@@ -274,12 +281,8 @@ def test_a_dead_chunk_worker_is_replaced_and_the_redo_is_the_same_file(local) ->
 
 def test_a_dead_join_is_sent_again_and_leaves_one_output(local) -> None:  # type: ignore[no-untyped-def]
     """The join's worker stored its output, then died before finishing the row."""
-    settings, sessions, storage, org_id, inputs = local
-    generation_id = add_generation(sessions, org_id, input=inputs)
-    run_generation(generation_id, sessions, storage, settings)
-    chunks = _chunks(sessions, generation_id)
-    for chunk in chunks:
-        run_chunk(chunk.id, sessions, storage, settings)
+    settings, sessions, storage, *_ = local
+    generation_id, _ = _planned_and_rendered(local)
     with sessions() as session:
         session.query(Generation).filter_by(id=generation_id).update(
             {"stage": JOIN_STAGE, "heartbeat_at": utcnow() - timedelta(seconds=60)}
