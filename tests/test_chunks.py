@@ -15,6 +15,7 @@ import pytest
 
 from openlipsync.engine import GenerateRequest, generate
 from openlipsync.engine.chunks import (
+    PlanUnusable,
     chunk_bounds,
     join,
     load_plan,
@@ -100,8 +101,29 @@ def chunked(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for index, (start, stop) in enumerate(bounds):
         parts.append(tmp / f"chunk-{index}.mp4")
         assert render_chunk(plan, request.video, start, stop, parts[-1]) == stop - start
-    joined = join(plan, parts, tmp / "joined.mp4")
+    joined = join(load_plan(plan_path, sound=True), parts, tmp / "joined.mp4")
     return {"tmp": tmp, "single": single, "joined": joined, "plan": plan, "parts": parts}
+
+
+def test_chunks_get_the_plan_without_the_sound_and_with_packed_crops(chunked: dict) -> None:
+    """Every chunk downloads the plan: the sound (only the join uses it) is a file of its own
+    and the library crops are PNGs. A damaged crop is a clear plan error, not odd pixels."""
+    plan_path = chunked["tmp"] / "plan.npz"
+    with np.load(plan_path) as data:
+        arrays = {name: data[name] for name in data.files}
+    assert "audio" not in arrays and "renderer/library_crops" not in arrays
+    assert chunked["plan"].audio is None
+    with pytest.raises(ValueError, match="sound"):
+        join(chunked["plan"], chunked["parts"], chunked["tmp"] / "never.mp4")
+    assert load_plan(plan_path, sound=True).audio.duration == pytest.approx(3.0, abs=0.03)
+
+    blob = arrays["crops_png"].copy()
+    blob[len(blob) // 2 : len(blob) // 2 + 64] ^= 0xFF
+    damaged = chunked["tmp"] / "damaged.npz"
+    with open(damaged, "wb") as handle:
+        np.savez(handle, **{**arrays, "crops_png": blob})
+    with pytest.raises(PlanUnusable, match="crop"):
+        load_plan(damaged)
 
 
 def test_rendered_pixels_are_identical_whichever_process_draws_them(chunked: dict) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from openlipsync.engine.background import BackgroundSink, prefetch
@@ -36,9 +37,10 @@ from openlipsync.media.probe import probe
 from openlipsync.media.seek import SeekingSource, backward_jumps
 from openlipsync.media.video import FrameSource
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: library crops as PNG, the sound in a file of its own
 MAX_SEEKS = 8  # backward jumps in one chunk still worth a seek each (loop restarts)
 _RENDERER_PREFIX = "renderer/"
+_CROPS = "library_crops"
 
 
 class PlanUnusable(EngineError):
@@ -63,7 +65,7 @@ class ChunkPlan:
 
     summary: PlanSummary
     look: _Look
-    audio: AudioClip
+    audio: AudioClip | None  # only the join needs it (`load_plan(..., sound=True)`)
     crf: int
     x264: str
 
@@ -131,8 +133,8 @@ def write_plan(
             else {"model": request.model, "options": request.options, "is_still": video.is_still},
         }
         payload = {_RENDERER_PREFIX + name: value for name, value in arrays.items()}
+        payload.update(_packed_crops(payload.pop(_RENDERER_PREFIX + _CROPS)))
         payload["look_src_index"] = np.asarray(look.src_index, np.int64)
-        payload["audio"] = timeline.audio.samples.astype(np.float32)
         if look.visibility is not None:
             payload["visibility"] = np.asarray(look.visibility, np.float32)
         if look.effects is not None and look.loudness is not None:
@@ -143,15 +145,44 @@ def write_plan(
         with open(partial, "wb") as handle:  # a file object: savez adds no suffix
             np.savez(handle, **payload)
         partial.replace(path)
+        np.save(sound_path(path), timeline.audio.samples.astype(np.float32))
     state.report("plan", 1.0)
     return summary
 
 
-def load_plan(path: Path) -> ChunkPlan:
+def sound_path(plan: Path) -> Path:
+    """Where the plan's sound lives: a file of its own, since only the join reads it."""
+    return plan.with_name(plan.stem + ".sound.npy")
+
+
+def _packed_crops(crops: np.ndarray) -> dict[str, np.ndarray]:
+    """The library crops as lossless PNGs (about a third of the raw bytes): every chunk
+    downloads the plan, and the crops were three quarters of it."""
+    blobs = [cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1] for crop in crops]
+    ends = np.cumsum([len(blob) for blob in blobs], dtype=np.int64)
+    joined = np.concatenate(blobs).ravel() if blobs else np.zeros(0, np.uint8)
+    return {"crops_png": joined, "crops_png_ends": ends}
+
+
+def _unpacked_crops(arrays: dict[str, np.ndarray], width: int, height: int) -> np.ndarray:
+    joined, ends = arrays.pop("crops_png"), arrays.pop("crops_png_ends")
+    crops = np.zeros((len(ends), height, width, 3), np.uint8)
+    bounds = np.r_[0, ends]
+    for slot, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        crop = cv2.imdecode(joined[start:stop], cv2.IMREAD_COLOR)
+        if crop is None or crop.shape != crops.shape[1:]:
+            raise PlanUnusable(f"library crop {slot} of the render plan is damaged")
+        crops[slot] = crop
+    return crops
+
+
+def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
+    """The plan at `path`; with `sound`, also the sound file beside it (for the join)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
+        audio = np.load(sound_path(path), allow_pickle=False) if sound else None
     except (OSError, ValueError, KeyError) as exc:
         raise PlanUnusable(f"the render plan cannot be read: {exc}") from exc
     if meta.get("version") != PLAN_VERSION:
@@ -162,6 +193,8 @@ def load_plan(path: Path) -> ChunkPlan:
         for name, value in arrays.items()
         if name.startswith(_RENDERER_PREFIX)
     }
+    width, height = meta["renderer"]["library_size"]
+    state[_CROPS] = _unpacked_crops(arrays, width, height)
     renderer = MouthRenderer.from_state(meta["renderer"], state)
     effects = None
     if meta["effects"] is not None:
@@ -182,8 +215,8 @@ def load_plan(path: Path) -> ChunkPlan:
         arrays.get("visibility"),
         arrays.get("loudness"),
     )
-    audio = AudioClip(arrays["audio"], int(meta["audio_rate"]))
-    return ChunkPlan(summary, look, audio, int(meta["crf"]), str(meta["x264"]))
+    clip = None if audio is None else AudioClip(audio, int(meta["audio_rate"]))
+    return ChunkPlan(summary, look, clip, int(meta["crf"]), str(meta["x264"]))
 
 
 def render_chunk(
@@ -242,6 +275,8 @@ def _frame_source(video: Path, fps: float, indices: np.ndarray) -> FrameSource |
 def join(plan: ChunkPlan, chunks: list[Path], output: Path) -> GenerateResult:
     """The chunk files, in order, remuxed into `output` with the plan's audio (no re-encode)."""
     summary = plan.summary
+    if plan.audio is None:
+        raise ValueError("join needs the plan loaded with its sound")
     with tempfile.TemporaryDirectory(prefix="openlipsync-join-") as scratch:
         partial = Path(scratch) / "output.mp4"
         frames = join_streams(chunks, plan.audio, summary.fps, partial)

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_STAGE, JOIN_STAGE = SPLIT_STAGES
 PLAN_NAME = "plan.npz"
+SOUND_NAME = "plan.sound.npy"  # engine.chunks.sound_path(PLAN_NAME): read by the join only
 CODE_STORAGE = "generation_storage_error"
 UNSENT_GRACE_SECONDS = 10.0
 
@@ -70,6 +71,11 @@ def _source_key(work_key: str) -> str:
     return f"{work_key}/source"
 
 
+def _work_keys(work_key: str) -> list[str]:
+    """The plan, the source and the plan's sound: what chunks and the join read."""
+    return [f"{work_key}/{PLAN_NAME}", _source_key(work_key), f"{work_key}/{SOUND_NAME}"]
+
+
 def chunk_key(work_key: str, index: int) -> str:
     """One fixed key per chunk: a re-run overwrites it with the same frames, never adds one."""
     return f"{work_key}/chunk-{index:04d}.mp4"
@@ -87,16 +93,16 @@ def hand_off(
     """Plan the whole clip, publish the plan and the chunk rows; False if the claim was lost.
 
     Engine and storage errors propagate to the caller, which fails the generation."""
-    from openlipsync.engine.chunks import chunk_bounds, write_plan
+    from openlipsync.engine.chunks import chunk_bounds, sound_path, write_plan
 
     plan_path = request.output.parent / PLAN_NAME
     summary = write_plan(request, plan_path, beat.progress, beat.should_cancel)
     bounds = chunk_bounds(summary.frame_count, summary.fps, settings.chunk_seconds)
     work_key = f"generations/{generation_id}/chunks-{uuid.uuid4().hex[:8]}"
-    keys = [f"{work_key}/{PLAN_NAME}", _source_key(work_key)]
+    keys = _work_keys(work_key)
     try:
-        storage.put_file(keys[0], plan_path)
-        storage.put_file(keys[1], request.video)
+        for key, path in zip(keys, (plan_path, request.video, sound_path(plan_path)), strict=True):
+            storage.put_file(key, path)
     except Exception as exc:
         _delete_keys(storage, keys)
         from openlipsync.jobs.inputs import InputError
@@ -431,6 +437,7 @@ def _join(
     work_key = chunks[0].work_key
     try:
         plan_path = storage.download(f"{work_key}/{PLAN_NAME}", workdir / PLAN_NAME)
+        storage.download(f"{work_key}/{SOUND_NAME}", workdir / SOUND_NAME)
         parts = [
             storage.download(chunk.output_key or "", workdir / f"chunk-{chunk.index:04d}.mp4")
             for chunk in chunks
@@ -438,7 +445,7 @@ def _join(
     except Exception as exc:
         return "FAILED", {"error": f"a chunk is unavailable: {exc}", "error_code": CODE_STORAGE}
     try:
-        result = join(load_plan(plan_path), parts, workdir / "output.mp4")
+        result = join(load_plan(plan_path, sound=True), parts, workdir / "output.mp4")
     except EngineError as exc:
         return "FAILED", {"error": exc.message, "error_code": exc.code}
     except Exception as exc:
@@ -461,7 +468,7 @@ def _remove_work(storage: Storage, chunks: list[GenerationChunk]) -> None:
     if not chunks:
         return
     work_key = chunks[0].work_key
-    keys = [f"{work_key}/{PLAN_NAME}", _source_key(work_key)]
+    keys = _work_keys(work_key)
     keys += [chunk_key(work_key, chunk.index) for chunk in chunks]
     _delete_keys(storage, keys)
 
