@@ -30,14 +30,15 @@ from openlipsync.engine.speaker import (
 )
 from openlipsync.engine.tracking import INTERP_RESIDUAL, FaceTrack, SparseTracker, smooth_track
 from openlipsync.media.audio import AudioClip
+from openlipsync.media.picture import Picture
 from openlipsync.media.probe import VideoInfo
 from openlipsync.media.video import VideoReader
 
 MISSING = np.full((478, 2), np.nan, dtype=np.float32)
 # Renderer qualities that interpolate the face mesh between frames where that fits (see
-# SparseTracker). Only the fast one: a library mouth cut on an interpolated frame carries
-# interpolated lip landmarks, and the standard and pro libraries are worth the mesh's time.
-SPARSE_TRACKING = {"fast": INTERP_RESIDUAL}
+# SparseTracker). The mouth library takes measured frames only, so no library mouth carries
+# interpolated lip landmarks.
+SPARSE_TRACKING = {"fast": INTERP_RESIDUAL, "standard": INTERP_RESIDUAL, "pro": INTERP_RESIDUAL}
 
 
 @dataclass
@@ -97,14 +98,22 @@ def _largest_face_pass(
     busy = {"track": 0.0}
     residual = SPARSE_TRACKING.get(renderer.quality)
     reader = VideoReader(path, fps=video.fps)
-    marked = state.timed_iter("decode", prefetch(_cut_marked(iter(reader), scenes)))
+    marked = state.timed_iter("decode", prefetch(_cut_marked(reader.pictures(), scenes)))
     tracked = prefetch(_tracked(marked, busy, residual), depth=4)
+    buffer: np.ndarray | None = None  # the RGB frame the observers see, filled where they look
     try:
-        for index, frame, landmarks in state.timed_iter("track_wait", tracked):
+        for index, picture, landmarks, measured in state.timed_iter("track_wait", tracked):
             with state.timed("observe"):
+                boxes = renderer.source_boxes(index, landmarks, measured)
+                if visibility is not None:
+                    boxes.append(visibility.source_box(landmarks))
+                shape = (picture.height, picture.width, 3)
+                if buffer is None or buffer.shape != shape:
+                    buffer = np.empty(shape, np.uint8)
+                frame = picture.partial([b for b in boxes if b is not None], buffer)
                 if visibility is not None:
                     visibility.observe(frame, landmarks)
-                renderer.observe(index, frame, landmarks)
+                renderer.observe(index, frame, landmarks, measured)
             rows.append(MISSING if landmarks is None else landmarks.astype(np.float32))
             if index % 10 == 0:
                 state.report("track", index / max(video.frame_count, 1))
@@ -115,20 +124,19 @@ def _largest_face_pass(
     return rows, scenes.cuts, visibility
 
 
-def _cut_marked(
-    frames: Iterator[np.ndarray], scenes: SceneDetector
-) -> Iterator[tuple[np.ndarray, bool]]:
+def _cut_marked(frames: Iterator[Picture], scenes: SceneDetector) -> Iterator[tuple[Picture, bool]]:
     """(frame, first of a new shot) per frame."""
     for frame in frames:
         yield frame, scenes.push(frame)
 
 
 def _tracked(
-    frames: Iterator[tuple[np.ndarray, bool]],
+    frames: Iterator[tuple[Picture, bool]],
     busy: dict[str, float],
     residual: float | None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """(index, frame, landmarks or None) per frame, in order; a new shot finds the face afresh."""
+) -> Iterator[tuple[int, Picture, np.ndarray | None, bool]]:
+    """(index, frame, landmarks or None, measured) per frame, in order; a new shot finds the
+    face afresh."""
     tracker = SparseTracker(residual)
     settled = 0
     try:
@@ -136,11 +144,11 @@ def _tracked(
             began = time.perf_counter()
             done = tracker.push(frame, new_shot)
             busy["track"] += time.perf_counter() - began
-            for frame_out, landmarks, _ in done:
-                yield settled, frame_out, landmarks
+            for frame_out, landmarks, measured in done:
+                yield settled, frame_out, landmarks, measured
                 settled += 1
-        for frame_out, landmarks, _ in tracker.flush():
-            yield settled, frame_out, landmarks
+        for frame_out, landmarks, measured in tracker.flush():
+            yield settled, frame_out, landmarks, measured
             settled += 1
     finally:
         tracker.close()

@@ -21,7 +21,7 @@ import numpy as np
 
 from openlipsync.engine.alignment import AlignmentError, align_transcript
 from openlipsync.engine.analysis import Analysis, analyse
-from openlipsync.engine.background import BackgroundSink, prefetch
+from openlipsync.engine.background import BackgroundSink, prefetch, quiet_blas
 from openlipsync.engine.effects import FaceEffects
 from openlipsync.engine.errors import (
     EngineError,
@@ -101,7 +101,13 @@ class Planned:
 @contextmanager
 def planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
     """Probe, analyse the source and plan the mouth for the whole clip (no chunk borders in the
-    motion); the renderer's resources are released when the block ends."""
+    motion); the renderer's resources are released when the block ends. BLAS stays on one
+    thread until then (see quiet_blas), the render pass included."""
+    with quiet_blas():
+        yield from _planned(request, state)
+
+
+def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
     preset = preset_for(request.model)
     state.report("probe", 0.0)
     with state.timed("audio"):
