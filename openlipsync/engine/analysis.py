@@ -8,6 +8,7 @@ decodes a second time to fill the mouth library from the chosen face only.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openlipsync.engine.background import prefetch
+from openlipsync.engine.background import prefetch, spans_in_parallel
 from openlipsync.engine.errors import EngineError, NoFaceFound
 from openlipsync.engine.occlusion import VisibilityModel, visibility_weights
 from openlipsync.engine.render import MouthRenderer
@@ -39,6 +40,12 @@ MISSING = np.full((478, 2), np.nan, dtype=np.float32)
 # SparseTracker). The mouth library takes measured frames only, so no library mouth carries
 # interpolated lip landmarks.
 SPARSE_TRACKING = {"fast": INTERP_RESIDUAL, "standard": INTERP_RESIDUAL, "pro": INTERP_RESIDUAL}
+# Parallel face tracking (see _tracked_in_spans): frames per span, from the memory a span of
+# decoded pictures may take (at most three spans are in flight); below MIN_SPAN frames (4K and
+# up) the re-detections at span starts are not worth it and one tracker follows the video.
+SPAN_BYTES = 48 << 20
+MAX_SPAN = 48
+MIN_SPAN = 12
 
 
 @dataclass
@@ -99,7 +106,11 @@ def _largest_face_pass(
     residual = SPARSE_TRACKING.get(renderer.quality)
     reader = VideoReader(path, fps=video.fps)
     marked = state.timed_iter("decode", prefetch(_cut_marked(reader.pictures(), scenes)))
-    tracked = prefetch(_tracked(marked, busy, residual), depth=4)
+    span = _span_frames(video)
+    if span >= MIN_SPAN:
+        tracked = _tracked_in_spans(marked, busy, residual, span)
+    else:
+        tracked = prefetch(_tracked(marked, busy, residual), depth=4)
     buffer: np.ndarray | None = None  # the RGB frame the observers see, filled where they look
     try:
         for index, picture, landmarks, measured in state.timed_iter("track_wait", tracked):
@@ -152,6 +163,55 @@ def _tracked(
             settled += 1
     finally:
         tracker.close()
+
+
+def _span_frames(video: VideoInfo) -> int:
+    """Frames per span of parallel face tracking that keep SPAN_BYTES of pictures per span."""
+    return min(MAX_SPAN, SPAN_BYTES // max(video.width * video.height * 3 // 2, 1))
+
+
+def _tracked_in_spans(
+    frames: Iterator[tuple[Picture, bool]],
+    busy: dict[str, float],
+    residual: float | None,
+    span: int,
+) -> Iterator[tuple[int, Picture, np.ndarray | None, bool]]:
+    """_tracked on two threads, each tracking every other span of `span` frames.
+
+    The face mesh follows the face from frame to frame, so one tracker is one sequential
+    chain: the slowest stage of the pass, on one core. Spans break the chain: each starts
+    with a fresh detection (as after a scene cut, but the track is smoothed across it), so
+    two trackers run at once. Smoothing and everything after see one ordinary track.
+    """
+    local = threading.local()
+    trackers: list[SparseTracker] = []
+    lock = threading.Lock()
+
+    def track_span(items: Iterator[tuple[Picture, bool]]) -> Iterator[tuple]:
+        tracker = getattr(local, "tracker", None)
+        if tracker is None:
+            tracker = local.tracker = SparseTracker(residual)
+            with lock:
+                trackers.append(tracker)
+        tracker.restart()
+        spent = 0.0
+        for frame, new_shot in items:
+            began = time.perf_counter()
+            done = tracker.push(frame, new_shot)
+            spent += time.perf_counter() - began
+            yield from done
+        yield from tracker.flush()
+        with lock:
+            busy["track"] += spent
+
+    try:
+        settled = spans_in_parallel(frames, track_span, span, workers=2)
+        for index, (frame, landmarks, measured) in enumerate(settled):
+            yield index, frame, landmarks, measured
+    finally:
+        settled.close()
+        for tracker in trackers:
+            tracker.close()
 
 
 def _speaker_pass(

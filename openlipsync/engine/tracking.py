@@ -191,6 +191,13 @@ class SparseTracker:
         self._last = None if landmarks is None else (frame, landmarks)
         return settled
 
+    def restart(self) -> None:
+        """Forget the followed face (the next frame is not this one's successor): the next
+        push finds it afresh with the detector. Call between flush and the next push."""
+        self._last = None
+        self._pending = None
+        self._tracker._roi = None
+
     def flush(self) -> list[tuple[Frame, np.ndarray | None, bool]]:
         """Settle the frame still waiting (at the end of the video or of a shot)."""
         if self._pending is None:

@@ -89,10 +89,14 @@ def source_box(to_dst: np.ndarray, size: tuple[int, int], margin: int = 2) -> Bo
     """The frame box that cv2.warpAffine(frame, to_dst, size) reads (interpolation margin
     included): the bounding box of the output rectangle mapped back."""
     width, height = size
-    linear = to_dst[:, :2].astype(np.float64)
-    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], np.float64)
-    back = (corners - to_dst[:, 2]) @ np.linalg.inv(linear).T
-    (x0, y0), (x1, y1) = np.floor(back.min(axis=0)), np.ceil(back.max(axis=0))
+    (a, b, tx), (c, d, ty) = to_dst.astype(np.float64).tolist()
+    det = a * d - b * c  # the 2x2 inverse in closed form: LAPACK costs more than the sums
+    xs, ys = [], []
+    for u, v in ((0, 0), (width, 0), (0, height), (width, height)):
+        u, v = u - tx, v - ty
+        xs.append((d * u - b * v) / det)
+        ys.append((a * v - c * u) / det)
+    x0, y0, x1, y1 = np.floor(min(xs)), np.floor(min(ys)), np.ceil(max(xs)), np.ceil(max(ys))
     return int(x0) - margin, int(y0) - margin, int(x1) + margin + 1, int(y1) + margin + 1
 
 
