@@ -37,9 +37,10 @@ from openlipsync.media.video import VideoReader
 
 MISSING = np.full((478, 2), np.nan, dtype=np.float32)
 # Renderer qualities that interpolate the face mesh between frames where that fits (see
-# SparseTracker). The mouth library takes measured frames only, so no library mouth carries
-# interpolated lip landmarks.
-SPARSE_TRACKING = {"fast": INTERP_RESIDUAL, "standard": INTERP_RESIDUAL, "pro": INTERP_RESIDUAL}
+# SparseTracker). Only the fast one: measured on the truth bench, interpolated frames cost
+# the standard and pro presets' frame-to-frame fidelity (diff r 0.50 -> 0.43 and 0.56 ->
+# 0.40), with the library fed from every frame or from measured frames only.
+SPARSE_TRACKING = {"fast": INTERP_RESIDUAL}
 # Parallel face tracking (see _tracked_in_spans): frames per span, from the memory a span of
 # decoded pictures may take (at most three spans are in flight); below MIN_SPAN frames (4K and
 # up) the re-detections at span starts are not worth it and one tracker follows the video.
@@ -113,9 +114,9 @@ def _largest_face_pass(
         tracked = prefetch(_tracked(marked, busy, residual), depth=4)
     buffer: np.ndarray | None = None  # the RGB frame the observers see, filled where they look
     try:
-        for index, picture, landmarks, measured in state.timed_iter("track_wait", tracked):
+        for index, picture, landmarks in state.timed_iter("track_wait", tracked):
             with state.timed("observe"):
-                boxes = renderer.source_boxes(index, landmarks, measured)
+                boxes = renderer.source_boxes(index, landmarks)
                 if visibility is not None:
                     boxes.append(visibility.source_box(landmarks))
                 shape = (picture.height, picture.width, 3)
@@ -124,7 +125,7 @@ def _largest_face_pass(
                 frame = picture.partial([b for b in boxes if b is not None], buffer)
                 if visibility is not None:
                     visibility.observe(frame, landmarks)
-                renderer.observe(index, frame, landmarks, measured)
+                renderer.observe(index, frame, landmarks)
             rows.append(MISSING if landmarks is None else landmarks.astype(np.float32))
             if index % 10 == 0:
                 state.report("track", index / max(video.frame_count, 1))
@@ -145,9 +146,8 @@ def _tracked(
     frames: Iterator[tuple[Picture, bool]],
     busy: dict[str, float],
     residual: float | None,
-) -> Iterator[tuple[int, Picture, np.ndarray | None, bool]]:
-    """(index, frame, landmarks or None, measured) per frame, in order; a new shot finds the
-    face afresh."""
+) -> Iterator[tuple[int, Picture, np.ndarray | None]]:
+    """(index, frame, landmarks or None) per frame, in order; a new shot finds the face afresh."""
     tracker = SparseTracker(residual)
     settled = 0
     try:
@@ -155,11 +155,11 @@ def _tracked(
             began = time.perf_counter()
             done = tracker.push(frame, new_shot)
             busy["track"] += time.perf_counter() - began
-            for frame_out, landmarks, measured in done:
-                yield settled, frame_out, landmarks, measured
+            for frame_out, landmarks, _ in done:
+                yield settled, frame_out, landmarks
                 settled += 1
-        for frame_out, landmarks, measured in tracker.flush():
-            yield settled, frame_out, landmarks, measured
+        for frame_out, landmarks, _ in tracker.flush():
+            yield settled, frame_out, landmarks
             settled += 1
     finally:
         tracker.close()
@@ -175,7 +175,7 @@ def _tracked_in_spans(
     busy: dict[str, float],
     residual: float | None,
     span: int,
-) -> Iterator[tuple[int, Picture, np.ndarray | None, bool]]:
+) -> Iterator[tuple[int, Picture, np.ndarray | None]]:
     """_tracked on two threads, each tracking every other span of `span` frames.
 
     The face mesh follows the face from frame to frame, so one tracker is one sequential
@@ -206,8 +206,8 @@ def _tracked_in_spans(
 
     try:
         settled = spans_in_parallel(frames, track_span, span, workers=2)
-        for index, (frame, landmarks, measured) in enumerate(settled):
-            yield index, frame, landmarks, measured
+        for index, (frame, landmarks, _) in enumerate(settled):
+            yield index, frame, landmarks
     finally:
         settled.close()
         for tracker in trackers:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy.fft import dct, irfft, rfft
+from scipy.fft import dct
 from scipy.signal import resample_poly
 
 from openlipsync.engine.errors import AudioMissing
@@ -96,8 +96,8 @@ def _frames(padded: np.ndarray, first: int, count: int) -> np.ndarray:
 def _voicing(frames: np.ndarray) -> np.ndarray:
     """Normalised autocorrelation peak in the 70-400 Hz pitch range."""
     centred = frames - frames.mean(axis=1, keepdims=True)
-    spectrum = rfft(centred, n=1024, axis=1)
-    acf = irfft(np.abs(spectrum) ** 2, axis=1)[:, :WINDOW]
+    spectrum = np.fft.rfft(centred, n=1024, axis=1)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :WINDOW]
     energy = acf[:, :1] + 1e-9
     lo, hi = RATE // 400, RATE // 70
     # Correct the autocorrelation's triangular taper so long lags are not penalised.
@@ -205,12 +205,9 @@ def _hop_analysis(samples: np.ndarray) -> dict[str, np.ndarray]:
     filters, freqs = _mel_filters()
     window = np.hanning(WINDOW).astype(np.float32)
     parts: dict[str, list[np.ndarray]] = {}
-    # scipy.fft keeps float32 (numpy's FFT computes in float64): about 5x faster here. Only
-    # absurd sample values (far outside -1..1) need float64 to keep their powers finite.
-    dtype = np.float32 if samples.size == 0 or np.abs(samples).max() < 1e6 else np.float64
     for first in range(0, hops, CHUNK_HOPS):
-        frames = (_frames(padded, first, min(CHUNK_HOPS, hops - first)) * window).astype(dtype)
-        power = np.abs(rfft(frames, n=512, axis=1)) ** 2 / WINDOW
+        frames = _frames(padded, first, min(CHUNK_HOPS, hops - first)) * window
+        power = np.abs(np.fft.rfft(frames, n=512, axis=1)) ** 2 / WINDOW
         log_mel = np.log(power @ filters.T + 1e-10)
         chunk = {
             "total_db": _db(power.sum(axis=1) / WINDOW * 4.0),

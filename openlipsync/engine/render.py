@@ -113,31 +113,22 @@ class MouthRenderer:
 
     # -- tracking pass ---------------------------------------------------------------------
 
-    def observe(
-        self, index: int, frame: np.ndarray, landmarks: np.ndarray | None, measured: bool = True
-    ) -> None:
-        """Learn from one source frame. `measured` is False when its landmarks were
-        interpolated (SparseTracker): such a frame's lips are an average of its neighbours',
-        so its mouth is never pasted elsewhere; it is still checked for covered lips."""
+    def observe(self, index: int, frame: np.ndarray, landmarks: np.ndarray | None) -> None:
         self._check_frame(frame)
         if landmarks is not None and np.shape(landmarks) != (478, 2):
             raise ValueError(f"expected (478, 2) landmarks, got {np.shape(landmarks)}")
-        if measured:
-            self.library.add(index, frame, landmarks)
+        self.library.add(index, frame, landmarks)
         if landmarks is not None and np.isfinite(landmarks).all():
             self._contrast[int(index)] = lip_contrast(frame, landmarks)
             if self._hands is None:
                 self._hands = HandWatch(every=HAND_SAMPLING[self.quality])
             self._hands.observe(index, frame, landmarks)
 
-    def source_boxes(
-        self, index: int, landmarks: np.ndarray | None, measured: bool = True
-    ) -> list[Box]:
+    def source_boxes(self, index: int, landmarks: np.ndarray | None) -> list[Box]:
         """The frame pixels `observe` reads for this frame (see Picture.partial)."""
         if landmarks is None or not np.isfinite(landmarks).all():
             return []
-        boxes = [self.library.source_box(landmarks) if measured else None]
-        boxes.append(contrast_box(landmarks))
+        boxes = [self.library.source_box(landmarks), contrast_box(landmarks)]
         if index % HAND_SAMPLING[self.quality] == 0:  # a HandWatch sample
             x0, y0, size = hand_square(landmarks)
             boxes.append((x0, y0, x0 + size, y0 + size))

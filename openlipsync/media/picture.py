@@ -258,12 +258,9 @@ class YuvPicture:
         return crop, factor
 
     def grey_thumbnail(self, box: Box, size: int) -> np.ndarray:
-        """From luma alone: BT.601 grey is (Y - 16) * 255 / 219 whatever the chroma (the
-        chroma terms of 0.299 R + 0.587 G + 0.114 B cancel), up to clipping of saturated
-        colours and rounding."""
-        x0, y0, x1, y1 = _clip(box, self.width, self.height)
-        luma = cv2.resize(self._y[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
-        return np.clip((luma.astype(np.float32) - 16.0) * (255.0 / 219.0), 0.0, 255.0)
+        # Through RGB, not from luma alone ((Y - 16) * 255 / 219 is the same grey up to
+        # rounding): rounding moved SparseTracker's decisions on a frame or two.
+        return RgbPicture(self.region(box)).grey_thumbnail((0, 0, 1 << 30, 1 << 30), size)
 
     def thumbnail(self, width: int, height: int) -> np.ndarray:
         """cv2.resize(rgb(), (width, height), INTER_NEAREST) but for chroma, which is sampled
