@@ -55,7 +55,7 @@ from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import VideoInfo, probe
 from openlipsync.media.timeline import Timeline, plan_timeline
-from openlipsync.media.video import FrameSource, needs_disk_cache
+from openlipsync.media.video import FrameSource, needs_disk_cache, revisits
 from openlipsync.tts.base import PhonemeTiming
 
 ANALYSIS_RATE = 16_000
@@ -390,7 +390,9 @@ def _render_pass(
     preset: Preset = preset_for(request.model)
     partial = scratch / "output.mp4"
     cache = scratch if needs_disk_cache(timeline.src_index) else None  # bounce, not cut_off
-    source = FrameSource(request.video, fps=video.fps, cache_dir=cache)
+    source = FrameSource(
+        request.video, fps=video.fps, cache_dir=cache, keep_recent=revisits(timeline.src_index)
+    )
     frames = prefetch(source.get(int(i)) for i in timeline.src_index)
     try:
         with ExitStack() as writers:

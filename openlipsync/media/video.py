@@ -202,16 +202,31 @@ def needs_disk_cache(src_index: np.ndarray) -> bool:
     return bool(np.any((steps < 0) & (src_index[1:] > 0)))
 
 
+def revisits(src_index: np.ndarray) -> bool:
+    """Whether reading frames in this order asks for a frame again, or for an earlier one,
+    other than by starting over at frame 0 (loop): only then is a ring of recent frames used."""
+    src_index = np.asarray(src_index).reshape(-1)
+    steps = np.diff(src_index)
+    return bool(np.any((steps <= 0) & (src_index[1:] > 0)))
+
+
 class FrameSource:
     """Random access to the frames of `path` at `fps`, cheap for the sync-mode access patterns.
 
     With `cache_dir` given, the first pass also writes every frame to the disk cache (use it
     when backward access is certain, e.g. bounce); without it the cache is built in a private
-    temporary directory on the first backward jump that the ring cannot serve.
+    temporary directory on the first backward jump that the ring cannot serve. With
+    `keep_recent=False` (for a reading order that never revisits a frame, see `revisits`)
+    there is no ring: frames are handed over as decoded, without a copy kept back, and any
+    revisit is still served, from the disk cache.
     """
 
     def __init__(
-        self, path: str | Path, fps: float | None = None, cache_dir: Path | None = None
+        self,
+        path: str | Path,
+        fps: float | None = None,
+        cache_dir: Path | None = None,
+        keep_recent: bool = True,
     ) -> None:
         self._reader = VideoReader(path, fps)
         self.info: VideoInfo = self._reader.info
@@ -222,7 +237,7 @@ class FrameSource:
         self._stream: Iterator[np.ndarray] | None = None
         self._next = 0  # index the stream yields next
         frame_bytes = max(1, self.info.width * self.info.height * 3)
-        self._ring_size = max(2, min(64, RING_BYTES // frame_bytes))
+        self._ring_size = max(2, min(64, RING_BYTES // frame_bytes)) if keep_recent else 0
         self._ring: OrderedDict[int, np.ndarray] = OrderedDict()
         self.decode_passes = 0
 
@@ -257,7 +272,9 @@ class FrameSource:
                 self._fill_cache()
                 return self._read_cached(index)
             self._stop_stream()
-        return self._advance_to(index).copy()
+        frame = self._advance_to(index)
+        # Without a ring nothing else holds the frame: the caller may have it as it is.
+        return frame.copy() if self._ring_size else frame
 
     def _advance_to(self, index: int) -> np.ndarray:
         if self._stream is None:
@@ -273,9 +290,10 @@ class FrameSource:
         return frame
 
     def _remember(self, index: int, frame: np.ndarray) -> None:
-        self._ring[index] = frame
-        if len(self._ring) > self._ring_size:
-            self._ring.popitem(last=False)
+        if self._ring_size:
+            self._ring[index] = frame
+            if len(self._ring) > self._ring_size:
+                self._ring.popitem(last=False)
         if self._write_through and index == self._cached:
             self._write_cached(index, frame)
 
