@@ -94,11 +94,14 @@ def _frames(path: Path, video: VideoInfo, state: RunState) -> Iterator[tuple[int
 def _largest_face_pass(
     path: Path, video: VideoInfo, renderer: MouthRenderer, state: RunState, occlusion: bool
 ) -> tuple[list[np.ndarray], list[int], VisibilityModel | None]:
-    """Three threads: decode and scene cuts, face mesh, and (here) the mouth library.
+    """Threads: decode and scene cuts, face mesh (two, on alternate spans), and (here) the
+    mouth library.
 
     Decode, face mesh and the library's crops each release the GIL for most of their time, so
     the stages overlap on two cores instead of taking turns on one. The face mesh is the
     slowest stage, so the cheap cut detector runs beside the decoder rather than beside it.
+    Frames travel as Pictures (the decoder's planes): each stage converts to RGB only the part
+    it looks at, and the observers get a frame filled where their source boxes say they read.
     """
     rows: list[np.ndarray] = []
     scenes = SceneDetector()
