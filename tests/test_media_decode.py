@@ -270,3 +270,19 @@ def test_disk_cache_only_for_backward_jumps() -> None:
     assert not needs_disk_cache(np.array([0, 1, 2, 3, 0, 1, 2, 3]))  # loop restarts at 0
     assert not needs_disk_cache(np.array([0, 0, 1, 1, 2, 2]))  # remap slows down
     assert needs_disk_cache(np.array([0, 1, 2, 3, 2, 1, 0, 1]))  # bounce
+
+
+def test_a_source_without_a_ring_hands_frames_over_and_still_serves_revisits(
+    grid: Path, reference
+) -> None:
+    from openlipsync.media.video import revisits
+
+    assert not revisits(np.arange(10))  # cut_off, silence
+    assert not revisits(np.array([0, 1, 2, 3, 0, 1, 2, 3]))  # loop restarts at 0
+    assert revisits(np.array([0, 0, 1, 1, 2, 2]))  # remap slows down: frames shown twice
+    assert revisits(np.array([0, 1, 2, 3, 2, 1, 0, 1]))  # bounce
+    with FrameSource(grid, keep_recent=False) as source:
+        frames = [source.get(i) for i in range(30)]
+        assert all(psnr(f, reference[i]) > 40 for i, f in enumerate(frames))
+        frames[5][:] = 0  # the caller owns what it got: nothing else sees this
+        _check_pattern(source, reference, [5, 5, 4, 0, 1, 29, 74])  # revisits still correct

@@ -243,3 +243,29 @@ def test_landmark_array_reads_the_wire_format_and_falls_back() -> None:
     np.testing.assert_array_equal(landmark_array(message), points[:, :2])
     message.landmark[7].visibility = 0.5  # another field: read point by point
     np.testing.assert_array_equal(landmark_array(message), points[:, :2])
+
+
+def test_parallel_spans_give_the_track_of_one_tracker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two trackers on alternate spans (each span re-detects the face) smooth to the same
+    track as one tracker following the whole clip."""
+    from openlipsync.engine import analysis
+    from openlipsync.engine.render import MouthRenderer
+    from openlipsync.engine.run_state import RunState
+    from openlipsync.media.probe import probe
+
+    path = media_path("video/grid_bbaf2n.mpg")
+    video = probe(path).video
+    tracks = {}
+    for name, span in (("one", 10_000), ("spans", 12)):
+        monkeypatch.setattr(analysis, "MAX_SPAN", span)
+        monkeypatch.setattr(analysis, "MIN_SPAN", 12 if name == "spans" else 10_001)
+        renderer = MouthRenderer(video.width, video.height, video.fps, "standard")
+        try:
+            tracks[name] = analysis.analyse(path, video, renderer, RunState()).track
+        finally:
+            renderer.close()
+    one, spans = tracks["one"], tracks["spans"]
+    assert np.array_equal(one.present, spans.present) and one.present.all()
+    scale = face_scale(one.landmarks)
+    error = np.linalg.norm(one.landmarks - spans.landmarks, axis=2)[:, LOWER_FACE].max(axis=1)
+    assert np.median(error / scale) < 0.01 and (error / scale).max() < 0.04

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from openlipsync.engine.background import BackgroundSink, prefetch
+from openlipsync.engine.background import BackgroundSink, prefetch, quiet_blas
 from openlipsync.engine.effects import FaceEffects
 from openlipsync.engine.errors import EngineError
 from openlipsync.engine.pipeline import _Look, planned
@@ -233,7 +233,15 @@ def render_chunk(
     summary = plan.summary
     if not 0 <= start < stop <= summary.frame_count:
         raise ValueError(f"chunk [{start}, {stop}) outside 0..{summary.frame_count}")
-    state = RunState(progress, should_cancel)
+    with quiet_blas():
+        written = _render_range(plan, video, start, stop, output, RunState(progress, should_cancel))
+    return written
+
+
+def _render_range(
+    plan: ChunkPlan, video: Path, start: int, stop: int, output: Path, state: RunState
+) -> int:
+    summary = plan.summary
     partial = output.with_name(output.name + ".part.mp4")
     indices = plan.look.src_index[start:stop]
     source = _frame_source(video, summary.fps, indices)

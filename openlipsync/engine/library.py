@@ -31,6 +31,7 @@ from openlipsync.engine.mouth import (
     mouth_shape,
 )
 from openlipsync.engine.tracking import STABLE_POINTS, _similarity
+from openlipsync.media.picture import Box, source_box
 
 # Crop window in canonical units (eye midpoint at the origin, inter-ocular distance 1, y down).
 CROP_X = (-1.0, 1.0)
@@ -92,6 +93,15 @@ class MouthLibrary:
         self._to_crop.append(to_crop)
         self._raw.append(landmarks.astype(np.float32))
         self.count += 1
+
+    def source_box(self, landmarks: np.ndarray | None) -> Box | None:
+        """The frame pixels `add` reads for this face (the whole frame until the first face
+        has fixed the crop's geometry), or None when it reads none."""
+        if landmarks is None or not np.isfinite(landmarks).all():
+            return None
+        if self.template is None:
+            return (0, 0, 1 << 30, 1 << 30)
+        return source_box(self.crop_transform(landmarks), self.size)
 
     def _start(self, landmarks: np.ndarray) -> None:
         eyes = np.array([[-0.5, 0.0], [0.5, 0.0]])
@@ -188,6 +198,18 @@ def head_pose(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([yaw, pitch], axis=-1).astype(np.float32)
 
 
+def contrast_box(landmarks: np.ndarray) -> Box | None:
+    """The box around the lips that lip_contrast measures (frame pixels, not clipped)."""
+    iod = float(face_scale(landmarks))
+    if not np.isfinite(iod) or iod < 4:
+        return None
+    outer = landmarks[LIPS_OUTER]
+    margin = 0.2 * iod
+    x0, y0 = np.floor(outer.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(outer.max(axis=0) + margin).astype(int)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
 def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> float:
     """How much redder the lips are than the skin around them (Lab a*, mean difference).
 
@@ -195,13 +217,12 @@ def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> float:
     a microphone over the mouth is not. A frame whose contrast collapses relative to the video's
     typical value has its mouth covered: it must neither be pasted over nor pasted from.
     """
-    iod = float(face_scale(landmarks))
-    if not np.isfinite(iod) or iod < 4:
+    box = contrast_box(landmarks)
+    if box is None:
         return float("nan")
+    iod = float(face_scale(landmarks))
     outer, inner = landmarks[LIPS_OUTER], landmarks[LIPS_INNER]
-    margin = 0.2 * iod
-    x0, y0 = np.floor(outer.min(axis=0) - margin).astype(int)
-    x1, y1 = np.ceil(outer.max(axis=0) + margin).astype(int)
+    x0, y0, x1, y1 = box
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
     if x1 - x0 < 4 or y1 - y0 < 4:

@@ -33,6 +33,7 @@ from openlipsync.engine.mouth import (
     MOUTH_RIGHT,
     UPPER_OUTER_MID,
 )
+from openlipsync.media.picture import Box, source_box
 
 CROP_W, CROP_H = 96, 64
 # Crop width in inter-ocular distances.
@@ -114,6 +115,14 @@ class VisibilityModel:
     def observe(self, frame: np.ndarray, landmarks: np.ndarray | None) -> None:
         self._cues.append(mouth_cues(frame, landmarks))
 
+    @staticmethod
+    def source_box(landmarks: np.ndarray | None) -> Box | None:
+        """The frame pixels `observe` reads for this face, or None when it reads none."""
+        if landmarks is None or not np.all(np.isfinite(landmarks[LIPS_OUTER + LIPS_INNER])):
+            return None
+        matrix = _crop_matrix(landmarks)
+        return None if matrix is None else source_box(matrix, (CROP_W, CROP_H))
+
     def reference(self) -> tuple[float, float]:
         values = np.array([(c.contrast, c.horizontal) for c in self._cues], np.float64)
         values = values[np.all(np.isfinite(values), axis=1)] if values.size else values
@@ -154,17 +163,25 @@ def visibility_weights(
     return np.clip(np.minimum(weights, 1.0) * (clear > 0), 0.0, 1.0).astype(np.float32)
 
 
-def _aligned_crop(frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """Mouth-centred crop with the eye line horizontal and a fixed inter-ocular scale."""
+def _crop_matrix(landmarks: np.ndarray) -> np.ndarray | None:
+    """(2, 3) frame -> mouth-crop affine, or None for a face too small to measure."""
     eyes = landmarks[EYE_OUTER_LEFT] - landmarks[EYE_OUTER_RIGHT]
     distance = float(np.hypot(*eyes))
     if not np.isfinite(distance) or distance < 4.0:
-        return None, landmarks
+        return None
     angle = float(np.degrees(np.arctan2(eyes[1], eyes[0])))
     centre = landmarks[[MOUTH_LEFT, MOUTH_RIGHT, UPPER_OUTER_MID, LOWER_OUTER_MID]].mean(axis=0)
     matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, 1.0)
     matrix[:, :2] *= CROP_W / (CROP_SPAN * distance)
     matrix[:, 2] = np.array([CROP_W / 2, CROP_H / 2]) - matrix[:, :2] @ centre
+    return matrix
+
+
+def _aligned_crop(frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Mouth-centred crop with the eye line horizontal and a fixed inter-ocular scale."""
+    matrix = _crop_matrix(landmarks)
+    if matrix is None:
+        return None, landmarks
     crop = cv2.warpAffine(frame, matrix, (CROP_W, CROP_H), flags=cv2.INTER_AREA)
     return crop, landmarks @ matrix[:, :2].T + matrix[:, 2]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 
 from openlipsync.engine.alignment import AlignmentError, align_transcript
 from openlipsync.engine.analysis import Analysis, analyse
-from openlipsync.engine.background import BackgroundSink, prefetch
+from openlipsync.engine.background import BackgroundSink, prefetch, quiet_blas
 from openlipsync.engine.effects import FaceEffects
 from openlipsync.engine.errors import (
     EngineError,
@@ -54,7 +55,7 @@ from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import VideoInfo, probe
 from openlipsync.media.timeline import Timeline, plan_timeline
-from openlipsync.media.video import FrameSource, needs_disk_cache
+from openlipsync.media.video import FrameSource, needs_disk_cache, revisits
 from openlipsync.tts.base import PhonemeTiming
 
 ANALYSIS_RATE = 16_000
@@ -101,11 +102,88 @@ class Planned:
 @contextmanager
 def planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
     """Probe, analyse the source and plan the mouth for the whole clip (no chunk borders in the
-    motion); the renderer's resources are released when the block ends."""
+    motion); the renderer's resources are released when the block ends. BLAS stays on one
+    thread until then (see quiet_blas), the render pass included."""
+    with quiet_blas():
+        yield from _planned(request, state)
+
+
+def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
     preset = preset_for(request.model)
     state.report("probe", 0.0)
     with state.timed("audio"):
         video, has_sound = _probe_video(request.video)
+    if not video.is_still and video.duration > request.max_seconds:
+        raise InputTooLong(
+            f"the input lasts {video.duration:.0f} s; the limit is {request.max_seconds:.0f} s"
+        )
+    renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
+    try:
+        analysis, sound = _analyse_while_loading(request, video, has_sound, renderer, state)
+        track = analysis.track
+        state.report("plan", 0.0)
+        with state.timed("plan"):
+            audio_an = sound.analysis
+            if request.segments:
+                timeline, audio_an = _segment_plan(
+                    request, video, len(track.present), sound.drivers, sound.source
+                )
+            else:
+                timeline = plan_timeline(
+                    len(track.present), video.fps, sound.output, request.sync_mode, video.is_still
+                )
+            person = fit_person(sound.source, mouth_shape(track.landmarks), video.fps)
+            targets = _plan_targets(request, audio_an, timeline, person)
+            look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
+        yield Planned(video, timeline, look)
+    finally:
+        renderer.close()
+
+
+@dataclass
+class _Sound:
+    output: AudioClip  # the driving audio at the output rate (the longest driver for segments)
+    analysis: AudioClip  # the same at the analysis rate
+    source: AudioClip | None  # the source video's own sound, when it has any
+    drivers: dict[Path, tuple[AudioClip, AudioClip]]  # per segment audio file (segments only)
+
+
+def _analyse_while_loading(
+    request: GenerateRequest,
+    video: VideoInfo,
+    has_sound: bool,
+    renderer: MouthRenderer,
+    state: RunState,
+) -> tuple[Analysis, _Sound]:
+    """The analysis pass, with the sound decoded beside it (the largest-face pass needs none;
+    choosing a speaker does, so it waits). A sound error still wins over an analysis error,
+    as when the sound was loaded first."""
+    speaker = _speaker_option(request)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="openlipsync-sound") as pool:
+        pending = pool.submit(_load_sound, request, video, has_sound, state)
+        early = pending.result() if speaker else None
+        try:
+            analysis = analyse(
+                request.video,
+                video,
+                renderer,
+                state,
+                speaker_option=speaker,
+                occlusion=_wants_occlusion(request),
+                source_audio=early.source if early else None,
+                driving_audio=early.analysis if early else None,
+            )
+        except BaseException:
+            pending.result()  # raises the sound's error, if any, in the analysis's place
+            raise
+        return analysis, pending.result()
+
+
+def _load_sound(
+    request: GenerateRequest, video: VideoInfo, has_sound: bool, state: RunState
+) -> _Sound:
+    with state.timed("audio"):
+        drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
         if request.segments:
             drivers = _load_drivers(request.segments)
             audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
@@ -114,36 +192,8 @@ def planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
             audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE, request.max_seconds)
             audio_an = load_audio(request.audio, ANALYSIS_RATE, request.max_seconds)
         _check_length(request, video, audio_out)
-        source_audio = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
-    renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
-    try:
-        analysis = analyse(
-            request.video,
-            video,
-            renderer,
-            state,
-            speaker_option=_speaker_option(request),
-            occlusion=_wants_occlusion(request),
-            source_audio=source_audio,
-            driving_audio=audio_an,
-        )
-        track = analysis.track
-        state.report("plan", 0.0)
-        with state.timed("plan"):
-            if request.segments:
-                timeline, audio_an = _segment_plan(
-                    request, video, len(track.present), drivers, source_audio
-                )
-            else:
-                timeline = plan_timeline(
-                    len(track.present), video.fps, audio_out, request.sync_mode, video.is_still
-                )
-            person = fit_person(source_audio, mouth_shape(track.landmarks), video.fps)
-            targets = _plan_targets(request, audio_an, timeline, person)
-            look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
-        yield Planned(video, timeline, look)
-    finally:
-        renderer.close()
+        source = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
+    return _Sound(audio_out, audio_an, source, drivers)
 
 
 def _probe_video(path: Path) -> tuple[VideoInfo, bool]:
@@ -340,7 +390,9 @@ def _render_pass(
     preset: Preset = preset_for(request.model)
     partial = scratch / "output.mp4"
     cache = scratch if needs_disk_cache(timeline.src_index) else None  # bounce, not cut_off
-    source = FrameSource(request.video, fps=video.fps, cache_dir=cache)
+    source = FrameSource(
+        request.video, fps=video.fps, cache_dir=cache, keep_recent=revisits(timeline.src_index)
+    )
     frames = prefetch(source.get(int(i)) for i in timeline.src_index)
     try:
         with ExitStack() as writers:

@@ -19,6 +19,7 @@ from openlipsync.engine.library import (
     CROP_X,
     CROP_Y,
     MouthLibrary,
+    contrast_box,
     covered_frames,
     head_pose,
     lip_contrast,
@@ -38,7 +39,9 @@ from openlipsync.engine.tracking import (
     HandWatch,
     _invert,
     _similarity,
+    hand_square,
 )
+from openlipsync.media.picture import Box
 
 QUALITIES = ("fast", "standard", "pro")
 
@@ -120,6 +123,16 @@ class MouthRenderer:
             if self._hands is None:
                 self._hands = HandWatch(every=HAND_SAMPLING[self.quality])
             self._hands.observe(index, frame, landmarks)
+
+    def source_boxes(self, index: int, landmarks: np.ndarray | None) -> list[Box]:
+        """The frame pixels `observe` reads for this frame (see Picture.partial)."""
+        if landmarks is None or not np.isfinite(landmarks).all():
+            return []
+        boxes = [self.library.source_box(landmarks), contrast_box(landmarks)]
+        if index % HAND_SAMPLING[self.quality] == 0:  # a HandWatch sample
+            x0, y0, size = hand_square(landmarks)
+            boxes.append((x0, y0, x0 + size, y0 + size))
+        return [box for box in boxes if box is not None]
 
     # -- planning --------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
+from openlipsync.media.picture import Picture, RgbPicture
+
 THUMB_SIZE = (64, 36)
 # A cut needs a distance this large in absolute terms...
 MIN_CUT_DISTANCE = 0.25
@@ -47,7 +49,7 @@ class SceneDetector:
         self.index = -1
         self.cuts: list[int] = []
 
-    def push(self, frame: np.ndarray) -> bool:
+    def push(self, frame: np.ndarray | Picture) -> bool:
         signature = _signature(frame)
         self.index += 1
         previous, self._previous = self._previous, signature
@@ -84,9 +86,11 @@ def shot_ranges(cuts: list[int], frame_count: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def _signature(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _signature(frame: np.ndarray | Picture) -> tuple[np.ndarray, np.ndarray]:
     """(normalised hue/saturation histogram, small grey thumbnail) of an RGB uint8 frame."""
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or frame.size == 0:
+    if isinstance(frame, np.ndarray) and (
+        frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or frame.size == 0
+    ):
         raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.shape} {frame.dtype}")
     thumb = _thumbnail(frame)
     hsv = cv2.cvtColor(thumb, cv2.COLOR_RGB2HSV)
@@ -96,16 +100,20 @@ def _signature(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hist, grey
 
 
-def _thumbnail(frame: np.ndarray) -> np.ndarray:
+def _thumbnail(frame: np.ndarray | Picture) -> np.ndarray:
     """THUMB_SIZE average of a point sample 4x as large each way.
 
     Area-averaging a whole HD frame costs about a millisecond per frame; 16 samples per
-    thumbnail pixel keep what a cut detector needs (colour and coarse structure).
+    thumbnail pixel keep what a cut detector needs (colour and coarse structure). A Picture
+    converts only those samples.
     """
     width, height = THUMB_SIZE
-    if frame.shape[1] > 8 * width and frame.shape[0] > 8 * height:
-        frame = cv2.resize(frame, (4 * width, 4 * height), interpolation=cv2.INTER_NEAREST)
-    return cv2.resize(frame, THUMB_SIZE, interpolation=cv2.INTER_AREA)
+    picture = RgbPicture(frame) if isinstance(frame, np.ndarray) else frame
+    if picture.width > 8 * width and picture.height > 8 * height:
+        small = picture.thumbnail(4 * width, 4 * height)
+    else:
+        small = picture.rgb()
+    return cv2.resize(small, THUMB_SIZE, interpolation=cv2.INTER_AREA)
 
 
 def _distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from scipy.ndimage import median_filter
 from scipy.signal import savgol_filter
 
 from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, LIPS_OUTER, face_scale
+from openlipsync.media.picture import Box, Picture, RgbPicture, padded_square, shrink_square
 
 N_LANDMARKS = 478
 # Crops bigger than this are shrunk before the mesh (it works at 192 px internally anyway).
@@ -48,6 +48,8 @@ ARTICULATING = sorted(
 
 # Lips and jaw: what SparseTracker's interpolation check looks at.
 LOWER_FACE = sorted(set(LIPS_OUTER + LIPS_INNER + JAW_LINE))
+
+Frame = np.ndarray | Picture  # an RGB uint8 (H, W, 3) array, or a Picture of one
 
 
 @dataclass
@@ -90,19 +92,21 @@ class FaceTracker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def process(self, frame_rgb: np.ndarray) -> np.ndarray | None:
-        """(478, 2) float32 pixel landmarks of the selected face, or None when there is none."""
-        if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame_rgb.shape}")
+    def process(self, frame: Frame) -> np.ndarray | None:
+        """(478, 2) float32 pixel landmarks of the selected face, or None when there is none.
+
+        `frame` is an RGB uint8 (H, W, 3) array or a Picture (then only the face's crop is
+        converted, and the whole frame only when the detector has to look for the face)."""
+        picture = as_picture(frame)
         followed = self._roi is not None
         if self._roi is None:
-            self._roi = self._detect(frame_rgb)
+            self._roi = self._detect(picture)
             if self._roi is None:
                 return None
-        landmarks = self._mesh_in_roi(frame_rgb)
+        landmarks = self._mesh_in_roi(picture)
         if landmarks is None and followed:  # lost it: look for the face afresh
-            self._roi = self._detect(frame_rgb)
-            landmarks = self._mesh_in_roi(frame_rgb) if self._roi is not None else None
+            self._roi = self._detect(picture)
+            landmarks = self._mesh_in_roi(picture) if self._roi is not None else None
         if landmarks is None:
             self._roi = None
             return None
@@ -110,9 +114,9 @@ class FaceTracker:
         self._roi = (*landmarks.mean(axis=0).tolist(), 2.0 * float(extent.max()))
         return landmarks
 
-    def _detect(self, frame: np.ndarray) -> tuple[float, float, float] | None:
-        height, width = frame.shape[:2]
-        result = self._detector.process(np.ascontiguousarray(frame))
+    def _detect(self, frame: Picture) -> tuple[float, float, float] | None:
+        height, width = frame.height, frame.width
+        result = self._detector.process(np.ascontiguousarray(frame.rgb()))
         if not result.detections:
             return None
         boxes = [d.location_data.relative_bounding_box for d in result.detections]
@@ -121,17 +125,13 @@ class FaceTracker:
         cy = (box.ymin + box.height / 2) * height
         return cx, cy, 2.2 * max(box.width * width, box.height * height)
 
-    def _mesh_in_roi(self, frame: np.ndarray) -> np.ndarray | None:
+    def _mesh_in_roi(self, frame: Picture) -> np.ndarray | None:
         """Face mesh on a square crop around the followed face, mapped back to frame pixels."""
         cx, cy, side = self._roi
-        height, width = frame.shape[:2]
         side = max(side, 32.0)
         x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
         size = int(round(side))
-        inside = x0 >= 0 and y0 >= 0 and x0 + size <= width and y0 + size <= height
-        # Inside the frame a view is enough: padding copies a large face's crop for nothing.
-        crop = frame[y0 : y0 + size, x0 : x0 + size] if inside else padded_crop(frame, x0, y0, size)
-        crop, factor = _shrink(crop, MESH_INPUT_CAP)
+        crop, factor = frame.square(x0, y0, size, MESH_INPUT_CAP)
         result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None
@@ -160,8 +160,8 @@ class SparseTracker:
     def __init__(self, residual: float | None = INTERP_RESIDUAL) -> None:
         self.residual = residual  # None: mesh every frame
         self._tracker = FaceTracker()
-        self._last: tuple[np.ndarray, np.ndarray] | None = None  # previous frame, meshed, a face
-        self._pending: np.ndarray | None = None  # a frame waiting for its successor
+        self._last: tuple[Frame, np.ndarray] | None = None  # previous frame, meshed, a face
+        self._pending: Frame | None = None  # a frame waiting for its successor
         self.meshed = 0
         self.interpolated = 0
 
@@ -172,8 +172,8 @@ class SparseTracker:
         self.close()
 
     def push(
-        self, frame: np.ndarray, new_shot: bool = False
-    ) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
+        self, frame: Frame, new_shot: bool = False
+    ) -> list[tuple[Frame, np.ndarray | None, bool]]:
         settled = []
         if new_shot:  # the pending frame belongs to the old shot: measure it there
             settled += self.flush()
@@ -191,7 +191,14 @@ class SparseTracker:
         self._last = None if landmarks is None else (frame, landmarks)
         return settled
 
-    def flush(self) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
+    def restart(self) -> None:
+        """Forget the followed face (the next frame is not this one's successor): the next
+        push finds it afresh with the detector. Call between flush and the next push."""
+        self._last = None
+        self._pending = None
+        self._tracker._roi = None
+
+    def flush(self) -> list[tuple[Frame, np.ndarray | None, bool]]:
         """Settle the frame still waiting (at the end of the video or of a shot)."""
         if self._pending is None:
             return []
@@ -199,15 +206,16 @@ class SparseTracker:
         return [(frame, self._mesh(frame), True)]
 
     def _settle(
-        self, frame: np.ndarray, after: np.ndarray, after_landmarks: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        self, frame: Frame, after: Frame, after_landmarks: np.ndarray | None
+    ) -> tuple[Frame, np.ndarray | None, bool]:
         """The pending frame: interpolated between its meshed neighbours when that fits."""
         assert self._last is not None
         before, before_landmarks = self._last
         if after_landmarks is not None:
-            box = _lower_face_box(before_landmarks, frame.shape)
+            pictures = [as_picture(image) for image in (before, frame, after)]
+            box = _lower_face_box(before_landmarks, (pictures[1].height, pictures[1].width))
             residual = self.residual if self.residual is not None else -1.0
-            if box is not None and _residual(before, frame, after, box) <= residual:
+            if box is not None and _residual(*pictures, box) <= residual:
                 self.interpolated += 1
                 return frame, (before_landmarks + after_landmarks) / 2, False
         roi = self._tracker._roi
@@ -216,7 +224,7 @@ class SparseTracker:
             self._tracker._roi = roi
         return frame, landmarks, True
 
-    def _mesh(self, frame: np.ndarray) -> np.ndarray | None:
+    def _mesh(self, frame: Frame) -> np.ndarray | None:
         self.meshed += 1
         return self._tracker.process(frame)
 
@@ -224,9 +232,7 @@ class SparseTracker:
         self._tracker.close()
 
 
-def _lower_face_box(
-    landmarks: np.ndarray, shape: tuple[int, ...]
-) -> tuple[int, int, int, int] | None:
+def _lower_face_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> Box | None:
     """(x0, y0, x1, y1) around lips and jaw with a small margin, inside the frame."""
     points = landmarks[LOWER_FACE]
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
@@ -238,19 +244,9 @@ def _lower_face_box(
     return x0, y0, x1, y1
 
 
-def _residual(
-    before: np.ndarray, frame: np.ndarray, after: np.ndarray, box: tuple[int, int, int, int]
-) -> float:
+def _residual(before: Picture, frame: Picture, after: Picture, box: Box) -> float:
     """Mean grey-level distance between the frame's lower face and its neighbours' average."""
-    x0, y0, x1, y1 = box
-    thumbs = [
-        cv2.resize(
-            cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY),
-            (RESIDUAL_THUMB, RESIDUAL_THUMB),
-            interpolation=cv2.INTER_AREA,
-        ).astype(np.float32)
-        for image in (before, frame, after)
-    ]
+    thumbs = [image.grey_thumbnail(box, RESIDUAL_THUMB) for image in (before, frame, after)]
     return float(np.abs(thumbs[1] - (thumbs[0] + thumbs[2]) / 2).mean())
 
 
@@ -282,33 +278,17 @@ def landmark_array(landmarks) -> np.ndarray:  # noqa: ANN001 - a MediaPipe proto
     return np.array(points, dtype=np.float32).reshape(-1, 2)[:N_LANDMARKS]
 
 
-def _shrink(crop: np.ndarray, cap: int) -> tuple[np.ndarray, float]:
-    """A square crop scaled to at most cap px, and the scale applied.
-
-    General-ratio INTER_AREA is slow on a large face's crop (several ms per frame at 720p): an
-    integer box-filter reduction first (OpenCV's fast path), then a bilinear step of under 2x.
-    """
-    size = crop.shape[0]
-    if size <= cap:
-        return np.ascontiguousarray(crop), 1.0
-    step = size // cap
-    if step < 2:  # small reduction: AREA is cheap here and keeps the mesh input as it was
-        return cv2.resize(crop, (cap, cap), interpolation=cv2.INTER_AREA), cap / size
-    size = size // step * step
-    crop = cv2.resize(crop[:size, :size], (size // step,) * 2, interpolation=cv2.INTER_AREA)
-    crop = cv2.resize(crop, (cap, cap), interpolation=cv2.INTER_LINEAR)
-    return crop, cap / size
+_shrink = shrink_square
+padded_crop = padded_square
 
 
-def padded_crop(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
-    """size x size crop at (x0, y0); parts outside the frame are black."""
-    height, width = frame.shape[:2]
-    crop = np.zeros((size, size, 3), np.uint8)
-    sx0, sy0 = max(x0, 0), max(y0, 0)
-    sx1, sy1 = min(x0 + size, width), min(y0 + size, height)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-    return crop
+def as_picture(frame: Frame) -> Picture:
+    """A Picture for an RGB uint8 (H, W, 3) array; Pictures pass through."""
+    if isinstance(frame, np.ndarray):
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.shape}")
+        return RgbPicture(frame)
+    return frame
 
 
 def track_video(frames: Iterable[np.ndarray]) -> FaceTrack:
@@ -443,9 +423,7 @@ class HandWatch:
     def _hand_on_mouth(self, frame: np.ndarray, landmarks: np.ndarray) -> bool:
         lower = landmarks[list(JAW_LINE) + [2, 98, 327]]
         (fx0, fy0), (fx1, fy1) = lower.min(axis=0), lower.max(axis=0)
-        side = 2.2 * max(fx1 - fx0, fy1 - fy0)
-        cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
-        x0, y0, size = int(cx - side / 2), int(cy - side / 2), max(int(side), 16)
+        x0, y0, size = hand_square(landmarks)
         crop = padded_crop(frame, x0, y0, size)
         crop, scale = _shrink(crop, 256)
         result = self._hands.process(crop)
@@ -467,3 +445,12 @@ class HandWatch:
 
     def close(self) -> None:
         self._hands.close()
+
+
+def hand_square(landmarks: np.ndarray) -> tuple[int, int, int]:
+    """(x0, y0, side) of the square around the lower face that HandWatch looks in."""
+    lower = landmarks[list(JAW_LINE) + [2, 98, 327]]
+    (fx0, fy0), (fx1, fy1) = lower.min(axis=0), lower.max(axis=0)
+    side = 2.2 * max(fx1 - fx0, fy1 - fy0)
+    cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
+    return int(cx - side / 2), int(cy - side / 2), max(int(side), 16)

@@ -18,15 +18,17 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import cv2
 import numpy as np
 
 from openlipsync.engine.errors import MediaUnreadable, VideoMissing
+from openlipsync.media.picture import Picture, RgbPicture, YuvPicture
 from openlipsync.media.probe import (
     VideoInfo,
     open_container,
@@ -34,6 +36,8 @@ from openlipsync.media.probe import (
     probe,
     round_half_up,
 )
+
+T = TypeVar("T")
 
 EARLY_END_TOLERANCE_S = 1.0
 """A stream may stop this much before its measured end (the last frame is then repeated)."""
@@ -82,12 +86,19 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Each iteration decodes from the start with its own demuxer."""
-        generator = self._frames()
+        return self._track(self._frames(self._to_rgb, copy=True))
+
+    def pictures(self) -> Iterator[Picture]:
+        """The same frames as Pictures: converted to RGB only where a caller looks (see
+        media/picture.py), for passes that need the face, not the frame."""
+        return self._track(self._frames(self._to_picture, copy=False))
+
+    def _track(self, generator: Iterator[T]) -> Iterator[T]:
         self._open = [g for g in self._open if g.gi_frame is not None]  # type: ignore[attr-defined]
         self._open.append(generator)
         return generator
 
-    def _frames(self) -> Iterator[np.ndarray]:
+    def _frames(self, convert: Callable[[av.VideoFrame], T], copy: bool) -> Iterator[T]:
         info = self.info
         with open_container(self.path) as container:
             stream = picture_stream(container)
@@ -107,9 +118,10 @@ class VideoReader:
                 last_start = start - origin
                 base = None  # converted once even when the rate conversion repeats it
                 while pending is not None and self._due(slot, last_start):
-                    base = self._to_rgb(pending) if base is None else base
+                    base = convert(pending) if base is None else base
                     again = self._due(slot + 1, last_start)
-                    yield base.copy() if again else base  # callers may paint on what they get
+                    # callers may paint on the arrays they get
+                    yield base.copy() if again and copy else base  # type: ignore[attr-defined]
                     slot += 1
                 pending = frame
                 if slot >= info.frame_count:
@@ -121,9 +133,9 @@ class VideoReader:
                 raise MediaUnreadable(
                     f"{self.path.name}: video stream ends {missing} frames early (corrupt?)"
                 )
-            last = self._to_rgb(pending)
+            last = convert(pending)
             for _ in range(missing):
-                yield last.copy()
+                yield last.copy() if copy else last  # type: ignore[attr-defined]
 
     def _due(self, slot: int, next_start: float) -> bool:
         """Slot `slot` still shows the pending frame: its centre precedes the next frame."""
@@ -134,6 +146,22 @@ class VideoReader:
             yield from container.decode(stream)
         except av.error.FFmpegError as exc:
             raise MediaUnreadable(f"{self.path.name}: video cannot be decoded ({exc})") from exc
+
+    def _to_picture(self, frame: av.VideoFrame) -> Picture:
+        """The decoder's planes when the plain conversion applies (rotated like the frame)."""
+        info = self.info
+        turned = info.rotation in (90, 270)
+        width, height = (info.height, info.width) if turned else (info.width, info.height)
+        if not _plain_yuv420(frame, width, height):
+            return RgbPicture(self._to_rgb(frame))
+        i420 = frame.to_ndarray(format="yuv420p")
+        rows, half = frame.height, frame.height // 2
+        y = i420[:rows]
+        chroma = i420[rows:].reshape(2, half, frame.width // 2)
+        planes = [y, chroma[0], chroma[1]]
+        if info.rotation:
+            planes = [np.rot90(plane, k=info.rotation // 90) for plane in planes]
+        return YuvPicture(*planes)
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """Convert (to the first frame's coded size, should the stream change size) and rotate."""
@@ -174,16 +202,31 @@ def needs_disk_cache(src_index: np.ndarray) -> bool:
     return bool(np.any((steps < 0) & (src_index[1:] > 0)))
 
 
+def revisits(src_index: np.ndarray) -> bool:
+    """Whether reading frames in this order asks for a frame again, or for an earlier one,
+    other than by starting over at frame 0 (loop): only then is a ring of recent frames used."""
+    src_index = np.asarray(src_index).reshape(-1)
+    steps = np.diff(src_index)
+    return bool(np.any((steps <= 0) & (src_index[1:] > 0)))
+
+
 class FrameSource:
     """Random access to the frames of `path` at `fps`, cheap for the sync-mode access patterns.
 
     With `cache_dir` given, the first pass also writes every frame to the disk cache (use it
     when backward access is certain, e.g. bounce); without it the cache is built in a private
-    temporary directory on the first backward jump that the ring cannot serve.
+    temporary directory on the first backward jump that the ring cannot serve. With
+    `keep_recent=False` (for a reading order that never revisits a frame, see `revisits`)
+    there is no ring: frames are handed over as decoded, without a copy kept back, and any
+    revisit is still served, from the disk cache.
     """
 
     def __init__(
-        self, path: str | Path, fps: float | None = None, cache_dir: Path | None = None
+        self,
+        path: str | Path,
+        fps: float | None = None,
+        cache_dir: Path | None = None,
+        keep_recent: bool = True,
     ) -> None:
         self._reader = VideoReader(path, fps)
         self.info: VideoInfo = self._reader.info
@@ -194,7 +237,7 @@ class FrameSource:
         self._stream: Iterator[np.ndarray] | None = None
         self._next = 0  # index the stream yields next
         frame_bytes = max(1, self.info.width * self.info.height * 3)
-        self._ring_size = max(2, min(64, RING_BYTES // frame_bytes))
+        self._ring_size = max(2, min(64, RING_BYTES // frame_bytes)) if keep_recent else 0
         self._ring: OrderedDict[int, np.ndarray] = OrderedDict()
         self.decode_passes = 0
 
@@ -229,7 +272,9 @@ class FrameSource:
                 self._fill_cache()
                 return self._read_cached(index)
             self._stop_stream()
-        return self._advance_to(index).copy()
+        frame = self._advance_to(index)
+        # Without a ring nothing else holds the frame: the caller may have it as it is.
+        return frame.copy() if self._ring_size else frame
 
     def _advance_to(self, index: int) -> np.ndarray:
         if self._stream is None:
@@ -245,9 +290,10 @@ class FrameSource:
         return frame
 
     def _remember(self, index: int, frame: np.ndarray) -> None:
-        self._ring[index] = frame
-        if len(self._ring) > self._ring_size:
-            self._ring.popitem(last=False)
+        if self._ring_size:
+            self._ring[index] = frame
+            if len(self._ring) > self._ring_size:
+                self._ring.popitem(last=False)
         if self._write_through and index == self._cached:
             self._write_cached(index, frame)
 

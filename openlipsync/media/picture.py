@@ -1,0 +1,293 @@
+"""A decoded picture that is converted to RGB only where it is looked at.
+
+The analysis pass needs RGB only around the face (face mesh, mouth library, lip contrast,
+hands) and a thumbnail of the whole frame (scene cuts), yet converting every whole 4:2:0 frame
+to RGB costs more CPU than decoding it. `YuvPicture` keeps the decoder's planes and converts
+regions on demand with the same OpenCV BT.601 conversion as the full frame (so a region's pixels
+are exactly the full frame's), and builds the face mesh's small input by averaging the planes
+before converting. `RgbPicture` serves the same calls from an RGB frame: the fallback for
+inputs the plain conversion does not cover (10-bit, full range, 4:2:2, odd sizes) and for
+stills and tests.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels, end exclusive
+
+
+class Picture(Protocol):
+    height: int
+    width: int
+
+    def rgb(self) -> np.ndarray:
+        """The whole frame, RGB uint8 (H, W, 3); computed once."""
+        ...
+
+    def region(self, box: Box) -> np.ndarray:
+        """RGB of `box` clipped to the frame: the same pixels as rgb()[y0:y1, x0:x1]."""
+        ...
+
+    def partial(self, boxes: list[Box], out: np.ndarray) -> np.ndarray:
+        """A full-size RGB frame whose `boxes` hold the true pixels, the rest undefined: `out`
+        (H, W, 3) filled there, or the picture's own RGB frame when it has one (read only)."""
+        ...
+
+    def square(self, x0: int, y0: int, size: int, cap: int) -> tuple[np.ndarray, float]:
+        """A size x size crop at (x0, y0), black outside the frame, shrunk to at most cap px;
+        and the scale applied (crop pixels per frame pixel)."""
+        ...
+
+    def grey_thumbnail(self, box: Box, size: int) -> np.ndarray:
+        """float32 (size, size) area average of `box` (clipped) in grey levels 0..255."""
+        ...
+
+    def thumbnail(self, width: int, height: int) -> np.ndarray:
+        """RGB (height, width, 3) point sample of the frame on cv2.INTER_NEAREST's grid
+        (even sides: a cut detector's thumbnail)."""
+        ...
+
+
+def _clip(box: Box, width: int, height: int) -> Box:
+    x0, y0, x1, y1 = box
+    return max(int(x0), 0), max(int(y0), 0), min(int(x1), width), min(int(y1), height)
+
+
+def padded_square(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """size x size crop at (x0, y0) of an RGB frame; parts outside the frame are black."""
+    height, width = frame.shape[:2]
+    crop = np.zeros((size, size, 3), np.uint8)
+    sx0, sy0, sx1, sy1 = _clip((x0, y0, x0 + size, y0 + size), width, height)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    return crop
+
+
+def shrink_square(crop: np.ndarray, cap: int) -> tuple[np.ndarray, float]:
+    """A square crop scaled to at most cap px, and the scale applied.
+
+    General-ratio INTER_AREA is slow on a large face's crop (several ms per frame at 720p): an
+    integer box-filter reduction first (OpenCV's fast path), then a bilinear step of under 2x.
+    """
+    size = crop.shape[0]
+    if size <= cap:
+        return np.ascontiguousarray(crop), 1.0
+    step = size // cap
+    if step < 2:  # small reduction: AREA is cheap here and keeps the mesh input as it was
+        return cv2.resize(crop, (cap, cap), interpolation=cv2.INTER_AREA), cap / size
+    size = size // step * step
+    crop = cv2.resize(crop[:size, :size], (size // step,) * 2, interpolation=cv2.INTER_AREA)
+    crop = cv2.resize(crop, (cap, cap), interpolation=cv2.INTER_LINEAR)
+    return crop, cap / size
+
+
+def source_box(to_dst: np.ndarray, size: tuple[int, int], margin: int = 2) -> Box:
+    """The frame box that cv2.warpAffine(frame, to_dst, size) reads (interpolation margin
+    included): the bounding box of the output rectangle mapped back."""
+    width, height = size
+    (a, b, tx), (c, d, ty) = to_dst.astype(np.float64).tolist()
+    det = a * d - b * c  # the 2x2 inverse in closed form: LAPACK costs more than the sums
+    xs, ys = [], []
+    for u, v in ((0, 0), (width, 0), (0, height), (width, height)):
+        u, v = u - tx, v - ty
+        xs.append((d * u - b * v) / det)
+        ys.append((a * v - c * u) / det)
+    x0, y0, x1, y1 = np.floor(min(xs)), np.floor(min(ys)), np.ceil(max(xs)), np.ceil(max(ys))
+    return int(x0) - margin, int(y0) - margin, int(x1) + margin + 1, int(y1) + margin + 1
+
+
+def nearest_grid(size: int, target: int) -> np.ndarray:
+    """Source indices cv2.resize(INTER_NEAREST) samples when scaling `size` to `target`."""
+    return np.minimum(np.floor(np.arange(target) * (size / target)).astype(np.int64), size - 1)
+
+
+class RgbPicture:
+    """A Picture over an RGB frame."""
+
+    def __init__(self, frame: np.ndarray) -> None:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.shape}")
+        self._frame = frame
+        self.height, self.width = frame.shape[:2]
+
+    def rgb(self) -> np.ndarray:
+        return self._frame
+
+    def region(self, box: Box) -> np.ndarray:
+        x0, y0, x1, y1 = _clip(box, self.width, self.height)
+        return self._frame[y0:y1, x0:x1]
+
+    def partial(self, boxes: list[Box], out: np.ndarray) -> np.ndarray:
+        return self._frame
+
+    def square(self, x0: int, y0: int, size: int, cap: int) -> tuple[np.ndarray, float]:
+        inside = x0 >= 0 and y0 >= 0 and x0 + size <= self.width and y0 + size <= self.height
+        # Inside the frame a view is enough: padding copies a large face's crop for nothing.
+        crop = (
+            self._frame[y0 : y0 + size, x0 : x0 + size]
+            if inside
+            else padded_square(self._frame, x0, y0, size)
+        )
+        return shrink_square(crop, cap)
+
+    def grey_thumbnail(self, box: Box, size: int) -> np.ndarray:
+        grey = cv2.cvtColor(np.ascontiguousarray(self.region(box)), cv2.COLOR_RGB2GRAY)
+        return cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def thumbnail(self, width: int, height: int) -> np.ndarray:
+        return cv2.resize(self._frame, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+class YuvPicture:
+    """A Picture over the planes of an 8-bit limited-range 4:2:0 frame with even sides.
+
+    `y` is (H, W), `u` and `v` are (H/2, W/2); views are fine (rotation is applied to the
+    planes, np.rot90, before they get here).
+    """
+
+    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        self.height, self.width = y.shape
+        half = (self.height // 2, self.width // 2)
+        if self.height % 2 or self.width % 2 or u.shape != half or v.shape != half:
+            raise ValueError(f"planes {y.shape} {u.shape} {v.shape} are not 4:2:0, even sides")
+        self._y, self._u, self._v = y, u, v
+        self._rgb: np.ndarray | None = None
+
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:
+            self._rgb = self._convert(0, 0, self.width, self.height)
+        return self._rgb
+
+    def region(self, box: Box) -> np.ndarray:
+        x0, y0, x1, y1 = _clip(box, self.width, self.height)
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((max(y1 - y0, 0), max(x1 - x0, 0), 3), np.uint8)
+        if self._rgb is not None:
+            return self._rgb[y0:y1, x0:x1]
+        # Chroma is shared by 2x2 blocks: convert the even-aligned box, then trim to it.
+        ex0, ey0 = x0 & ~1, y0 & ~1
+        ex1, ey1 = min((x1 + 1) & ~1, self.width), min((y1 + 1) & ~1, self.height)
+        rgb = self._convert(ex0, ey0, ex1, ey1)
+        return rgb[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
+
+    def partial(self, boxes: list[Box], out: np.ndarray) -> np.ndarray:
+        if self._rgb is not None:
+            return self._rgb
+        if out.shape != (self.height, self.width, 3) or out.dtype != np.uint8:
+            raise ValueError(f"out must be uint8 {(self.height, self.width, 3)}, got {out.shape}")
+        for box in boxes:
+            x0, y0, x1, y1 = _clip(box, self.width, self.height)
+            if x1 > x0 and y1 > y0:
+                out[y0:y1, x0:x1] = self.region((x0, y0, x1, y1))
+        return out
+
+    def square(self, x0: int, y0: int, size: int, cap: int) -> tuple[np.ndarray, float]:
+        step = size // cap if size > cap else 1
+        if step < 2:  # small faces: the exact pixels, through the RGB path
+            box = (x0, y0, x0 + size, y0 + size)
+            return RgbPicture(self._boxed(box)).square(0, 0, size, cap)
+        return self._averaged_square(x0, y0, size, cap, step)
+
+    def _boxed(self, box: Box) -> np.ndarray:
+        """RGB of `box` (not clipped): black outside the frame."""
+        x0, y0, x1, y1 = box
+        out = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+        cx0, cy0, cx1, cy1 = _clip(box, self.width, self.height)
+        if cx1 > cx0 and cy1 > cy0:
+            out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = self.region((cx0, cy0, cx1, cy1))
+        return out
+
+    def _averaged_square(
+        self, x0: int, y0: int, size: int, cap: int, step: int
+    ) -> tuple[np.ndarray, float]:
+        """shrink_square's integer box filter applied to the planes, then one small conversion.
+
+        Blocks of 2*step luma pixels keep luma and chroma blocks aligned; partial blocks at
+        the frame's edge are left black (at most 2*step - 1 pixels of the crop's border).
+        """
+        block = 2 * step
+        size = size // block * block
+        small = size // step
+        canvas = np.zeros((small, small, 3), np.uint8)
+
+        def inside(origin: int, limit: int) -> tuple[int, int]:
+            """[first, last) offsets into the crop of whole blocks inside the frame."""
+            first = -(max(0, -origin) // -block) * block
+            last = min(size, (limit - origin) // block * block)
+            return first, max(first, last)
+
+        # Average from even frame pixels so chroma blocks start on a sample; the final
+        # resampling below puts the asked-for origin back exactly.
+        ex0, ey0 = x0 & ~1, y0 & ~1
+        fx0, fx1 = inside(ex0, self.width)
+        fy0, fy1 = inside(ey0, self.height)
+        if fx1 > fx0 and fy1 > fy0:
+            ax0, ay0 = ex0 + fx0, ey0 + fy0
+            w, h = fx1 - fx0, fy1 - fy0
+            planes = [
+                self._y[ay0 : ay0 + h, ax0 : ax0 + w],
+                self._u[ay0 // 2 : (ay0 + h) // 2, ax0 // 2 : (ax0 + w) // 2],
+                self._v[ay0 // 2 : (ay0 + h) // 2, ax0 // 2 : (ax0 + w) // 2],
+            ]
+            sw, sh = w // step, h // step
+            sizes = [(sw, sh), (sw // 2, sh // 2), (sw // 2, sh // 2)]
+            shrunk = [
+                cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
+                for plane, size in zip(planes, sizes, strict=True)
+            ]
+            rgb = _i420_to_rgb(*shrunk)
+            canvas[fy0 // step : fy0 // step + sh, fx0 // step : fx0 // step + sw] = rgb
+        # Output pixel o shows frame x0 + (o + 0.5) / factor - 0.5 (cv2.resize's pixel centres);
+        # canvas pixel c shows ex0 + (c + 0.5) * step - 0.5.
+        factor = cap / size
+        scale = 1.0 / (factor * step)
+        shift_x = ((x0 - ex0) + 0.5 / factor) / step - 0.5
+        shift_y = ((y0 - ey0) + 0.5 / factor) / step - 0.5
+        to_canvas = np.array([[scale, 0.0, shift_x], [0.0, scale, shift_y]])
+        crop = cv2.warpAffine(
+            canvas,
+            to_canvas,
+            (cap, cap),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        return crop, factor
+
+    def grey_thumbnail(self, box: Box, size: int) -> np.ndarray:
+        # Through RGB, not from luma alone ((Y - 16) * 255 / 219 is the same grey up to
+        # rounding): rounding moved SparseTracker's decisions on a frame or two.
+        return RgbPicture(self.region(box)).grey_thumbnail((0, 0, 1 << 30, 1 << 30), size)
+
+    def thumbnail(self, width: int, height: int) -> np.ndarray:
+        """cv2.resize(rgb(), (width, height), INTER_NEAREST) but for chroma, which is sampled
+        once per 2x2 block of the thumbnail (a cut detector's colour histogram cannot tell)."""
+        rows, cols = nearest_grid(self.height, height), nearest_grid(self.width, width)
+        y = self._y[rows][:, cols]
+        if width % 2 or height % 2:
+            return RgbPicture(self.rgb()).thumbnail(width, height)
+        u = self._u[rows[::2] // 2][:, cols[::2] // 2]
+        v = self._v[rows[::2] // 2][:, cols[::2] // 2]
+        return _i420_to_rgb(y, u, v)
+
+    def _convert(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """RGB of an even-aligned box."""
+        return _i420_to_rgb(
+            self._y[y0:y1, x0:x1],
+            self._u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2],
+            self._v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2],
+        )
+
+
+def _i420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """OpenCV's BT.601 limited-range 4:2:0 conversion of three planes (even luma sides)."""
+    height, width = y.shape
+    buffer = np.empty((height * 3 // 2, width), np.uint8)
+    buffer[:height] = y
+    chroma = buffer[height:].reshape(2, height // 2, width // 2)  # a view: U then V
+    chroma[0] = u
+    chroma[1] = v
+    return cv2.cvtColor(buffer, cv2.COLOR_YUV2RGB_I420)

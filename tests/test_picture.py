@@ -1,0 +1,188 @@
+"""Pictures: RGB only where the analysis pass looks, the same pixels and landmarks as the frame."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from openlipsync.engine.library import lip_contrast
+from openlipsync.engine.mouth import LIPS_INNER, LIPS_OUTER, face_scale
+from openlipsync.engine.occlusion import VisibilityModel
+from openlipsync.engine.render import MouthRenderer
+from openlipsync.engine.tracking import FaceTracker, padded_crop, shrink_square
+from openlipsync.media.picture import RgbPicture, YuvPicture
+from openlipsync.media.video import VideoReader
+from tests.conftest import media_path
+from tests.media_helpers import transcode
+
+PEXELS = "video/pexels_woman_expressions.mp4"
+
+
+def _scaled(dst: Path, height: int, count: int) -> Path:
+    """The Pexels face scaled to `height` (H.264, 4:2:0): a face whose mesh crop is shrunk."""
+    width = round(16 / 9 * height / 2) * 2
+    with av.open(str(media_path(PEXELS))) as src, av.open(str(dst), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "ultrafast"}
+        for index, frame in enumerate(src.decode(video=0)):
+            if index == count:
+                break
+            scaled = frame.reformat(width=width, height=height, format="yuv420p")
+            scaled.pts, scaled.time_base = index, Fraction(1, 25)
+            for packet in stream.encode(scaled):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def hd_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _scaled(tmp_path_factory.mktemp("picture") / "hd.mp4", 720, 24)
+
+
+def _pairs(path: Path, count: int) -> list[tuple[np.ndarray, object]]:
+    reader = VideoReader(path)
+    with reader:
+        return list(zip(list(iter(reader))[:count], list(reader.pictures())[:count], strict=True))
+
+
+def test_pictures_are_the_frames(hd_clip: Path) -> None:
+    reader = VideoReader(hd_clip)
+    with reader:
+        frames, pictures = list(iter(reader)), list(reader.pictures())
+    assert len(pictures) == len(frames) == reader.info.frame_count
+    assert all(isinstance(p, YuvPicture) for p in pictures)
+    assert all(np.array_equal(p.rgb(), f) for p, f in zip(pictures, frames, strict=True))
+
+
+def test_regions_and_partial_frames_hold_the_exact_pixels(hd_clip: Path) -> None:
+    frame, picture = _pairs(hd_clip, 3)[2]
+    height, width = frame.shape[:2]
+    boxes = [
+        (0, 0, 10, 10),
+        (3, 5, 101, 77),
+        (-5, -7, 50, 51),
+        (width - 7, height - 9, width + 5, height + 4),
+    ]
+    for x0, y0, x1, y1 in boxes:
+        assert np.array_equal(
+            picture.region((x0, y0, x1, y1)), frame[max(y0, 0) : y1, max(x0, 0) : x1]
+        )
+    out = np.zeros_like(frame)
+    partial = picture.partial(boxes, out)
+    assert partial is out
+    for x0, y0, x1, y1 in boxes:
+        x0, y0 = max(x0, 0), max(y0, 0)
+        assert np.array_equal(partial[y0:y1, x0:x1], frame[y0:y1, x0:x1])
+    with pytest.raises(ValueError):
+        picture.partial(boxes, np.zeros((4, 4, 3), np.uint8))
+
+
+def test_thumbnail_is_the_point_sample_up_to_chroma(hd_clip: Path) -> None:
+    frame, picture = _pairs(hd_clip, 1)[0]
+    thumb = picture.thumbnail(256, 144).astype(int)
+    reference = cv2.resize(frame, (256, 144), interpolation=cv2.INTER_NEAREST).astype(int)
+    assert np.abs(thumb - reference).mean() < 1.0
+    # What the cut detector keeps of it (a 64 x 36 area average) is the same within a level.
+    small = [
+        cv2.resize(t.astype(np.uint8), (64, 36), interpolation=cv2.INTER_AREA)
+        for t in (thumb, reference)
+    ]
+    assert np.abs(small[0].astype(int) - small[1]).max() <= 4
+    assert np.abs(small[0].astype(int) - small[1]).mean() < 0.5
+
+
+def test_square_crops_match_the_rgb_path(hd_clip: Path) -> None:
+    frame, picture = _pairs(hd_clip, 1)[0]
+    # Small crops take the exact RGB path; large ones are averaged on the planes.
+    for x0, y0, size in [(10, 10, 200), (-40, 50, 400), (101, -301, 1047), (1000, 500, 900)]:
+        crop, factor = picture.square(x0, y0, size, 320)
+        reference, ref_factor = shrink_square(padded_crop(frame, x0, y0, size), 320)
+        assert crop.shape == reference.shape == (min(size, 320), min(size, 320), 3)
+        if size // 320 < 2:
+            assert factor == ref_factor and np.array_equal(crop, reference)
+        else:  # the plane path uses whole 2*step blocks: its scale differs by < 1 %
+            assert abs(factor / ref_factor - 1) < 0.01
+            # Same picture: compare with the reference resampled to the same scale.
+            same = cv2.resize(
+                padded_crop(frame, x0, y0, round(320 / factor)),
+                (320, 320),
+                interpolation=cv2.INTER_AREA,
+            )
+            assert np.abs(crop.astype(int) - same.astype(int)).mean() < 2.0
+    assert RgbPicture(frame).square(101, -301, 1047, 320)[1] == pytest.approx(320 / 1047, abs=1e-3)
+
+
+def test_face_mesh_on_pictures_lands_where_it_lands_on_frames(hd_clip: Path) -> None:
+    pairs = _pairs(hd_clip, 24)
+    lips = LIPS_OUTER + LIPS_INNER
+    with FaceTracker() as on_frames, FaceTracker() as on_pictures:
+        errors = []
+        for frame, picture in pairs:
+            a, b = on_frames.process(frame), on_pictures.process(picture)
+            assert (a is None) == (b is None)
+            if a is not None:
+                errors.append(np.linalg.norm(a[lips] - b[lips], axis=1).mean() / face_scale(a))
+    assert errors
+    # Within the mesh's own sensitivity to a one-pixel shift of its crop (about 0.003 here).
+    assert np.median(errors) < 0.01 and max(errors) < 0.06
+
+
+def test_observers_read_only_the_boxes_they_name(hd_clip: Path) -> None:
+    pairs = _pairs(hd_clip, 24)
+    with FaceTracker() as tracker:
+        landmarks = [tracker.process(frame) for frame, _ in pairs]
+    full, partial = (MouthRenderer(1280, 720, 25, "standard") for _ in range(2))
+    visible_full, visible_partial = VisibilityModel(), VisibilityModel()
+    buffer = np.empty((720, 1280, 3), np.uint8)
+    for index, ((frame, picture), points) in enumerate(zip(pairs, landmarks, strict=True)):
+        buffer[:] = 255 - frame  # stale, wrong pixels wherever a box is missing
+        boxes = partial.source_boxes(index, points) + [visible_partial.source_box(points)]
+        seen = picture.partial([b for b in boxes if b is not None], buffer)
+        full.observe(index, frame, points)
+        partial.observe(index, seen, points)
+        visible_full.observe(frame, points)
+        visible_partial.observe(seen, points)
+        if points is not None:
+            assert lip_contrast(seen, points) == lip_contrast(frame, points)
+    lib_full, lib_partial = full.library, partial.library
+    assert lib_full.count == lib_partial.count > 0
+    assert np.array_equal(
+        lib_full._crops[: lib_full.count], lib_partial._crops[: lib_partial.count]
+    )
+    assert full._contrast == partial._contrast
+    assert full._hands._samples == partial._hands._samples and full._hands._samples
+    assert np.array_equal(visible_full.scores(), visible_partial.scores())
+    full.close()
+    partial.close()
+
+
+def test_rotated_and_unusual_inputs(tmp_path: Path) -> None:
+    grid = media_path("video/grid_bbaf2n.mpg")
+    turned = transcode(grid, tmp_path / "turned.mp4", "libx264", None, rotation=90)
+    ten_bit = transcode(grid, tmp_path / "ten.mkv", "libx264", None, pix_fmt="yuv420p10le")
+    for path, kind in ((turned, YuvPicture), (ten_bit, RgbPicture)):
+        reader = VideoReader(path)
+        with reader:
+            frames, pictures = list(iter(reader))[:5], list(reader.pictures())[:5]
+        assert all(isinstance(p, kind) for p in pictures)
+        for frame, picture in zip(frames, pictures, strict=True):
+            assert (picture.height, picture.width) == frame.shape[:2]
+            assert np.array_equal(picture.rgb(), frame)
+            box = (7, 11, 61, 90)
+            assert np.array_equal(picture.region(box), frame[11:90, 7:61])
+
+
+def test_grey_thumbnails_are_those_of_the_rgb_frame(hd_clip: Path) -> None:
+    frame, picture = _pairs(hd_clip, 1)[0]
+    for box in [(500, 300, 800, 600), (-10, -10, 200, 150), (1100, 600, 1300, 740)]:
+        grey = picture.grey_thumbnail(box, 24)
+        assert grey.shape == (24, 24)
+        assert np.array_equal(grey, RgbPicture(frame).grey_thumbnail(box, 24))
