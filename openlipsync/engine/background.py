@@ -33,13 +33,7 @@ def prefetch(items: Iterator[T], depth: int = 8) -> Iterator[T]:
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not _put_unless_stopped(slots, item, stop):
                     return
             slots.put(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -52,16 +46,21 @@ def prefetch(items: Iterator[T], depth: int = 8) -> Iterator[T]:
     thread = threading.Thread(target=produce, name="openlipsync-prefetch", daemon=True)
     thread.start()
     try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item  # type: ignore[misc]
+        yield from _drain(slots)
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def _put_unless_stopped(slots: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Put `item` into a bounded queue, giving up (False) once the consumer has gone."""
+    while not stop.is_set():
+        try:
+            slots.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 U = TypeVar("U")
@@ -87,13 +86,7 @@ def spans_in_parallel(
     order: queue.Queue[object] = queue.Queue(maxsize=workers)
 
     def put_order(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                order.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_unless_stopped(order, item, stop)
 
     def dispatch() -> None:
         inbox: queue.Queue[object] | None = None
