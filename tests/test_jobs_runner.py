@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,10 +119,6 @@ with app.connection_for_write() as connection:  # what a starting worker does
 def test_workers_starting_together_on_the_embedded_broker_all_start(tmp_path: Path) -> None:
     """kombu's SQL transport creates its queue rows with an unlocked check-then-insert: without
     care, one of several workers starting at once died on a UNIQUE constraint."""
-    import sqlite3
-    import subprocess
-    import sys
-
     settings = job_settings(tmp_path / "data")
     env = {**os.environ, **settings_env(settings)}
     start_at = f"{time.time() + 4.0:.3f}"
