@@ -152,20 +152,25 @@ def _tracked(
 ) -> Iterator[tuple[int, Picture, np.ndarray | None]]:
     """(index, frame, landmarks or None) per frame, in order; a new shot finds the face afresh."""
     tracker = SparseTracker(residual)
-    settled = 0
     try:
-        for frame, new_shot in frames:
-            began = time.perf_counter()
-            done = tracker.push(frame, new_shot)
-            busy["track"] += time.perf_counter() - began
-            for frame_out, landmarks, _ in done:
-                yield settled, frame_out, landmarks
-                settled += 1
-        for frame_out, landmarks, _ in tracker.flush():
-            yield settled, frame_out, landmarks
-            settled += 1
+        for index, (frame, landmarks) in enumerate(_follow(tracker, frames, busy)):
+            yield index, frame, landmarks
     finally:
         tracker.close()
+
+
+def _follow(
+    tracker: SparseTracker, frames: Iterator[tuple[Picture, bool]], busy: dict[str, float]
+) -> Iterator[tuple[Picture, np.ndarray | None]]:
+    """(frame, landmarks or None) as the tracker settles each frame; its time goes to `busy`."""
+    for frame, new_shot in frames:
+        began = time.perf_counter()
+        done = tracker.push(frame, new_shot)
+        busy["track"] += time.perf_counter() - began
+        for frame_out, landmarks, _ in done:
+            yield frame_out, landmarks
+    for frame_out, landmarks, _ in tracker.flush():
+        yield frame_out, landmarks
 
 
 def _span_frames(video: VideoInfo) -> int:
@@ -197,19 +202,14 @@ def _tracked_in_spans(
             with lock:
                 trackers.append(tracker)
         tracker.restart()
-        spent = 0.0
-        for frame, new_shot in items:
-            began = time.perf_counter()
-            done = tracker.push(frame, new_shot)
-            spent += time.perf_counter() - began
-            yield from done
-        yield from tracker.flush()
+        spent = {"track": 0.0}
+        yield from _follow(tracker, items, spent)
         with lock:
-            busy["track"] += spent
+            busy["track"] += spent["track"]
 
     try:
         settled = spans_in_parallel(frames, track_span, span, workers=2)
-        for index, (frame, landmarks, _) in enumerate(settled):
+        for index, (frame, landmarks) in enumerate(settled):
             yield index, frame, landmarks
     finally:
         settled.close()

@@ -113,10 +113,7 @@ def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
     state.report("probe", 0.0)
     with state.timed("audio"):
         video, has_sound = _probe_video(request.video)
-    if not video.is_still and video.duration > request.max_seconds:
-        raise InputTooLong(
-            f"the input lasts {video.duration:.0f} s; the limit is {request.max_seconds:.0f} s"
-        )
+    _check_length(request, 0.0 if video.is_still else video.duration)  # before any decoding
     renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
     try:
         analysis, sound = _analyse_while_loading(request, video, has_sound, renderer, state)
@@ -160,7 +157,7 @@ def _analyse_while_loading(
     as when the sound was loaded first."""
     speaker = _speaker_option(request)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="openlipsync-sound") as pool:
-        pending = pool.submit(_load_sound, request, video, has_sound, state)
+        pending = pool.submit(_load_sound, request, has_sound, state)
         early = pending.result() if speaker else None
         try:
             analysis = analyse(
@@ -179,9 +176,7 @@ def _analyse_while_loading(
         return analysis, pending.result()
 
 
-def _load_sound(
-    request: GenerateRequest, video: VideoInfo, has_sound: bool, state: RunState
-) -> _Sound:
+def _load_sound(request: GenerateRequest, has_sound: bool, state: RunState) -> _Sound:
     with state.timed("audio"):
         drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
         if request.segments:
@@ -191,7 +186,7 @@ def _load_sound(
         else:
             audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE, request.max_seconds)
             audio_an = load_audio(request.audio, ANALYSIS_RATE, request.max_seconds)
-        _check_length(request, video, audio_out)
+        _check_length(request, audio_out.duration)
         source = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
     return _Sound(audio_out, audio_an, source, drivers)
 
@@ -212,11 +207,10 @@ def _probe_video(path: Path) -> tuple[VideoInfo, bool]:
     return video, info.audio is not None and not video.is_still
 
 
-def _check_length(request: GenerateRequest, video: VideoInfo, audio: AudioClip) -> None:
-    longest = max(audio.duration, 0.0 if video.is_still else video.duration)
-    if longest > request.max_seconds:
+def _check_length(request: GenerateRequest, seconds: float) -> None:
+    if seconds > request.max_seconds:
         raise InputTooLong(
-            f"the input lasts {longest:.0f} s; the limit is {request.max_seconds:.0f} s"
+            f"the input lasts {seconds:.0f} s; the limit is {request.max_seconds:.0f} s"
         )
 
 
