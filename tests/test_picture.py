@@ -14,8 +14,8 @@ from openlipsync.engine.library import lip_contrast
 from openlipsync.engine.mouth import LIPS_INNER, LIPS_OUTER, face_scale
 from openlipsync.engine.occlusion import VisibilityModel
 from openlipsync.engine.render import MouthRenderer
-from openlipsync.engine.tracking import FaceTracker, padded_crop, shrink_square
-from openlipsync.media.picture import RgbPicture, YuvPicture
+from openlipsync.engine.tracking import FaceTracker
+from openlipsync.media.picture import RgbPicture, YuvPicture, padded_square, shrink_square
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
 from tests.media_helpers import transcode
@@ -104,7 +104,7 @@ def test_square_crops_match_the_rgb_path(hd_clip: Path) -> None:
     # Small crops take the exact RGB path; large ones are averaged on the planes.
     for x0, y0, size in [(10, 10, 200), (-40, 50, 400), (101, -301, 1047), (1000, 500, 900)]:
         crop, factor = picture.square(x0, y0, size, 320)
-        reference, ref_factor = shrink_square(padded_crop(frame, x0, y0, size), 320)
+        reference, ref_factor = shrink_square(padded_square(frame, x0, y0, size), 320)
         assert crop.shape == reference.shape == (min(size, 320), min(size, 320), 3)
         if size // 320 < 2:
             assert factor == ref_factor and np.array_equal(crop, reference)
@@ -112,7 +112,7 @@ def test_square_crops_match_the_rgb_path(hd_clip: Path) -> None:
             assert abs(factor / ref_factor - 1) < 0.01
             # Same picture: compare with the reference resampled to the same scale.
             same = cv2.resize(
-                padded_crop(frame, x0, y0, round(320 / factor)),
+                padded_square(frame, x0, y0, round(320 / factor)),
                 (320, 320),
                 interpolation=cv2.INTER_AREA,
             )

@@ -17,7 +17,7 @@ import numpy as np
 
 from openlipsync.engine.mouth import face_scale, mouth_shape
 from openlipsync.engine.scenes import shot_ranges
-from openlipsync.engine.tracking import padded_crop
+from openlipsync.media.picture import padded_square
 
 N_LANDMARKS = 478
 MESH_INPUT_CAP = 384
@@ -93,7 +93,7 @@ class FaceFinder:
     def _mesh_in(self, frame: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray | None:
         size = max(int(round(side)), 32)
         x0, y0 = int(round(cx - size / 2)), int(round(cy - size / 2))
-        crop = padded_crop(frame, x0, y0, size)
+        crop = padded_square(frame, x0, y0, size)
         factor = 1.0
         if size > MESH_INPUT_CAP:
             factor = MESH_INPUT_CAP / size

@@ -278,10 +278,6 @@ def landmark_array(landmarks) -> np.ndarray:  # noqa: ANN001 - a MediaPipe proto
     return np.array(points, dtype=np.float32).reshape(-1, 2)[:N_LANDMARKS]
 
 
-_shrink = shrink_square
-padded_crop = padded_square
-
-
 def as_picture(frame: Frame) -> Picture:
     """A Picture for an RGB uint8 (H, W, 3) array; Pictures pass through."""
     if isinstance(frame, np.ndarray):
@@ -424,8 +420,8 @@ class HandWatch:
         lower = landmarks[list(JAW_LINE) + [2, 98, 327]]
         (fx0, fy0), (fx1, fy1) = lower.min(axis=0), lower.max(axis=0)
         x0, y0, size = hand_square(landmarks)
-        crop = padded_crop(frame, x0, y0, size)
-        crop, scale = _shrink(crop, 256)
+        crop = padded_square(frame, x0, y0, size)
+        crop, scale = shrink_square(crop, 256)
         result = self._hands.process(crop)
         for hand in result.multi_hand_landmarks or []:
             points = np.array([(p.x, p.y) for p in hand.landmark]) * crop.shape[0] / scale

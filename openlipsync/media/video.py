@@ -147,12 +147,16 @@ class VideoReader:
         except av.error.FFmpegError as exc:
             raise MediaUnreadable(f"{self.path.name}: video cannot be decoded ({exc})") from exc
 
+    def _coded_size(self) -> tuple[int, int]:
+        """(width, height) as decoded, before the rotation metadata turns the picture."""
+        info = self.info
+        turned = info.rotation in (90, 270)
+        return (info.height, info.width) if turned else (info.width, info.height)
+
     def _to_picture(self, frame: av.VideoFrame) -> Picture:
         """The decoder's planes when the plain conversion applies (rotated like the frame)."""
         info = self.info
-        turned = info.rotation in (90, 270)
-        width, height = (info.height, info.width) if turned else (info.width, info.height)
-        if not _plain_yuv420(frame, width, height):
+        if not _plain_yuv420(frame, *self._coded_size()):
             return RgbPicture(self._to_rgb(frame))
         i420 = frame.to_ndarray(format="yuv420p")
         rows, half = frame.height, frame.height // 2
@@ -166,8 +170,7 @@ class VideoReader:
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """Convert (to the first frame's coded size, should the stream change size) and rotate."""
         info = self.info
-        turned = info.rotation in (90, 270)
-        width, height = (info.height, info.width) if turned else (info.width, info.height)
+        width, height = self._coded_size()
         if _plain_yuv420(frame, width, height):
             # OpenCV's BT.601 limited-range conversion, the exact inverse of the encoder's
             # (media/encode.py): about 3x cheaper than swscale and an untouched pixel
