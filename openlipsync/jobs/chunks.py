@@ -42,7 +42,7 @@ from openlipsync.jobs.generation import (
     worker_token,
 )
 from openlipsync.settings import Settings
-from openlipsync.store.files import Storage
+from openlipsync.store.files import Storage, discard
 from openlipsync.store.models import SPLIT_STAGES, Generation, GenerationChunk, utcnow
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def hand_off(
         for key, path in zip(keys, (plan_path, request.video, sound_path(plan_path)), strict=True):
             storage.put_file(key, path)
     except Exception as exc:
-        _delete_keys(storage, keys)
+        discard(storage, keys)
         from openlipsync.jobs.inputs import InputError
 
         raise InputError(CODE_STORAGE, f"cannot store the render plan: {exc}") from exc
@@ -117,7 +117,7 @@ def hand_off(
         )
         if taken.rowcount != 1:
             session.rollback()
-            _delete_keys(storage, keys)
+            discard(storage, keys)
             return False
         rows = [
             GenerationChunk(
@@ -404,15 +404,14 @@ def run_join(
             beat.progress(JOIN_STAGE, 1.0)
             status, fields = _join(generation_id, chunks, storage, workdir)
         if beat.lost.is_set():
-            _delete_keys(storage, [fields.get("output_key")])
+            discard(storage, [fields.get("output_key")])
             return None
         with sessions() as session:
             done = finish(session, generation_id, status, storage, settings, token=run, **fields)
         if done is None:
-            _delete_keys(storage, [fields.get("output_key")])
+            discard(storage, [fields.get("output_key")])
             return None
-        _remove_work(storage, chunks)
-        return done
+        return done  # finish swept the plan, the source copy and the chunk files
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -458,29 +457,9 @@ def _join(
     try:
         storage.put_file(key, result.output)
     except Exception as exc:
-        _delete_keys(storage, [key])
+        discard(storage, [key])
         return "FAILED", {"error": f"cannot store the output: {exc}", "error_code": CODE_STORAGE}
     return "COMPLETED", {"output_key": key, "output_duration": round(float(result.duration), 3)}
-
-
-def _remove_work(storage: Storage, chunks: list[GenerationChunk]) -> None:
-    """The plan, the source copy and the chunk files are scratch once the output exists."""
-    if not chunks:
-        return
-    work_key = chunks[0].work_key
-    keys = _work_keys(work_key)
-    keys += [chunk_key(work_key, chunk.index) for chunk in chunks]
-    _delete_keys(storage, keys)
-
-
-def _delete_keys(storage: Storage, keys: list[str | None]) -> None:
-    for key in keys:
-        if not key:
-            continue
-        try:
-            storage.delete(key)
-        except Exception as exc:
-            log.warning("could not delete %s: %s", key, exc)
 
 
 # -- the reaper's part ------------------------------------------------------------------------

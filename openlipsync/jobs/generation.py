@@ -30,7 +30,7 @@ from openlipsync.jobs.claims import claimable, claimed_values, heartbeat_stale, 
 from openlipsync.jobs.inputs import InputError, LocalInputs, fetch_inputs, plan_inputs
 from openlipsync.settings import Settings
 from openlipsync.store.db import is_unavailable
-from openlipsync.store.files import Storage
+from openlipsync.store.files import Storage, discard
 from openlipsync.store.models import SPLIT_STAGES, Asset, Generation, utcnow
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,7 @@ def _sweep_orphans(storage: Storage, generation: Generation) -> None:
     except Exception as exc:
         log.warning("could not list the files of %s: %s", generation.id, exc)
         return
-    for key in orphans:
-        _discard(storage, key)
+    discard(storage, orphans)
 
 
 def _speech_asset(generation: Generation, now: datetime) -> Asset:
@@ -454,21 +453,11 @@ def _store_outputs(
             fields["synthesized_audio_key"] = f"{prefix}/speech{inputs.synthesized_audio.suffix}"
             storage.put_file(fields["synthesized_audio_key"], inputs.synthesized_audio)
     except Exception as exc:
-        for key in fields.values():
-            _discard(storage, key)
+        discard(storage, fields.values())
         raise InputError("generation_storage_error", f"cannot store the output: {exc}") from exc
     fields["output_duration"] = round(float(result.duration), 3)
     return fields
 
 
 def _discard_outputs(storage: Storage, fields: dict[str, Any]) -> None:
-    for name in ("output_key", "segment_output_key"):
-        _discard(storage, fields.get(name))
-
-
-def _discard(storage: Storage, key: str | None) -> None:
-    if key:
-        try:
-            storage.delete(key)
-        except Exception as exc:
-            log.warning("could not delete orphaned output %s: %s", key, exc)
+    discard(storage, [fields.get("output_key"), fields.get("segment_output_key")])

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import mimetypes
 import os
 import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote, urlencode, urlparse
 
 from openlipsync.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FILES_ROUTE = "/v2/files/"
 UPLOADS_ROUTE = "/v2/uploads/"
@@ -51,6 +54,18 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int | None: ...
     def keys(self, prefix: str) -> list[str]: ...
+
+
+def discard(storage: Storage, keys: Iterable[str | None]) -> None:
+    """Delete leftovers, best effort: a key that will not go is logged, never raised, because
+    the work that left it is settled either way (an orphan file is harmless)."""
+    for key in keys:
+        if not key:
+            continue
+        try:
+            storage.delete(key)
+        except Exception as exc:
+            log.warning("could not delete %s: %s", key, exc)
 
 
 def open_storage(settings: Settings) -> Storage:
