@@ -16,7 +16,7 @@ import test_api_support as support
 from sqlalchemy import update
 from test_api_support import LiveServer, media, url_body
 
-from openlipsync.store.models import Generation
+from openlipsync.store.models import Asset, Generation
 
 database_url = support.database_url  # fixture
 live = support.live  # fixture
@@ -83,6 +83,34 @@ def test_output_url_works_without_key_and_supports_range(
     assert client.get(f"/v2/generate/{created['id']}").status_code == 404
     with httpx.Client() as browser:
         assert browser.get(url).status_code == 404
+
+
+def test_deleting_survives_a_file_that_will_not_go(live: LiveServer, client: httpx.Client) -> None:
+    """The row is committed gone first; a stored file that cannot be removed (here a directory
+    where the file was) is left as a harmless orphan, not answered with a 500."""
+    storage = live.app.state.storage
+    created = client.post("/v2/generate", json=url_body()).json()
+    stuck = f"outputs/{created['id']}/stuck.mp4"
+    (storage.path(stuck) / "inside").mkdir(parents=True)
+    complete(live, created["id"], stuck)
+    deleted = client.delete(f"/v2/generations/{created['id']}")
+    assert deleted.status_code == 200 and deleted.json()["id"] == created["id"]
+    assert client.get(f"/v2/generate/{created['id']}").status_code == 404
+
+    audio = media("speech/arctic_a0009.wav").read_bytes()
+    ticket = client.post(
+        "/v2/assets/upload",
+        json={"fileName": "v.wav", "contentType": "audio/wav", "size": len(audio)},
+    ).json()
+    with httpx.Client() as anonymous:
+        anonymous.put(ticket["uploadUrl"], content=audio, headers={"Content-Type": "audio/wav"})
+    asset = client.post("/v2/assets", json={"url": ticket["url"], "type": "AUDIO"}).json()
+    with live.app.state.sessions() as session:
+        key = session.get(Asset, asset["id"]).storage_key
+    storage.path(key).unlink()
+    (storage.path(key) / "inside").mkdir(parents=True)
+    assert client.delete(f"/v2/assets/{asset['id']}").status_code == 200
+    assert client.get(f"/v2/assets/{asset['id']}").status_code == 404
 
 
 def test_long_poll_returns_when_the_generation_finishes(

@@ -7,7 +7,6 @@ API process creating for the same organisation.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -23,7 +22,7 @@ from openlipsync.api.errors import ApiError
 from openlipsync.api.probe import MediaInfo
 from openlipsync.settings import Settings
 from openlipsync.store import queries
-from openlipsync.store.files import Storage
+from openlipsync.store.files import Storage, discard
 from openlipsync.store.models import Asset, Generation, new_id
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
@@ -127,14 +126,14 @@ def create_generation(
         session.commit()
     except IntegrityError:
         session.rollback()
-        _forget(storage, stored)
+        discard(storage, stored)  # an orphan is harmless; masking the error is not
         existing = queries.find_by_idempotency_key(session, organization_id, key) if key else None
         if existing is None:
             raise
         return _replay(existing, digest)
     except BaseException:
         session.rollback()
-        _forget(storage, stored)
+        discard(storage, stored)  # an orphan is harmless; masking the error is not
         raise
     return generation, True
 
@@ -211,10 +210,3 @@ def safe_file_name(filename: str | None, slot: str, extension: str) -> str:
     if not base or base in ("upload", "blob"):
         return f"{slot}.{extension}"
     return base
-
-
-def _forget(storage: Storage, keys: list[str]) -> None:
-    for key in keys:
-        # Best effort: an orphan file is harmless, masking the original error is not.
-        with contextlib.suppress(Exception):
-            storage.delete(key)

@@ -23,7 +23,7 @@ from openlipsync.api.query import enum_values, integer, single
 from openlipsync.api.routes.generations import read_json
 from openlipsync.api.validation import Problems, check_http_url
 from openlipsync.store import queries
-from openlipsync.store.files import UPLOADS_ROUTE, LocalStorage
+from openlipsync.store.files import UPLOADS_ROUTE, LocalStorage, discard
 from openlipsync.store.models import Asset, new_id, utcnow
 
 router = APIRouter(tags=["assets"])
@@ -145,8 +145,7 @@ def delete_asset(
     keys = [asset.storage_key, asset.thumbnail_key]
     session.delete(asset)
     session.commit()
-    for key in filter(None, keys):
-        request.app.state.storage.delete(key)
+    discard(request.app.state.storage, keys)  # the row is gone; a file left over is harmless
     return JSONResponse(body)
 
 

@@ -33,6 +33,7 @@ from openlipsync.api.validation import (
 )
 from openlipsync.settings import Settings
 from openlipsync.store import queries
+from openlipsync.store.files import discard
 from openlipsync.store.models import Batch, new_id
 
 router = APIRouter(tags=["batch"])
@@ -242,7 +243,7 @@ def _store_batch(
         session.commit()
     except BaseException:
         session.rollback()
-        storage.delete(key)
+        discard(storage, [key])  # best effort: the commit's error is the one to report
         raise
     return batch
 

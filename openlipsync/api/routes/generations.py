@@ -29,6 +29,7 @@ from openlipsync.api.probe import NotMediaError, probe
 from openlipsync.api.query import boolean, enum_values, integer, multi, single
 from openlipsync.api.validation import parse_json, validate_generation
 from openlipsync.store import queries
+from openlipsync.store.files import discard
 from openlipsync.store.models import Generation
 
 router = APIRouter(tags=["generations"])
@@ -341,8 +342,7 @@ def delete_generation(
     keys = [generation.output_key, generation.segment_output_key, generation.synthesized_audio_key]
     queries.delete_generation(session, generation)
     session.commit()
-    for key in filter(None, keys):
-        request.app.state.storage.delete(key)
+    discard(request.app.state.storage, keys)  # the row is gone; a file left over is harmless
     return JSONResponse(body)
 
 
