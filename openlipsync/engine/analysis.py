@@ -31,6 +31,7 @@ from openlipsync.engine.speaker import (
 )
 from openlipsync.engine.tracking import INTERP_RESIDUAL, FaceTrack, SparseTracker, smooth_track
 from openlipsync.media.audio import AudioClip
+from openlipsync.media.kept import KeptFrames
 from openlipsync.media.picture import Picture
 from openlipsync.media.probe import VideoInfo
 from openlipsync.media.video import VideoReader
@@ -65,14 +66,17 @@ def analyse(
     occlusion: bool = False,
     source_audio: AudioClip | None = None,
     driving_audio: AudioClip | None = None,
+    kept: KeptFrames | None = None,
 ) -> Analysis:
+    """The track and what the renderer learns from the source; `kept`, when given, keeps
+    decoded frames for the render pass (the largest-face pass only)."""
     if speaker_option:
         rows, cuts, visibility = _speaker_pass(
             path, video, state, speaker_option, source_audio, driving_audio
         )
         _library_pass(path, video, renderer, rows, state)
     else:
-        rows, cuts, visibility = _largest_face_pass(path, video, renderer, state, occlusion)
+        rows, cuts, visibility = _largest_face_pass(path, video, renderer, state, occlusion, kept)
     landmarks = np.stack(rows) if rows else np.empty((0, 478, 2), np.float32)
     present = ~np.isnan(landmarks[:, 0, 0])
     if not present.any():
@@ -92,7 +96,12 @@ def _frames(path: Path, video: VideoInfo, state: RunState) -> Iterator[tuple[int
 
 
 def _largest_face_pass(
-    path: Path, video: VideoInfo, renderer: MouthRenderer, state: RunState, occlusion: bool
+    path: Path,
+    video: VideoInfo,
+    renderer: MouthRenderer,
+    state: RunState,
+    occlusion: bool,
+    kept: KeptFrames | None = None,
 ) -> tuple[list[np.ndarray], list[int], VisibilityModel | None]:
     """Threads: decode and scene cuts, face mesh (two, on alternate spans), and (here) the
     mouth library.
@@ -130,6 +139,8 @@ def _largest_face_pass(
                     visibility.observe(frame, landmarks)
                 renderer.observe(index, frame, landmarks)
             rows.append(MISSING if landmarks is None else landmarks.astype(np.float32))
+            if kept is not None:
+                kept.keep(index, picture)
             if index % 10 == 0:
                 state.report("track", index / max(video.frame_count, 1))
     finally:

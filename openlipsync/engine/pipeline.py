@@ -53,7 +53,9 @@ from openlipsync.engine.speaker import loudness_per_frame
 from openlipsync.engine.tracking import FaceTrack
 from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.encode import VideoWriter
+from openlipsync.media.kept import KeptFrames, KeptSource, Source
 from openlipsync.media.probe import VideoInfo, probe
+from openlipsync.media.seek import SeekingSource
 from openlipsync.media.timeline import Timeline, plan_timeline
 from openlipsync.media.video import FrameSource, needs_disk_cache, revisits
 from openlipsync.tts.base import PhonemeTiming
@@ -71,10 +73,8 @@ def run(
 ) -> GenerateResult:
     state = RunState(progress, should_cancel)
     with tempfile.TemporaryDirectory(prefix="openlipsync-") as scratch:
-        with planned(request, state) as plan:
-            frames, segment_frames = _render_pass(
-                request, plan.video, plan.timeline, plan.look, Path(scratch), state
-            )
+        with planned(request, state, keep_frames=True) as plan:
+            frames, segment_frames = _render_pass(request, plan, Path(scratch), state)
         state.report("render", 1.0)
     video, timeline = plan.video, plan.timeline
     return GenerateResult(
@@ -97,18 +97,25 @@ class Planned:
     video: VideoInfo
     timeline: Timeline
     look: _Look
+    kept: KeptFrames | None  # the analysis's decoded frames, for the render pass to reuse
 
 
 @contextmanager
-def planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
+def planned(
+    request: GenerateRequest, state: RunState, keep_frames: bool = False
+) -> Iterator[Planned]:
     """Probe, analyse the source and plan the mouth for the whole clip (no chunk borders in the
     motion); the renderer's resources are released when the block ends. BLAS stays on one
-    thread until then (see quiet_blas), the render pass included."""
+    thread until then (see quiet_blas), the render pass included. With `keep_frames` the
+    analysis keeps what it decoded, within media/kept.py's budget, for a render pass in this
+    process (chunks render elsewhere: their planner keeps nothing)."""
     with quiet_blas():
-        yield from _planned(request, state)
+        yield from _planned(request, state, KeptFrames() if keep_frames else None)
 
 
-def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
+def _planned(
+    request: GenerateRequest, state: RunState, kept: KeptFrames | None
+) -> Iterator[Planned]:
     preset = preset_for(request.model)
     state.report("probe", 0.0)
     with state.timed("audio"):
@@ -116,7 +123,7 @@ def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
     _check_length(request, 0.0 if video.is_still else video.duration)  # before any decoding
     renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
     try:
-        analysis, sound = _analyse_while_loading(request, video, has_sound, renderer, state)
+        analysis, sound = _analyse_while_loading(request, video, has_sound, renderer, state, kept)
         track = analysis.track
         state.report("plan", 0.0)
         with state.timed("plan"):
@@ -132,9 +139,11 @@ def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
             person = fit_person(sound.source, mouth_shape(track.landmarks), video.fps)
             targets = _plan_targets(request, audio_an, timeline, person)
             look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
-        yield Planned(video, timeline, look)
+        yield Planned(video, timeline, look, kept)
     finally:
         renderer.close()
+        if kept is not None:
+            kept.clear()
 
 
 @dataclass
@@ -151,6 +160,7 @@ def _analyse_while_loading(
     has_sound: bool,
     renderer: MouthRenderer,
     state: RunState,
+    kept: KeptFrames | None,
 ) -> tuple[Analysis, _Sound]:
     """The analysis pass, with the sound decoded beside it (the largest-face pass needs none;
     choosing a speaker does, so it waits). A sound error still wins over an analysis error,
@@ -169,6 +179,7 @@ def _analyse_while_loading(
                 occlusion=_wants_occlusion(request),
                 source_audio=early.source if early else None,
                 driving_audio=early.analysis if early else None,
+                kept=kept,
             )
         except BaseException:
             pending.result()  # raises the sound's error, if any, in the analysis's place
@@ -371,22 +382,15 @@ def _phone_timings(request: GenerateRequest) -> list[PhonemeTiming] | None:
 
 
 def _render_pass(
-    request: GenerateRequest,
-    video: VideoInfo,
-    timeline: Timeline,
-    look: _Look,
-    scratch: Path,
-    state: RunState,
+    request: GenerateRequest, plan: Planned, scratch: Path, state: RunState
 ) -> tuple[int, int]:
     """Encode into scratch files and move them into place, so a failure never leaves half an MP4.
 
     Returns the frames written to the output and to the segment output (0 when none)."""
     preset: Preset = preset_for(request.model)
+    video, timeline, look = plan.video, plan.timeline, plan.look
     partial = scratch / "output.mp4"
-    cache = scratch if needs_disk_cache(timeline.src_index) else None  # bounce, not cut_off
-    source = FrameSource(
-        request.video, fps=video.fps, cache_dir=cache, keep_recent=revisits(timeline.src_index)
-    )
+    source = _frame_source(request.video, video.fps, timeline.src_index, plan.kept, scratch)
     frames = prefetch(source.get(int(i)) for i in timeline.src_index)
     try:
         with ExitStack() as writers:
@@ -428,6 +432,24 @@ def _render_pass(
         request.segment_output.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(segment_writer.path, request.segment_output)
     return written, segment_written
+
+
+def _frame_source(
+    video: Path, fps: float, src_index: np.ndarray, kept: KeptFrames | None, scratch: Path
+) -> Source:
+    """The source frames in the timeline's order: kept ones as they are, the rest decoded.
+
+    Beyond the kept frames, a forward reading (with restarts, as loop's) seeks past them; a
+    bounce goes back and forth and keeps its disk cache. Without kept frames, one sequential
+    decoder serves all, as ever."""
+    cache = scratch if needs_disk_cache(src_index) else None  # bounce, not cut_off
+
+    def sequential() -> FrameSource:
+        return FrameSource(video, fps=fps, cache_dir=cache, keep_recent=revisits(src_index))
+
+    if kept is None or not len(kept):
+        return sequential()
+    return KeptSource(kept, sequential if cache else lambda: SeekingSource(video, fps))
 
 
 def _segment_writer(

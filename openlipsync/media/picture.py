@@ -24,6 +24,19 @@ class Picture(Protocol):
     height: int
     width: int
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded picture this holds (not of any RGB made from it)."""
+        ...
+
+    def detached(self) -> Picture:
+        """The same picture without the RGB conversions it has cached, for keeping."""
+        ...
+
+    def fresh_rgb(self) -> np.ndarray:
+        """The whole frame as a new RGB uint8 (H, W, 3) array, not kept by the picture."""
+        ...
+
     def rgb(self) -> np.ndarray:
         """The whole frame, RGB uint8 (H, W, 3); computed once."""
         ...
@@ -114,6 +127,16 @@ class RgbPicture:
         self._frame = frame
         self.height, self.width = frame.shape[:2]
 
+    @property
+    def nbytes(self) -> int:
+        return self._frame.nbytes
+
+    def detached(self) -> RgbPicture:
+        return self
+
+    def fresh_rgb(self) -> np.ndarray:
+        return self._frame.copy()
+
     def rgb(self) -> np.ndarray:
         return self._frame
 
@@ -156,6 +179,18 @@ class YuvPicture:
             raise ValueError(f"planes {y.shape} {u.shape} {v.shape} are not 4:2:0, even sides")
         self._y, self._u, self._v = y, u, v
         self._rgb: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return self._y.nbytes + self._u.nbytes + self._v.nbytes
+
+    def detached(self) -> YuvPicture:
+        return YuvPicture(self._y, self._u, self._v) if self._rgb is not None else self
+
+    def fresh_rgb(self) -> np.ndarray:
+        if self._rgb is not None:
+            return self._rgb.copy()
+        return self._convert(0, 0, self.width, self.height)
 
     def rgb(self) -> np.ndarray:
         if self._rgb is None:

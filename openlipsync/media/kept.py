@@ -1,0 +1,82 @@
+"""Frames of the analysis pass kept for the render pass, so that a short video is decoded once.
+
+The engine reads its source twice: the analysis pass (where the face is, what the mouths look
+like) and the render pass. For a short clip the second decode is pure overhead, about an eighth
+of the run at 720p. So the analysis keeps the pictures it has decoded, in their 4:2:0 planes
+(1.5 bytes per pixel), up to `KEPT_BYTES`: at 25 fps that is about 15 s of 720p or 6.5 s of
+1080p. The render pass converts kept pictures to RGB, the same pixels a second decode gives,
+and decodes only what lies beyond them, seeking past the kept part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from openlipsync.media.picture import Picture
+
+KEPT_BYTES = 512 << 20
+
+
+class Source(Protocol):
+    def get(self, index: int) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class KeptFrames:
+    """The first decoded pictures of a pass, in order, while they fit in `budget` bytes."""
+
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = KEPT_BYTES if budget is None else budget
+        self._pictures: list[Picture] = []
+        self._bytes = 0
+        self._full = False
+
+    def __len__(self) -> int:
+        return len(self._pictures)
+
+    def keep(self, index: int, picture: Picture) -> None:
+        """Keep the picture of frame `index`; frames must come in order, from 0, without gaps
+        (the first one that does not, or does not fit, ends the keeping)."""
+        if self._full or index != len(self._pictures):
+            self._full = True
+            return
+        if self._bytes + picture.nbytes > self.budget:
+            self._full = True
+            return
+        self._pictures.append(picture.detached())
+        self._bytes += picture.nbytes
+
+    def rgb(self, index: int) -> np.ndarray:
+        """Frame `index` as a new RGB array the caller may paint on."""
+        return self._pictures[index].fresh_rgb()
+
+    def clear(self) -> None:
+        self._pictures.clear()
+        self._bytes = 0
+        self._full = True
+
+
+class KeptSource:
+    """`get(index)` from the kept frames where it can, else from the source `beyond` makes
+    (on first need: a clip that is kept whole never opens a decoder again)."""
+
+    def __init__(self, kept: KeptFrames, beyond: Callable[[], Source]) -> None:
+        self._kept = kept
+        self._make_beyond = beyond
+        self._beyond: Source | None = None
+
+    def get(self, index: int) -> np.ndarray:
+        if 0 <= index < len(self._kept):
+            return self._kept.rgb(index)
+        if self._beyond is None:
+            self._beyond = self._make_beyond()
+        return self._beyond.get(index)
+
+    def close(self) -> None:
+        if self._beyond is not None:
+            self._beyond.close()
+            self._beyond = None

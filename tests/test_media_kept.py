@@ -1,0 +1,119 @@
+"""Frames kept from the analysis pass: the same pixels as a second decode, within a budget,
+and a render pass that reads them gives the very same video as one that decodes again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import media_path
+from media_helpers import transcode
+
+import openlipsync.media.kept as kept_module
+from openlipsync.engine import GenerateRequest, generate
+from openlipsync.media.kept import KeptFrames, KeptSource
+from openlipsync.media.video import VideoReader
+
+
+@pytest.fixture(scope="module")
+def grid() -> Path:
+    return media_path("video/grid_bbaf2n.mpg")
+
+
+@pytest.fixture(scope="module")
+def odd_sources(grid: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A rotated clip (planes kept turned) and a 10-bit 4:2:2 one (kept as RGB pictures)."""
+    folder = tmp_path_factory.mktemp("kept")
+    return {
+        "rot90": transcode(grid, folder / "rot90.mp4", "libx264", None, {"qp": "0"}, rotation=90),
+        "prores": transcode(grid, folder / "p.mov", "prores_ks", None, {}, "yuv422p10le"),
+    }
+
+
+def _kept(path: Path, budget: int = 1 << 30, touch_rgb: bool = False) -> KeptFrames:
+    kept = KeptFrames(budget)
+    with VideoReader(path, fps=25.0) as reader:
+        for index, picture in enumerate(reader.pictures()):
+            if touch_rgb:
+                picture.rgb()  # as the face detector does: the picture caches its RGB
+            kept.keep(index, picture)
+    return kept
+
+
+@pytest.mark.parametrize("name", ["grid", "rot90", "prores"])
+def test_kept_frames_are_the_pixels_of_a_second_decode(
+    name: str, grid: Path, odd_sources: dict[str, Path]
+) -> None:
+    path = grid if name == "grid" else odd_sources[name]
+    with VideoReader(path, fps=25.0) as reader:
+        decoded = list(reader)
+    kept = _kept(path, touch_rgb=True)
+    assert len(kept) == len(decoded) == 75
+    for index in (0, 1, 37, 74):
+        frame = kept.rgb(index)
+        assert frame.flags.c_contiguous and frame.dtype == np.uint8
+        assert np.array_equal(frame, decoded[index]), index
+    first = kept.rgb(0)
+    first[:] = 0  # the caller may paint on what it gets
+    assert np.array_equal(kept.rgb(0), decoded[0])
+
+
+def test_keeping_stops_at_the_budget_and_at_a_gap(grid: Path) -> None:
+    one = 360 * 288 * 3 // 2  # bytes of one 4:2:0 picture of the clip
+    assert len(_kept(grid, budget=10 * one)) == 10
+    assert len(_kept(grid, budget=one - 1)) == 0
+    kept = KeptFrames()
+    with VideoReader(grid) as reader:
+        pictures = reader.pictures()
+        kept.keep(0, next(pictures))
+        next(pictures)
+        kept.keep(2, next(pictures))  # frame 1 never came: nothing after it can be kept
+        kept.keep(3, next(pictures))
+        pictures.close()
+    assert len(kept) == 1
+    kept.clear()
+    assert len(kept) == 0
+
+
+def test_kept_source_decodes_only_beyond_the_kept_frames(grid: Path) -> None:
+    made: list[int] = []
+
+    class Beyond:
+        def get(self, index: int) -> np.ndarray:
+            made.append(index)
+            return np.zeros((288, 360, 3), np.uint8)
+
+        def close(self) -> None:
+            made.append(-1)
+
+    source = KeptSource(_kept(grid, budget=5 * 360 * 288 * 3 // 2), Beyond)
+    assert source.get(4).any() and made == []
+    assert not source.get(5).any() and made == [5]
+    source.close()
+    assert made == [5, -1]
+
+
+def _frames(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="yuv420p") for f in container.decode(video=0)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["loop", "bounce"])
+def test_generation_is_identical_with_all_some_or_no_frames_kept(
+    mode: str, grid: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 3 s clip driven by 5 s of speech: loop restarts and bounce turns back, across the
+    border of a partly kept clip as well as inside a whole one."""
+    audio = media_path("speech/librivox_austen_0890.wav")
+    one = 360 * 288 * 3 // 2
+    outputs = {}
+    for label, budget in (("none", 0), ("some", 30 * one), ("all", 1 << 30)):
+        monkeypatch.setattr(kept_module, "KEPT_BYTES", budget)
+        request = GenerateRequest(grid, audio, tmp_path / f"{label}.mp4", sync_mode=mode)
+        outputs[label] = _frames(generate(request).output)
+    assert len(outputs["none"]) > 75  # longer than the clip: the mode really turned
+    assert np.array_equal(outputs["some"], outputs["none"])
+    assert np.array_equal(outputs["all"], outputs["none"])
