@@ -8,7 +8,7 @@ before the clock starts, as in a worker that has run a job. Besides wall time, C
 much less so. `--repeat N` alternates floor and engine N times and adds the median.
 
     python bench/engine.py [--seconds 8] [--sizes 360,720,1080] [--model lipsync-2] [--repeat 1]
-                           [--source ../shared/media/video/grid_bbaf2n.mpg]
+                           [--source ../shared/media/video/grid_bbaf2n.mpg] [--decoding-baseline]
 """
 
 from __future__ import annotations
@@ -112,6 +112,10 @@ def child(kind: str, video: str, out: str, model: str) -> None:
         import openlipsync.media.video  # noqa: F401
     else:
         _load_engine()
+        if kind == "engine-decoding":  # the render pass decodes everything again, as it used to
+            import openlipsync.media.kept
+
+            openlipsync.media.kept.KEPT_BYTES = 0
     cpu = _cpu_seconds()
     run = (
         floor_run(Path(video), Path(out), model)
@@ -163,6 +167,12 @@ def main() -> None:
         help="clip to scale (default: the Pexels face, whose mouth a hand covers for most of the "
         "first 8 s, so most frames pass through; a GRID clip has a mouth to render throughout)",
     )
+    parser.add_argument(
+        "--decoding-baseline",
+        action="store_true",
+        help="also run the engine with no frames kept from the analysis (media/kept.py), so the "
+        "render pass decodes again: the gain of keeping them, measured in the same run",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -177,6 +187,10 @@ def main() -> None:
                 floor = measure("floor", video, Path(tmp) / f"floor_{height}.mp4", args.model)
                 engine = measure("engine", video, Path(tmp) / f"out_{height}.mp4", args.model)
                 ratios.append(report(height, floor, engine))
+                if args.decoding_baseline:
+                    again = measure("engine-decoding", video, Path(tmp) / "again.mp4", args.model)
+                    print("        decoding again (no kept frames):", end="")
+                    report(height, floor, again)
                 rtfs.append(engine["seconds"] * engine["fps_video"] / engine["frames"])
             if args.repeat > 1:
                 print(
