@@ -114,6 +114,17 @@ class FaceTracker:
         self._roi = (*landmarks.mean(axis=0).tolist(), 2.0 * float(extent.max()))
         return landmarks
 
+    @property
+    def followed(self) -> tuple[float, float, float] | None:
+        """Where the face is followed: (cx, cy, side) of the mesh's crop, or None when the next
+        frame starts with a detection. Settable: a caller that meshes a frame out of order
+        puts the crop back where the sequence left it, or forgets it with None."""
+        return self._roi
+
+    @followed.setter
+    def followed(self, roi: tuple[float, float, float] | None) -> None:
+        self._roi = roi
+
     def _detect(self, frame: Picture) -> tuple[float, float, float] | None:
         height, width = frame.height, frame.width
         result = self._detector.process(np.ascontiguousarray(frame.rgb()))
@@ -196,7 +207,7 @@ class SparseTracker:
         push finds it afresh with the detector. Call between flush and the next push."""
         self._last = None
         self._pending = None
-        self._tracker._roi = None
+        self._tracker.followed = None
 
     def flush(self) -> list[tuple[Frame, np.ndarray | None, bool]]:
         """Settle the frame still waiting (at the end of the video or of a shot)."""
@@ -218,10 +229,10 @@ class SparseTracker:
             if box is not None and _residual(*pictures, box) <= residual:
                 self.interpolated += 1
                 return frame, (before_landmarks + after_landmarks) / 2, False
-        roi = self._tracker._roi
+        roi = self._tracker.followed
         landmarks = self._mesh(frame)
         if after_landmarks is not None:  # measured out of order: go on from the later frame
-            self._tracker._roi = roi
+            self._tracker.followed = roi
         return frame, landmarks, True
 
     def _mesh(self, frame: Frame) -> np.ndarray | None:
