@@ -39,6 +39,7 @@ from openlipsync.media.video import FrameSource
 
 PLAN_VERSION = 2  # 2: library crops as PNG, the sound in a file of its own
 MAX_SEEKS = 8  # backward jumps in one chunk still worth a seek each (loop restarts)
+SOUND_BLOCK = 1 << 20  # samples per write of the plan's sound (4 MB)
 _RENDERER_PREFIX = "renderer/"
 _CROPS = "library_crops"
 
@@ -145,9 +146,20 @@ def write_plan(
         with open(partial, "wb") as handle:  # a file object: savez adds no suffix
             np.savez(handle, **payload)
         partial.replace(path)
-        np.save(sound_path(path), timeline.audio.samples.astype(np.float32))
+        _save_sound(timeline.audio, sound_path(path))
     state.report("plan", 1.0)
     return summary
+
+
+def _save_sound(clip: AudioClip, path: Path) -> None:
+    """np.save of the clip's samples, written a block at a time: the output audio is a file
+    (see FileAudioClip), and reading it whole would bring hours of 48 kHz into memory."""
+    count = len(clip.samples)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False}
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {**header, "shape": (count,)})
+        for start in range(0, count, SOUND_BLOCK):
+            clip.window(start, min(SOUND_BLOCK, count - start)).astype("<f4").tofile(handle)
 
 
 def sound_path(plan: Path) -> Path:

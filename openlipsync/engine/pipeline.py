@@ -51,7 +51,7 @@ from openlipsync.engine.segments import (
 )
 from openlipsync.engine.speaker import loudness_per_frame
 from openlipsync.engine.tracking import FaceTrack
-from openlipsync.media.audio import AudioClip, load_audio
+from openlipsync.media.audio import AudioClip, load_audio, load_audio_to_file
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import VideoInfo, probe
 from openlipsync.media.timeline import Timeline, plan_timeline
@@ -103,12 +103,13 @@ class Planned:
 def planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
     """Probe, analyse the source and plan the mouth for the whole clip (no chunk borders in the
     motion); the renderer's resources are released when the block ends. BLAS stays on one
-    thread until then (see quiet_blas), the render pass included."""
-    with quiet_blas():
-        yield from _planned(request, state)
+    thread until then (see quiet_blas), the render pass included. The output audio is kept in a
+    scratch file (timeline.audio reads it) that is deleted when the block ends, however."""
+    with quiet_blas(), tempfile.TemporaryDirectory(prefix="openlipsync-sound-") as scratch:
+        yield from _planned(request, state, Path(scratch))
 
 
-def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
+def _planned(request: GenerateRequest, state: RunState, scratch: Path) -> Iterator[Planned]:
     preset = preset_for(request.model)
     state.report("probe", 0.0)
     with state.timed("audio"):
@@ -116,7 +117,9 @@ def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
     _check_length(request, 0.0 if video.is_still else video.duration)  # before any decoding
     renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
     try:
-        analysis, sound = _analyse_while_loading(request, video, has_sound, renderer, state)
+        analysis, sound = _analyse_while_loading(
+            request, video, has_sound, renderer, state, scratch
+        )
         track = analysis.track
         state.report("plan", 0.0)
         with state.timed("plan"):
@@ -132,6 +135,7 @@ def _planned(request: GenerateRequest, state: RunState) -> Iterator[Planned]:
             person = fit_person(sound.source, mouth_shape(track.landmarks), video.fps)
             targets = _plan_targets(request, audio_an, timeline, person)
             look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
+        del analysis, sound, audio_an, targets, person  # the render pass needs only the look
         yield Planned(video, timeline, look)
     finally:
         renderer.close()
@@ -151,13 +155,14 @@ def _analyse_while_loading(
     has_sound: bool,
     renderer: MouthRenderer,
     state: RunState,
+    scratch: Path,
 ) -> tuple[Analysis, _Sound]:
     """The analysis pass, with the sound decoded beside it (the largest-face pass needs none;
     choosing a speaker does, so it waits). A sound error still wins over an analysis error,
     as when the sound was loaded first."""
     speaker = _speaker_option(request)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="openlipsync-sound") as pool:
-        pending = pool.submit(_load_sound, request, has_sound, state)
+        pending = pool.submit(_load_sound, request, has_sound, state, scratch)
         early = pending.result() if speaker else None
         try:
             analysis = analyse(
@@ -176,7 +181,11 @@ def _analyse_while_loading(
         return analysis, pending.result()
 
 
-def _load_sound(request: GenerateRequest, has_sound: bool, state: RunState) -> _Sound:
+def _load_sound(
+    request: GenerateRequest, has_sound: bool, state: RunState, scratch: Path
+) -> _Sound:
+    """The sounds the plan needs. The output-rate driver goes to a file in `scratch` (at 48 kHz
+    it is the largest thing a long run would hold); the analysis-rate ones stay in memory."""
     with state.timed("audio"):
         drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
         if request.segments:
@@ -184,7 +193,9 @@ def _load_sound(request: GenerateRequest, has_sound: bool, state: RunState) -> _
             audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
             audio_an = max((clips[1] for clips in drivers.values()), key=lambda c: c.duration)
         else:
-            audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE, request.max_seconds)
+            audio_out = load_audio_to_file(
+                request.audio, scratch / "output.f32", OUTPUT_AUDIO_RATE, request.max_seconds
+            )
             audio_an = load_audio(request.audio, ANALYSIS_RATE, request.max_seconds)
         _check_length(request, audio_out.duration)
         source = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
@@ -330,7 +341,7 @@ def _plan_targets(
     the audio alone misses closures inside words: so with phone timings the two are averaged and
     every bilabial and pause frame is then closed exactly.
     """
-    driving = audio.padded_to(timeline.duration)
+    driving = audio.padded_to(timeline.duration, copy=False)  # read only
     shapes = plan_mouth(
         driving,
         timeline.fps,

@@ -174,7 +174,7 @@ class MouthRenderer:
         if lib.count:
             self._triangles = _triangulation(lib)
             self._ring = _crop_ring(lib.size)
-            poses = head_pose(track.landmarks[src_index])
+            poses = head_pose(track.landmarks)[src_index]  # per source frame: no (T, 478, 2) copy
             ramp = max(1, int(round(0.12 * self.fps)))
             for start, stop in _runs(valid):
                 self._choice[start:stop] = _viterbi(
@@ -383,7 +383,7 @@ class MouthRenderer:
             "library_size": [int(width), int(height)],
         }
         arrays = {
-            "track_landmarks": self.track.landmarks.astype(np.float32),
+            "track_landmarks": np.asarray(self.track.landmarks, np.float32),
             "targets": self.targets,
             "src_index": self.src_index,
             "choice": remap(self._choice),
