@@ -53,14 +53,15 @@ def peak_rss(video: Path, audio: Path, out: Path, model: str, sync_mode: str) ->
     """(peak RSS in bytes, wall seconds) of one `openlipsync generate` in a child process."""
     command = [str(Path(sys.executable).with_name("openlipsync")), "generate"]
     command += ["--video", str(video), "--audio", str(audio), "-o", str(out)]
-    command += ["--model", model, "--sync-mode", sync_mode]
+    command += ["--model", model, "--sync-mode", sync_mode, "--quiet"]
     began = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - began
-    errors = child.stderr.read().decode() if child.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"generate failed: {errors[-2000:]}")
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe nobody reads while it runs
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - began
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.seek(0)
+            raise RuntimeError(f"generate failed: {errors.read().decode()[-2000:]}")
     return usage.ru_maxrss * 1024, wall  # Linux reports KiB
 
 

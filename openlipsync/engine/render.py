@@ -684,7 +684,7 @@ def _viterbi(
     """
     n, count, lib_src = len(targets), lib.count, lib.src
     k = min(CANDIDATES, count)
-    cand = np.empty((n, k), np.int64)
+    cand = np.empty((n, k), np.int32)  # library entries (at most a few thousand)
     cost = np.empty((n, k), np.float32)
     for start in range(0, n, VITERBI_CHUNK):  # bounded memory: chunk x library, not T x library
         part = slice(start, min(start + VITERBI_CHUNK, n))
@@ -696,7 +696,7 @@ def _viterbi(
         cost[part] = np.take_along_axis(unary, cand[part], axis=1)
     stride = max(1, int(np.median(np.diff(lib_src))) if count > 1 else 1)
     total = cost[0].copy()
-    back = np.zeros((n, k), np.int64)
+    back = np.zeros((n, k), np.int8)  # candidate slots (k <= CANDIDATES): 8x less per frame
     for t in range(1, n):
         prev_src = lib_src[cand[t - 1]][:, None]
         next_src = lib_src[cand[t]][None, :]
