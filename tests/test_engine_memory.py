@@ -129,3 +129,20 @@ def test_smoothing_memory_does_not_grow_with_the_run() -> None:
         tracemalloc.stop()
     assert peak < 96 * 2**20
     assert np.isfinite(track.landmarks[track.present]).all()
+
+
+def test_plan_sound_is_saved_by_blocks_and_read_back_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunked join reads the plan's sound from its .npy file a window at a time."""
+    from openlipsync.engine import chunks
+
+    monkeypatch.setattr(chunks, "SOUND_BLOCK", 1000)
+    memory = load_audio(SPEECH, 48_000)
+    chunks._save_sound(load_audio_to_file(SPEECH, tmp_path / "s.f32", 48_000), tmp_path / "s.npy")
+    assert np.array_equal(np.load(tmp_path / "s.npy"), memory.samples)
+    back = FileAudioClip.open_npy(tmp_path / "s.npy", 48_000)
+    assert np.array_equal(back.window(0, len(memory.samples) + 5)[:-5], memory.samples)
+    np.save(tmp_path / "wrong.npy", memory.samples.astype(np.float64))
+    with pytest.raises(ValueError):
+        FileAudioClip.open_npy(tmp_path / "wrong.npy", 48_000)

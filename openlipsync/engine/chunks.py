@@ -30,7 +30,7 @@ from openlipsync.engine.presets import preset_for
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.request import GenerateRequest, GenerateResult, ProgressCallback
 from openlipsync.engine.run_state import RunState
-from openlipsync.media.audio import AudioClip
+from openlipsync.media.audio import AudioClip, FileAudioClip
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.join import join_streams
 from openlipsync.media.probe import probe
@@ -194,7 +194,8 @@ def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
-        audio = np.load(sound_path(path), allow_pickle=False) if sound else None
+        # Read by the join a window at a time: hours of 48 kHz need not be in memory.
+        audio = FileAudioClip.open_npy(sound_path(path), int(meta["audio_rate"])) if sound else None
     except (OSError, ValueError, KeyError) as exc:
         raise PlanUnusable(f"the render plan cannot be read: {exc}") from exc
     if meta.get("version") != PLAN_VERSION:
@@ -227,8 +228,7 @@ def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
         arrays.get("visibility"),
         arrays.get("loudness"),
     )
-    clip = None if audio is None else AudioClip(audio, int(meta["audio_rate"]))
-    return ChunkPlan(summary, look, clip, int(meta["crf"]), str(meta["x264"]))
+    return ChunkPlan(summary, look, audio, int(meta["crf"]), str(meta["x264"]))
 
 
 def render_chunk(

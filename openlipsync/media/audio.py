@@ -21,6 +21,10 @@ from openlipsync.engine.errors import AudioMissing, InputTooLong, MediaUnreadabl
 from openlipsync.media.probe import open_container, probe, round_half_up
 
 MAX_DECODE_SECONDS = 3 * 3600.0  # the engine's own ceiling (GenerateRequest.max_seconds)
+NPY_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 @dataclass
@@ -76,32 +80,51 @@ class FileAudioClip(AudioClip):
     """
 
     path: Path = Path()
+    offset: int = 0  # bytes before the first sample (a .npy header)
 
     @classmethod
-    def open(cls, path: Path, sample_rate: int, count: int | None = None) -> FileAudioClip:
-        """The first `count` samples of the file (all of them by default)."""
-        size = path.stat().st_size // 4
+    def open(
+        cls, path: Path, sample_rate: int, count: int | None = None, offset: int = 0
+    ) -> FileAudioClip:
+        """The first `count` samples of the file after `offset` (all of them by default)."""
+        size = (path.stat().st_size - offset) // 4
         count = size if count is None else count
         if count == 0:  # np.memmap cannot map nothing
-            return cls(np.zeros(0, np.float32), sample_rate, path)
-        return cls(np.memmap(path, np.float32, "r", shape=(count,)), sample_rate, path)
+            return cls(np.zeros(0, np.float32), sample_rate, path, offset)
+        samples = np.memmap(path, np.float32, "r", offset=offset, shape=(count,))
+        return cls(samples, sample_rate, path, offset)
+
+    @classmethod
+    def open_npy(cls, path: Path, sample_rate: int) -> FileAudioClip:
+        """The samples of a 1-D little-endian float32 .npy file (ValueError for anything else)."""
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version not in NPY_HEADERS:
+                raise ValueError(f"{path.name}: unsupported .npy version {version}")
+            shape, _, dtype = NPY_HEADERS[version](handle)
+            offset = handle.tell()
+        if len(shape) != 1 or dtype != np.dtype("<f4"):
+            raise ValueError(f"{path.name}: expected 1-D float32 samples, got {dtype} {shape}")
+        if (path.stat().st_size - offset) // 4 < shape[0]:
+            raise ValueError(f"{path.name}: the file is shorter than its header says")
+        return cls.open(path, sample_rate, shape[0], offset)
 
     def padded_to(self, seconds: float, copy: bool = True) -> AudioClip:
         """Cut by a shorter view of the same file; padded by appending silence to the file
         (never shortened: an earlier, longer view may still map it). `copy` does not apply:
         nothing writes into a file-backed clip's samples."""
         count = max(0, self._index(seconds))
-        if count > self.path.stat().st_size // 4:
+        if count > (self.path.stat().st_size - self.offset) // 4:
             with open(self.path, "r+b") as handle:
-                handle.truncate(count * 4)  # the new tail reads as zeros
-        return FileAudioClip.open(self.path, self.sample_rate, count)
+                handle.truncate(self.offset + count * 4)  # the new tail reads as zeros
+        return FileAudioClip.open(self.path, self.sample_rate, count, self.offset)
 
     def window(self, start: int, count: int) -> np.ndarray:
         out = np.zeros(count, np.float32)
         stop = min(start + count, len(self.samples))
         if stop > start:
             with open(self.path, "rb") as handle:
-                handle.seek(start * 4)
+                handle.seek(self.offset + start * 4)
                 out[: stop - start] = np.frombuffer(handle.read((stop - start) * 4), np.float32)
         return out
 
