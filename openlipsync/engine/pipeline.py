@@ -5,7 +5,11 @@
           ─► render pass (decode ─► render mouth ─► encode H.264/AAC)
 
 Frames are never held for the whole video: the track pass keeps only landmarks (a few KB per
-frame) and a capped mouth library; the render pass streams frames straight into the encoder.
+frame, in one array smoothed in place) and a capped mouth library; the render pass streams frames
+straight into the encoder. The output audio (48 kHz: 0.18 MiB per second) is decoded into a
+scratch file that the encoder reads a window at a time; only the 16 kHz analysis audio is in
+memory, and only while planning. What still grows with the length (issue #2, bench/memory.py):
+the landmarks (3.8 KB per frame) and the analysis audio (64 KB per second, per sound).
 """
 
 from __future__ import annotations
