@@ -137,6 +137,7 @@ def _planned(request: GenerateRequest, state: RunState, scratch: Path) -> Iterat
                     len(track.present), video.fps, sound.output, request.sync_mode, video.is_still
                 )
             person = fit_person(sound.source, mouth_shape(track.landmarks), video.fps)
+            sound.source = None  # done with (64 KB per second): not held through the rest
             targets = _plan_targets(request, audio_an, timeline, person)
             look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
         del analysis, sound, audio_an, targets, person  # the render pass needs only the look
