@@ -29,7 +29,13 @@ from openlipsync.engine.speaker import (
     loudness_per_frame,
     pick_in_box,
 )
-from openlipsync.engine.tracking import INTERP_RESIDUAL, FaceTrack, SparseTracker, smooth_track
+from openlipsync.engine.tracking import (
+    INTERP_RESIDUAL,
+    N_LANDMARKS,
+    FaceTrack,
+    SparseTracker,
+    smooth_in_place,
+)
 from openlipsync.media.audio import AudioClip
 from openlipsync.media.kept import KeptFrames
 from openlipsync.media.picture import Picture
@@ -48,6 +54,7 @@ SPARSE_TRACKING = {"fast": INTERP_RESIDUAL}
 SPAN_BYTES = 48 << 20
 MAX_SPAN = 48
 MIN_SPAN = 12
+MAX_EXPECTED_ROWS = 400_000  # frames of landmarks reserved up front at most (3 h at 37 fps)
 
 
 @dataclass
@@ -71,16 +78,17 @@ def analyse(
     """The track and what the renderer learns from the source; `kept`, when given, keeps
     decoded frames for the render pass (the largest-face pass only)."""
     if speaker_option:
-        rows, cuts, visibility = _speaker_pass(
+        landmarks, cuts, visibility = _speaker_pass(
             path, video, state, speaker_option, source_audio, driving_audio
         )
-        _library_pass(path, video, renderer, rows, state)
+        _library_pass(path, video, renderer, landmarks, state)
     else:
-        rows, cuts, visibility = _largest_face_pass(path, video, renderer, state, occlusion, kept)
-    landmarks = np.stack(rows) if rows else np.empty((0, 478, 2), np.float32)
+        landmarks, cuts, visibility = _largest_face_pass(
+            path, video, renderer, state, occlusion, kept
+        )
     present = ~np.isnan(landmarks[:, 0, 0])
     if not present.any():
-        raise NoFaceFound(f"no face found in any of the {len(rows)} frames of {path.name}")
+        raise NoFaceFound(f"no face found in any of the {len(landmarks)} frames of {path.name}")
     with state.timed("track"):
         track = _smooth_per_shot(FaceTrack(landmarks=landmarks, present=present), cuts, video.fps)
     weights = None
@@ -102,7 +110,7 @@ def _largest_face_pass(
     state: RunState,
     occlusion: bool,
     kept: KeptFrames | None = None,
-) -> tuple[list[np.ndarray], list[int], VisibilityModel | None]:
+) -> tuple[np.ndarray, list[int], VisibilityModel | None]:
     """Threads: decode and scene cuts, face mesh (two, on alternate spans), and (here) the
     mouth library.
 
@@ -112,7 +120,7 @@ def _largest_face_pass(
     Frames travel as Pictures (the decoder's planes): each stage converts to RGB only the part
     it looks at, and the observers get a frame filled where their source boxes say they read.
     """
-    rows: list[np.ndarray] = []
+    rows = LandmarkRows(video.frame_count)
     scenes = SceneDetector()
     visibility = VisibilityModel() if occlusion else None
     busy = {"track": 0.0}
@@ -138,7 +146,7 @@ def _largest_face_pass(
                 if visibility is not None:
                     visibility.observe(frame, landmarks)
                 renderer.observe(index, frame, landmarks)
-            rows.append(MISSING if landmarks is None else landmarks.astype(np.float32))
+            rows.append(landmarks)
             if kept is not None:
                 kept.keep(index, picture)
             if index % 10 == 0:
@@ -147,7 +155,36 @@ def _largest_face_pass(
         tracked.close()
         reader.close()
         state.stage_seconds["track"] = state.stage_seconds.get("track", 0.0) + busy["track"]
-    return rows, scenes.cuts, visibility
+    return rows.array(), scenes.cuts, visibility
+
+
+class LandmarkRows:
+    """Per-frame (478, 2) landmarks in one growing float32 array (NaN rows: no face).
+
+    A list of per-frame arrays costs an object header per frame and, when stacked, a second
+    copy of the whole track: at 3 h of 25 fps that is another gigabyte at the peak.
+    """
+
+    def __init__(self, expected: int) -> None:
+        # Untouched rows cost no memory, only address space: room for the expected count and
+        # a little more, so that growing (a copy) is the exception.
+        room = min(max(int(expected) * 51 // 50, 16), MAX_EXPECTED_ROWS)
+        self._data = np.empty((room, N_LANDMARKS, 2), np.float32)
+        self.count = 0
+
+    def append(self, landmarks: np.ndarray | None) -> None:
+        if self.count == len(self._data):  # the probe's frame count was an estimate
+            grown = np.empty((len(self._data) * 5 // 4 + 16, N_LANDMARKS, 2), np.float32)
+            grown[: self.count] = self._data
+            self._data = grown
+        self._data[self.count] = MISSING if landmarks is None else landmarks
+        self.count += 1
+
+    def array(self) -> np.ndarray:
+        """The rows so far; trimmed by a copy only when the estimate was far too high."""
+        if self.count < len(self._data) * 9 // 10:
+            self._data = self._data[: self.count].copy()
+        return self._data[: self.count]
 
 
 def _cut_marked(frames: Iterator[Picture], scenes: SceneDetector) -> Iterator[tuple[Picture, bool]]:
@@ -235,7 +272,7 @@ def _speaker_pass(
     option: dict,
     source_audio: AudioClip | None,
     driving_audio: AudioClip | None,
-) -> tuple[list[np.ndarray], list[int], None]:
+) -> tuple[np.ndarray, list[int], None]:
     """Every face of every frame, then the one the option asks for."""
     scenes = SceneDetector()
     with MultiFaceTracker() as multi:
@@ -266,11 +303,13 @@ def _speaker_pass(
         box = None if choice is None else choice.box_at(index)
         pick = pick_in_box(box, candidates) if box is not None else None
         rows.append(MISSING if pick is None else candidates[pick])
-    return rows, faces.cuts, None
+    if not rows:
+        return np.empty((0, N_LANDMARKS, 2), np.float32), faces.cuts, None
+    return np.stack(rows).astype(np.float32, copy=False), faces.cuts, None
 
 
 def _library_pass(
-    path: Path, video: VideoInfo, renderer: MouthRenderer, rows: list[np.ndarray], state: RunState
+    path: Path, video: VideoInfo, renderer: MouthRenderer, rows: np.ndarray, state: RunState
 ) -> None:
     """Show the renderer the chosen face only, so its mouths are the speaker's own."""
     for index, frame in _frames(path, video, state):
@@ -284,14 +323,8 @@ def _library_pass(
 
 
 def _smooth_per_shot(track: FaceTrack, cuts: list[int], fps: float) -> FaceTrack:
-    """Smoothing never reaches across a scene cut (a different shot is a different pose)."""
-    parts = [
-        smooth_track(FaceTrack(track.landmarks[a:b], track.present[a:b]), fps)
-        for a, b in shot_ranges(cuts, len(track.present))
-    ]
-    if not parts:
-        return track
-    return FaceTrack(
-        landmarks=np.concatenate([p.landmarks for p in parts]),
-        present=np.concatenate([p.present for p in parts]),
-    )
+    """Smoothing never reaches across a scene cut (a different shot is a different pose).
+    In place: the track is the largest thing the engine keeps per frame."""
+    for a, b in shot_ranges(cuts, len(track.present)):
+        smooth_in_place(track.landmarks[a:b], track.present[a:b], fps)
+    return track

@@ -59,7 +59,8 @@ def mono16k(audio: AudioLike) -> np.ndarray:
         samples = samples.mean(axis=-1 if samples.shape[-1] <= 8 else 0)
     if samples.size == 0 or int(audio.sample_rate) <= 0:
         raise AudioMissing("the audio contains no samples")
-    samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    if not np.isfinite(samples.sum(dtype=np.float64)):  # no copy of hours of clean audio
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
     rate = int(audio.sample_rate)
     if rate != RATE:
         divisor = np.gcd(rate, RATE)
@@ -86,11 +87,16 @@ def _hz_to_mel(hz: float) -> float:
     return 2595.0 * np.log10(1.0 + hz / 700.0)
 
 
-def _frames(padded: np.ndarray, first: int, count: int) -> np.ndarray:
+def _frames(samples: np.ndarray, first: int, count: int) -> np.ndarray:
     """`count` overlapping 25 ms windows from hop `first`, every 10 ms, each centred on its hop
-    (hop k is time k*10 ms); `padded` has WINDOW // 2 zeros in front."""
-    index = np.arange(WINDOW)[None, :] + HOP * (first + np.arange(count))[:, None]
-    return padded[index]
+    (hop k is time k*10 ms); silence before the start and after the end of `samples`."""
+    start = HOP * first - WINDOW // 2  # in samples; negative before the audio starts
+    span = np.zeros(HOP * (count - 1) + WINDOW, np.float32)
+    lo, hi = max(start, 0), min(start + len(span), len(samples))
+    if hi > lo:
+        span[lo - start : hi - start] = samples[lo:hi]
+    index = np.arange(WINDOW)[None, :] + HOP * np.arange(count)[:, None]
+    return span[index]
 
 
 def _voicing(frames: np.ndarray) -> np.ndarray:
@@ -199,14 +205,13 @@ def extract(audio: AudioLike, fps: float, frame_count: int, lead: float = 0.0) -
 
 def _hop_analysis(samples: np.ndarray) -> dict[str, np.ndarray]:
     """Spectral measures of every 10 ms hop, computed in chunks so that a 30-minute input needs
-    a few MB of working memory instead of gigabytes."""
-    padded = np.pad(samples, (WINDOW // 2, WINDOW))
+    a few MB of working memory instead of gigabytes (and no padded copy of the audio)."""
     hops = max(1, int(np.ceil(samples.size / HOP)))
     filters, freqs = _mel_filters()
     window = np.hanning(WINDOW).astype(np.float32)
     parts: dict[str, list[np.ndarray]] = {}
     for first in range(0, hops, CHUNK_HOPS):
-        frames = _frames(padded, first, min(CHUNK_HOPS, hops - first)) * window
+        frames = _frames(samples, first, min(CHUNK_HOPS, hops - first)) * window
         power = np.abs(np.fft.rfft(frames, n=512, axis=1)) ** 2 / WINDOW
         log_mel = np.log(power @ filters.T + 1e-10)
         chunk = {

@@ -30,7 +30,7 @@ from openlipsync.engine.presets import preset_for
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.request import GenerateRequest, GenerateResult, ProgressCallback
 from openlipsync.engine.run_state import RunState
-from openlipsync.media.audio import AudioClip
+from openlipsync.media.audio import AudioClip, FileAudioClip
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.join import join_streams
 from openlipsync.media.probe import probe
@@ -39,6 +39,7 @@ from openlipsync.media.video import FrameSource
 
 PLAN_VERSION = 2  # 2: library crops as PNG, the sound in a file of its own
 MAX_SEEKS = 8  # backward jumps in one chunk still worth a seek each (loop restarts)
+SOUND_BLOCK = 1 << 20  # samples per write of the plan's sound (4 MB)
 _RENDERER_PREFIX = "renderer/"
 _CROPS = "library_crops"
 
@@ -145,9 +146,20 @@ def write_plan(
         with open(partial, "wb") as handle:  # a file object: savez adds no suffix
             np.savez(handle, **payload)
         partial.replace(path)
-        np.save(sound_path(path), timeline.audio.samples.astype(np.float32))
+        _save_sound(timeline.audio, sound_path(path))
     state.report("plan", 1.0)
     return summary
+
+
+def _save_sound(clip: AudioClip, path: Path) -> None:
+    """np.save of the clip's samples, written a block at a time: the output audio is a file
+    (see FileAudioClip), and reading it whole would bring hours of 48 kHz into memory."""
+    count = len(clip.samples)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False}
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {**header, "shape": (count,)})
+        for start in range(0, count, SOUND_BLOCK):
+            clip.window(start, min(SOUND_BLOCK, count - start)).astype("<f4").tofile(handle)
 
 
 def sound_path(plan: Path) -> Path:
@@ -182,7 +194,8 @@ def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
-        audio = np.load(sound_path(path), allow_pickle=False) if sound else None
+        # Read by the join a window at a time: hours of 48 kHz need not be in memory.
+        audio = FileAudioClip.open_npy(sound_path(path), int(meta["audio_rate"])) if sound else None
     except (OSError, ValueError, KeyError) as exc:
         raise PlanUnusable(f"the render plan cannot be read: {exc}") from exc
     if meta.get("version") != PLAN_VERSION:
@@ -215,8 +228,7 @@ def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
         arrays.get("visibility"),
         arrays.get("loudness"),
     )
-    clip = None if audio is None else AudioClip(audio, int(meta["audio_rate"]))
-    return ChunkPlan(summary, look, clip, int(meta["crf"]), str(meta["x264"]))
+    return ChunkPlan(summary, look, audio, int(meta["crf"]), str(meta["x264"]))
 
 
 def render_chunk(

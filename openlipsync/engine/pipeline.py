@@ -5,7 +5,11 @@
           ─► render pass (decode ─► render mouth ─► encode H.264/AAC)
 
 Frames are never held for the whole video: the track pass keeps only landmarks (a few KB per
-frame) and a capped mouth library; the render pass streams frames straight into the encoder.
+frame, in one array smoothed in place) and a capped mouth library; the render pass streams frames
+straight into the encoder. The output audio (48 kHz: 0.18 MiB per second) is decoded into a
+scratch file that the encoder reads a window at a time; only the 16 kHz analysis audio is in
+memory, and only while planning. What still grows with the length (issue #2, bench/memory.py):
+the landmarks (3.8 KB per frame) and the analysis audio (64 KB per second, per sound).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from openlipsync.engine.segments import (
 )
 from openlipsync.engine.speaker import loudness_per_frame
 from openlipsync.engine.tracking import FaceTrack
-from openlipsync.media.audio import AudioClip, load_audio
+from openlipsync.media.audio import AudioClip, load_audio, load_audio_to_file
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.kept import KeptFrames, KeptSource, Source
 from openlipsync.media.probe import VideoInfo, probe
@@ -106,24 +110,30 @@ def planned(
 ) -> Iterator[Planned]:
     """Probe, analyse the source and plan the mouth for the whole clip (no chunk borders in the
     motion); the renderer's resources are released when the block ends. BLAS stays on one
-    thread until then (see quiet_blas), the render pass included. With `keep_frames` the
-    analysis keeps what it decoded, within media/kept.py's budget, for a render pass in this
-    process (chunks render elsewhere: their planner keeps nothing)."""
-    with quiet_blas():
-        yield from _planned(request, state, KeptFrames() if keep_frames else None)
+    thread until then (see quiet_blas), the render pass included. The output audio is kept in a
+    scratch file (timeline.audio reads it) that is deleted when the block ends, however. With
+    `keep_frames` the analysis keeps what it decoded, within media/kept.py's budget, for a
+    render pass in this process (chunks render elsewhere: their planner keeps nothing)."""
+    kept = KeptFrames() if keep_frames else None
+    with quiet_blas(), tempfile.TemporaryDirectory(prefix="openlipsync-sound-") as scratch:
+        yield from _planned(request, state, Path(scratch), kept)
 
 
 def _planned(
-    request: GenerateRequest, state: RunState, kept: KeptFrames | None
+    request: GenerateRequest, state: RunState, scratch: Path, kept: KeptFrames | None
 ) -> Iterator[Planned]:
     preset = preset_for(request.model)
     state.report("probe", 0.0)
     with state.timed("audio"):
         video, has_sound = _probe_video(request.video)
     _check_length(request, 0.0 if video.is_still else video.duration)  # before any decoding
+    if kept is not None and not kept.would_hold(video.frame_count, video.width, video.height):
+        kept = None
     renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
     try:
-        analysis, sound = _analyse_while_loading(request, video, has_sound, renderer, state, kept)
+        analysis, sound = _analyse_while_loading(
+            request, video, has_sound, renderer, state, scratch, kept
+        )
         track = analysis.track
         state.report("plan", 0.0)
         with state.timed("plan"):
@@ -137,8 +147,10 @@ def _planned(
                     len(track.present), video.fps, sound.output, request.sync_mode, video.is_still
                 )
             person = fit_person(sound.source, mouth_shape(track.landmarks), video.fps)
+            sound.source = None  # done with (64 KB per second): not held through the rest
             targets = _plan_targets(request, audio_an, timeline, person)
             look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
+        del analysis, sound, audio_an, targets, person  # the render pass needs only the look
         yield Planned(video, timeline, look, kept)
     finally:
         renderer.close()
@@ -160,6 +172,7 @@ def _analyse_while_loading(
     has_sound: bool,
     renderer: MouthRenderer,
     state: RunState,
+    scratch: Path,
     kept: KeptFrames | None,
 ) -> tuple[Analysis, _Sound]:
     """The analysis pass, with the sound decoded beside it (the largest-face pass needs none;
@@ -167,7 +180,7 @@ def _analyse_while_loading(
     as when the sound was loaded first."""
     speaker = _speaker_option(request)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="openlipsync-sound") as pool:
-        pending = pool.submit(_load_sound, request, has_sound, state)
+        pending = pool.submit(_load_sound, request, has_sound, state, scratch)
         early = pending.result() if speaker else None
         try:
             analysis = analyse(
@@ -187,7 +200,11 @@ def _analyse_while_loading(
         return analysis, pending.result()
 
 
-def _load_sound(request: GenerateRequest, has_sound: bool, state: RunState) -> _Sound:
+def _load_sound(
+    request: GenerateRequest, has_sound: bool, state: RunState, scratch: Path
+) -> _Sound:
+    """The sounds the plan needs. The output-rate driver goes to a file in `scratch` (at 48 kHz
+    it is the largest thing a long run would hold); the analysis-rate ones stay in memory."""
     with state.timed("audio"):
         drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
         if request.segments:
@@ -195,7 +212,9 @@ def _load_sound(request: GenerateRequest, has_sound: bool, state: RunState) -> _
             audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
             audio_an = max((clips[1] for clips in drivers.values()), key=lambda c: c.duration)
         else:
-            audio_out = load_audio(request.audio, OUTPUT_AUDIO_RATE, request.max_seconds)
+            audio_out = load_audio_to_file(
+                request.audio, scratch / "output.f32", OUTPUT_AUDIO_RATE, request.max_seconds
+            )
             audio_an = load_audio(request.audio, ANALYSIS_RATE, request.max_seconds)
         _check_length(request, audio_out.duration)
         source = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
@@ -341,7 +360,7 @@ def _plan_targets(
     the audio alone misses closures inside words: so with phone timings the two are averaged and
     every bilabial and pause frame is then closed exactly.
     """
-    driving = audio.padded_to(timeline.duration)
+    driving = audio.padded_to(timeline.duration, copy=False)  # read only
     shapes = plan_mouth(
         driving,
         timeline.fps,

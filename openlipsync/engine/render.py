@@ -174,7 +174,7 @@ class MouthRenderer:
         if lib.count:
             self._triangles = _triangulation(lib)
             self._ring = _crop_ring(lib.size)
-            poses = head_pose(track.landmarks[src_index])
+            poses = head_pose(track.landmarks)[src_index]  # per source frame: no (T, 478, 2) copy
             ramp = max(1, int(round(0.12 * self.fps)))
             for start, stop in _runs(valid):
                 self._choice[start:stop] = _viterbi(
@@ -383,7 +383,7 @@ class MouthRenderer:
             "library_size": [int(width), int(height)],
         }
         arrays = {
-            "track_landmarks": self.track.landmarks.astype(np.float32),
+            "track_landmarks": np.asarray(self.track.landmarks, np.float32),
             "targets": self.targets,
             "src_index": self.src_index,
             "choice": remap(self._choice),
@@ -684,7 +684,7 @@ def _viterbi(
     """
     n, count, lib_src = len(targets), lib.count, lib.src
     k = min(CANDIDATES, count)
-    cand = np.empty((n, k), np.int64)
+    cand = np.empty((n, k), np.int32)  # library entries (at most a few thousand)
     cost = np.empty((n, k), np.float32)
     for start in range(0, n, VITERBI_CHUNK):  # bounded memory: chunk x library, not T x library
         part = slice(start, min(start + VITERBI_CHUNK, n))
@@ -696,7 +696,7 @@ def _viterbi(
         cost[part] = np.take_along_axis(unary, cand[part], axis=1)
     stride = max(1, int(np.median(np.diff(lib_src))) if count > 1 else 1)
     total = cost[0].copy()
-    back = np.zeros((n, k), np.int64)
+    back = np.zeros((n, k), np.int8)  # candidate slots (k <= CANDIDATES): 8x less per frame
     for t in range(1, n):
         prev_src = lib_src[cand[t - 1]][:, None]
         next_src = lib_src[cand[t]][None, :]

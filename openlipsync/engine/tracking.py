@@ -27,6 +27,8 @@ MESH_INPUT_CAP = 320
 # distances of the face mesh's own answer (its own frame-to-frame noise is about 0.01).
 INTERP_RESIDUAL = 1.0
 RESIDUAL_THUMB = 24
+# Frames smoothed at once (float64 copies of all 478 points: ~8 MB per copy at 1024 frames).
+SMOOTH_BLOCK = 1024
 
 # Points that move rigidly with the skull (eye corners, nose bridge and base); used to factor the
 # head pose out of the landmarks before smoothing.
@@ -311,19 +313,26 @@ def track_video(frames: Iterable[np.ndarray]) -> FaceTrack:
 
 
 def smooth_track(track: FaceTrack, fps: float) -> FaceTrack:
-    """Zero-lag smoothing of each run of consecutive face frames.
+    """Zero-lag smoothing of each run of face frames, on a copy (see smooth_in_place)."""
+    landmarks = track.landmarks.astype(np.float32)
+    present = track.present.astype(bool)
+    smooth_in_place(landmarks, present, fps)
+    return FaceTrack(landmarks=landmarks, present=present)
+
+
+def smooth_in_place(landmarks: np.ndarray, present: np.ndarray, fps: float) -> None:
+    """Zero-lag smoothing of each run of consecutive face frames, written over `landmarks`.
 
     Each frame is split into a head pose (similarity of the stable points to the run's mean face)
     and a pose-free shape. Pose and non-articulating shape get a long Savitzky-Golay window;
     lips and jaw a short one. A running median first removes single-frame detector glitches.
+    In place because the track of a 3-hour video is a gigabyte: a copy would double it.
     """
-    landmarks = track.landmarks.astype(np.float32).copy()
-    present = track.present.astype(bool)
+    present = np.asarray(present, bool)
     fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
     for start, stop in _runs(present):
-        landmarks[start:stop] = _smooth_run(landmarks[start:stop], fps)
+        _smooth_run(landmarks[start:stop], fps)
     landmarks[~present] = np.nan
-    return FaceTrack(landmarks=landmarks, present=present.copy())
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -343,22 +352,55 @@ def _savgol(values: np.ndarray, window: int, order: int = 2) -> np.ndarray:
     return savgol_filter(values, window, order, axis=0, mode="interp")
 
 
-def _smooth_run(run: np.ndarray, fps: float) -> np.ndarray:
+def _smooth_run(run: np.ndarray, fps: float) -> None:
+    """Smooth one run of face frames in place, SMOOTH_BLOCK frames at a time.
+
+    The shape smoothing works on float64 copies of every point; over a whole run (hours, for a
+    single-shot video) those copies were gigabytes. The filters are local (a 3-frame median,
+    then Savitzky-Golay windows), so each block is computed with `reach` frames of context on
+    both sides and gives exactly the whole-run values. A block is written back only after the
+    next one has read its context from the unsmoothed frames.
+    """
     n = len(run)
     if n < 3:
-        return run
+        return
     reference = run[:, STABLE_POINTS].mean(axis=0)
     poses = np.stack([_similarity(frame[STABLE_POINTS], reference) for frame in run])  # (n,2,3)
+    strong = _odd_window(0.36, fps, n)
+    light = _odd_window(0.12, fps, n)
+    pose_params = _savgol(poses.reshape(n, 6), strong).reshape(n, 2, 3)
+    inverse = np.stack([_invert(p) for p in pose_params])
+    reach = strong // 2 + 2  # the median's one frame, then half the longest window
+    pending: tuple[int, np.ndarray] | None = None
+    for start, stop in _blocks(n, SMOOTH_BLOCK):
+        lo, hi = max(0, start - reach), min(n, stop + reach)
+        out = _smooth_block(run[lo:hi], poses[lo:hi], inverse[lo:hi], strong, light)
+        if pending is not None:
+            run[pending[0] : pending[0] + len(pending[1])] = pending[1]
+        pending = (start, out[start - lo : stop - lo])
+    if pending is not None:
+        run[pending[0] : pending[0] + len(pending[1])] = pending[1]
+
+
+def _blocks(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) blocks of `size` frames covering n; the last one takes a short remainder
+    (so every block is at least as long as the smoothing windows)."""
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] < size:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], n], strict=True))
+
+
+def _smooth_block(
+    run: np.ndarray, poses: np.ndarray, inverse: np.ndarray, strong: int, light: int
+) -> np.ndarray:
+    """The pose-free shape of these frames smoothed, and mapped back by the smoothed poses."""
     # Pose-free shape: each frame mapped into the reference frame.
     local = np.einsum("nij,nkj->nki", poses[:, :, :2], run) + poses[:, None, :, 2]
     # Spike removal (median over 3 frames) on the pose-free shape, then zero-lag smoothing.
     local = median_filter(local, size=(3, 1, 1), mode="nearest")
-    strong = _odd_window(0.36, fps, n)
-    light = _odd_window(0.12, fps, n)
     smoothed = _savgol(local, strong)
     smoothed[:, ARTICULATING] = _savgol(local[:, ARTICULATING], light)
-    pose_params = _savgol(poses.reshape(n, 6), strong).reshape(n, 2, 3)
-    inverse = np.stack([_invert(p) for p in pose_params])
     out = np.einsum("nij,nkj->nki", inverse[:, :, :2], smoothed) + inverse[:, None, :, 2]
     return out.astype(np.float32)
 

@@ -166,21 +166,13 @@ class VideoWriter:
         chunk = self._audio_stream.codec_context.frame_size or 1024
         while target - self._audio_sent >= chunk or (final and target > self._audio_sent):
             count = min(chunk, target - self._audio_sent)
-            samples = _window(self._audio.samples, self._audio_sent, count)
+            samples = self._audio.window(self._audio_sent, count)
             frame = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
             frame.sample_rate = rate
             frame.pts = self._audio_sent
             frame.time_base = Fraction(1, rate)
             self._mux(self._audio_stream.encode(frame))
             self._audio_sent += count
-
-
-def _window(samples: np.ndarray, start: int, count: int) -> np.ndarray:
-    """samples[start:start+count], silence beyond the end of the clip."""
-    out = np.zeros(count, np.float32)
-    available = samples[start : start + count]
-    out[: len(available)] = available
-    return out
 
 
 def _audio_for_aac(clip: AudioClip) -> AudioClip:

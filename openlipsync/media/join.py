@@ -16,7 +16,7 @@ import av
 
 from openlipsync.engine.errors import EngineError
 from openlipsync.media.audio import AudioClip
-from openlipsync.media.encode import _audio_for_aac, _window, frame_rate
+from openlipsync.media.encode import _audio_for_aac, frame_rate
 from openlipsync.media.probe import round_half_up
 
 
@@ -115,7 +115,7 @@ class _AudioTrack:
         while target - self.sent >= size or (final and target > self.sent):
             count = min(size, target - self.sent)
             frame = av.AudioFrame.from_ndarray(
-                _window(self.clip.samples, self.sent, count)[None, :], format="fltp", layout="mono"
+                self.clip.window(self.sent, count)[None, :], format="fltp", layout="mono"
             )
             frame.sample_rate = rate
             frame.pts = self.sent

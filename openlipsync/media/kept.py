@@ -3,9 +3,12 @@
 The engine reads its source twice: the analysis pass (where the face is, what the mouths look
 like) and the render pass. For a short clip the second decode is pure overhead, about an eighth
 of the run at 720p. So the analysis keeps the pictures it has decoded, in their 4:2:0 planes
-(1.5 bytes per pixel), up to `KEPT_BYTES`: at 25 fps that is about 15 s of 720p or 6.5 s of
-1080p. The render pass converts kept pictures to RGB, the same pixels a second decode gives,
-and decodes only what lies beyond them, seeking past the kept part.
+(1.5 bytes per pixel), when the whole clip fits in `KEPT_BYTES`: at 25 fps about 15 s of
+720p or 6.5 s of 1080p. Longer clips keep nothing: their memory grows with length already, and
+their first seconds would save a small share of the decoding. The render pass converts kept
+pictures to RGB, the same pixels a second decode gives; should a clip hold more than probed
+(or decode to RGB pictures, 3 bytes per pixel), the keeping stops at the budget and the render
+pass decodes the rest, seeking past the kept part.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class KeptFrames:
 
     def __len__(self) -> int:
         return len(self._pictures)
+
+    def would_hold(self, frames: int, width: int, height: int) -> bool:
+        """Whether a clip of `frames` 4:2:0 pictures of this size fits the budget whole."""
+        return frames * (width * height * 3 // 2) <= self.budget
 
     def keep(self, index: int, picture: Picture) -> None:
         """Keep the picture of frame `index`; frames must come in order, from 0, without gaps
