@@ -32,11 +32,12 @@ SPEECH = ("jfk_inaugural.flac", "librivox_austen_0870.wav", "arctic_a0009.wav")
 RATE = 16_000
 
 
-def write_speech(path: Path, seconds: float) -> Path:
-    """Real read speech with short pauses, looped to `seconds` (16 kHz mono WAV)."""
+def write_speech(path: Path, seconds: float, names: tuple[str, ...] = SPEECH) -> Path:
+    """Real read speech (`names` in ../shared/media/speech) with short pauses, looped to
+    `seconds` (16 kHz mono WAV)."""
     from openlipsync.media.audio import load_audio
 
-    parts = [load_audio(MEDIA / "speech" / name, RATE).samples for name in SPEECH]
+    parts = [load_audio(MEDIA / "speech" / name, RATE).samples for name in names]
     gap = np.zeros(int(0.4 * RATE), np.float32)
     one = np.concatenate([np.concatenate([p, gap]) for p in parts])
     need = round(seconds * RATE)

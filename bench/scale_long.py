@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import cv2
 import httpx
 import numpy as np
 
+from bench.memory import write_speech
 from tests.test_scale_helpers import (
     GRID_CLIPS,
     MEDIA,
@@ -49,7 +49,7 @@ def build_source(folder: Path, seconds: float) -> tuple[Path, Path]:
     if not video.exists():
         _write_video(video, seconds)
     if not speech.exists():
-        _write_speech(speech, seconds)
+        write_speech(speech, seconds, SPEECH)
     return video, speech
 
 
@@ -100,22 +100,6 @@ def _pillarbox(rgb: np.ndarray) -> np.ndarray:
     left = (WIDTH - scaled_width) // 2
     out[:, left : left + scaled_width] = scaled
     return out
-
-
-def _write_speech(path: Path, seconds: float) -> None:
-    from openlipsync.media.audio import load_audio
-
-    rate = 16_000
-    parts = [load_audio(MEDIA / "speech" / name, rate).samples for name in SPEECH]
-    gap = np.zeros(int(0.4 * rate), np.float32)
-    one = np.concatenate([np.concatenate([p, gap]) for p in parts])
-    need = round(seconds * rate)
-    samples = np.tile(one, need // len(one) + 1)[:need]
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 @dataclass
