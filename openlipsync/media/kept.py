@@ -1,14 +1,14 @@
 """Frames of the analysis pass kept for the render pass, so that a short video is decoded once.
 
 The engine reads its source twice: the analysis pass (where the face is, what the mouths look
-like) and the render pass. For a short clip the second decode is pure overhead, about an eighth
-of the run at 720p. So the analysis keeps the pictures it has decoded, in their 4:2:0 planes
-(1.5 bytes per pixel), when the whole clip fits in `KEPT_BYTES`: at 25 fps about 15 s of
-720p or 6.5 s of 1080p. Longer clips keep nothing: their memory grows with length already, and
-their first seconds would save a small share of the decoding. The render pass converts kept
-pictures to RGB, the same pixels a second decode gives; should a clip hold more than probed
-(or decode to RGB pictures, 3 bytes per pixel), the keeping stops at the budget and the render
-pass decodes the rest, seeking past the kept part.
+like) and the render pass. For a short clip the second decode is pure overhead: 4-13 % of the
+CPU of a 720p run (`bench/engine.py --decoding-baseline`). So the analysis keeps the pictures
+it has decoded, in their 4:2:0 planes (1.5 bytes per pixel), when the whole clip fits in
+`KEPT_BYTES`: at 25 fps about 15 s of 720p or 6.5 s of 1080p. Longer clips keep nothing: their
+memory grows with length already, and their first seconds would save a small share of the
+decoding. The render pass converts kept pictures to RGB, the same pixels a second decode gives;
+should a clip hold more than probed (or decode to RGB pictures, 3 bytes per pixel), the keeping
+stops at the budget and the render pass decodes the rest, seeking past the kept part.
 """
 
 from __future__ import annotations
