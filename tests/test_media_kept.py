@@ -8,28 +8,16 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import test_media_decode as decoding
 from conftest import media_path
-from media_helpers import transcode
 
 import openlipsync.media.kept as kept_module
 from openlipsync.engine import GenerateRequest, generate
 from openlipsync.media.kept import KeptFrames, KeptSource
 from openlipsync.media.video import VideoReader
 
-
-@pytest.fixture(scope="module")
-def grid() -> Path:
-    return media_path("video/grid_bbaf2n.mpg")
-
-
-@pytest.fixture(scope="module")
-def odd_sources(grid: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A rotated clip (planes kept turned) and a 10-bit 4:2:2 one (kept as RGB pictures)."""
-    folder = tmp_path_factory.mktemp("kept")
-    return {
-        "rot90": transcode(grid, folder / "rot90.mp4", "libx264", None, {"qp": "0"}, rotation=90),
-        "prores": transcode(grid, folder / "p.mov", "prores_ks", None, {}, "yuv422p10le"),
-    }
+grid = decoding.grid  # fixture: the GRID clip
+variants = decoding.variants  # fixture: it in every format, rotated, 10-bit
 
 
 def _kept(path: Path, budget: int = 1 << 30, touch_rgb: bool = False) -> KeptFrames:
@@ -42,11 +30,12 @@ def _kept(path: Path, budget: int = 1 << 30, touch_rgb: bool = False) -> KeptFra
     return kept
 
 
-@pytest.mark.parametrize("name", ["grid", "rot90", "prores"])
+@pytest.mark.parametrize("name", ["grid", "rot90.mp4", "prores.mov"])
 def test_kept_frames_are_the_pixels_of_a_second_decode(
-    name: str, grid: Path, odd_sources: dict[str, Path]
+    name: str, grid: Path, variants: dict[str, Path]
 ) -> None:
-    path = grid if name == "grid" else odd_sources[name]
+    """Planes kept as decoded, rotated planes, and a 10-bit 4:2:2 clip's RGB pictures."""
+    path = grid if name == "grid" else variants[name]
     with VideoReader(path, fps=25.0) as reader:
         decoded = list(reader)
     kept = _kept(path, touch_rgb=True)
@@ -108,18 +97,18 @@ def test_only_a_clip_that_fits_whole_is_kept() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["loop", "bounce"])
 def test_generation_is_identical_with_frames_kept_whole_in_part_or_not_at_all(
-    mode: str, grid: Path, odd_sources: dict[str, Path], tmp_path: Path, monkeypatch
+    mode: str, grid: Path, variants: dict[str, Path], tmp_path: Path, monkeypatch
 ) -> None:
     """The 3 s clip driven by 5 s of speech, so loop restarts and bounce turns back. The 10-bit
     clip decodes to RGB pictures, twice the 4:2:0 size the budget was judged by: half of it is
     kept and the render pass seeks past that half (loop) or decodes it all again (bounce)."""
     audio = media_path("speech/librivox_austen_0890.wav")
     whole = 75 * 360 * 288 * 3 // 2
-    for name, budgets in (("grid", (0, whole)), ("prores", (0, whole))):
+    for name, budgets in (("grid", (0, whole)), ("prores.mov", (0, whole))):
         outputs = []
         for budget in budgets:
             monkeypatch.setattr(kept_module, "KEPT_BYTES", budget)
-            source = grid if name == "grid" else odd_sources[name]
+            source = grid if name == "grid" else variants[name]
             out = tmp_path / f"{name}-{budget}.mp4"
             outputs.append(
                 _frames(generate(GenerateRequest(source, audio, out, sync_mode=mode)).output)
