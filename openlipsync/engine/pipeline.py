@@ -114,21 +114,21 @@ def planned(
     scratch file (timeline.audio reads it) that is deleted when the block ends, however. With
     `keep_frames` the analysis keeps what it decoded, within media/kept.py's budget, for a
     render pass in this process (chunks render elsewhere: their planner keeps nothing)."""
-    kept = KeptFrames() if keep_frames else None
     with quiet_blas(), tempfile.TemporaryDirectory(prefix="openlipsync-sound-") as scratch:
-        yield from _planned(request, state, Path(scratch), kept)
+        yield from _planned(request, state, Path(scratch), keep_frames)
 
 
 def _planned(
-    request: GenerateRequest, state: RunState, scratch: Path, kept: KeptFrames | None
+    request: GenerateRequest, state: RunState, scratch: Path, keep_frames: bool
 ) -> Iterator[Planned]:
     preset = preset_for(request.model)
     state.report("probe", 0.0)
     with state.timed("audio"):
         video, has_sound = _probe_video(request.video)
     _check_length(request, 0.0 if video.is_still else video.duration)  # before any decoding
-    if kept is not None and not kept.would_hold(video.frame_count, video.width, video.height):
-        kept = None
+    kept = (
+        KeptFrames.for_clip(video.frame_count, video.width, video.height) if keep_frames else None
+    )
     renderer = MouthRenderer(video.width, video.height, video.fps, quality=preset.quality)
     try:
         analysis, sound = _analyse_while_loading(

@@ -38,6 +38,12 @@ class KeptFrames:
         self._bytes = 0
         self._full = False
 
+    @classmethod
+    def for_clip(cls, frames: int, width: int, height: int) -> KeptFrames | None:
+        """A keeper for a clip that fits the budget whole; None for a longer one."""
+        kept = cls()
+        return kept if kept.would_hold(frames, width, height) else None
+
     def __len__(self) -> int:
         return len(self._pictures)
 
