@@ -146,3 +146,49 @@ def test_plan_sound_is_saved_by_blocks_and_read_back_from_disk(
     np.save(tmp_path / "wrong.npy", memory.samples.astype(np.float64))
     with pytest.raises(ValueError):
         FileAudioClip.open_npy(tmp_path / "wrong.npy", 48_000)
+
+
+def test_audio_features_of_a_file_clip_equal_those_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The analysis sounds live in scratch files; features and loudness read them by chunks."""
+    from openlipsync.engine.audio_features import extract
+    from openlipsync.engine.speaker import loudness_per_frame
+
+    monkeypatch.setattr("openlipsync.engine.audio_features.CHUNK_HOPS", 37)
+    memory = load_audio(SPEECH, 16_000)
+    on_disk = load_audio_to_file(SPEECH, tmp_path / "a.f32", 16_000)
+    frames = round(memory.duration * 25) + 40  # past the end: silence
+    a, b = extract(memory, 25.0, frames, lead=0.04), extract(on_disk, 25.0, frames, lead=0.04)
+    for name, values in vars(a).items():
+        assert np.array_equal(values, getattr(b, name)), name
+    assert np.array_equal(
+        loudness_per_frame(memory.samples, 16_000, 25.0, frames),
+        loudness_per_frame(on_disk.samples, 16_000, 25.0, frames),
+    )
+
+
+@pytest.mark.slow
+def test_analysis_with_the_track_in_a_file_equals_one_in_memory(
+    tmp_path: Path, grid_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline keeps the track in a scratch file; the smoothed track is the same."""
+    from openlipsync.engine import analysis
+    from openlipsync.engine.render import MouthRenderer
+    from openlipsync.engine.run_state import RunState
+    from openlipsync.media.probe import probe
+
+    monkeypatch.setattr(analysis, "RELEASE_ROWS", 5)
+    video = probe(grid_video).video
+    assert video is not None
+    tracks = []
+    for path in (None, tmp_path / "track.f32"):
+        renderer = MouthRenderer(video.width, video.height, video.fps)
+        try:
+            result = analysis.analyse(grid_video, video, renderer, RunState(), track_file=path)
+        finally:
+            renderer.close()
+        tracks.append(result.track)
+    assert isinstance(tracks[1].landmarks, np.memmap)
+    assert np.array_equal(tracks[0].present, tracks[1].present) and tracks[0].present.any()
+    assert np.array_equal(tracks[0].landmarks, tracks[1].landmarks, equal_nan=True)

@@ -38,6 +38,7 @@ from openlipsync.engine.tracking import (
 )
 from openlipsync.media.audio import AudioClip
 from openlipsync.media.kept import KeptFrames
+from openlipsync.media.mapped import grown, in_blocks, release, scratch_array
 from openlipsync.media.picture import Picture
 from openlipsync.media.probe import VideoInfo
 from openlipsync.media.video import VideoReader
@@ -55,6 +56,7 @@ SPAN_BYTES = 48 << 20
 MAX_SPAN = 48
 MIN_SPAN = 12
 MAX_EXPECTED_ROWS = 400_000  # frames of landmarks reserved up front at most (3 h at 37 fps)
+RELEASE_ROWS = 1024  # rows of a mapped track written between two releases (4 MB)
 
 
 @dataclass
@@ -74,19 +76,22 @@ def analyse(
     source_audio: AudioClip | None = None,
     driving_audio: AudioClip | None = None,
     kept: KeptFrames | None = None,
+    track_file: Path | None = None,
 ) -> Analysis:
     """The track and what the renderer learns from the source; `kept`, when given, keeps
-    decoded frames for the render pass (the largest-face pass only)."""
+    decoded frames for the render pass (the largest-face pass only). With `track_file` the
+    track is kept in that scratch file rather than in memory (see LandmarkRows)."""
+    rows = LandmarkRows(video.frame_count, track_file)
     if speaker_option:
-        landmarks, cuts, visibility = _speaker_pass(
-            path, video, state, speaker_option, source_audio, driving_audio
+        cuts, visibility = _speaker_pass(
+            path, video, state, speaker_option, source_audio, driving_audio, rows
         )
+        landmarks = rows.array()
         _library_pass(path, video, renderer, landmarks, state)
     else:
-        landmarks, cuts, visibility = _largest_face_pass(
-            path, video, renderer, state, occlusion, kept
-        )
-    present = ~np.isnan(landmarks[:, 0, 0])
+        cuts, visibility = _largest_face_pass(path, video, renderer, state, occlusion, rows, kept)
+        landmarks = rows.array()
+    present = in_blocks(lambda block: ~np.isnan(block[:, 0, 0]), landmarks)
     if not present.any():
         raise NoFaceFound(f"no face found in any of the {len(landmarks)} frames of {path.name}")
     with state.timed("track"):
@@ -109,8 +114,9 @@ def _largest_face_pass(
     renderer: MouthRenderer,
     state: RunState,
     occlusion: bool,
+    rows: LandmarkRows,
     kept: KeptFrames | None = None,
-) -> tuple[np.ndarray, list[int], VisibilityModel | None]:
+) -> tuple[list[int], VisibilityModel | None]:
     """Threads: decode and scene cuts, face mesh (two, on alternate spans), and (here) the
     mouth library.
 
@@ -120,7 +126,6 @@ def _largest_face_pass(
     Frames travel as Pictures (the decoder's planes): each stage converts to RGB only the part
     it looks at, and the observers get a frame filled where their source boxes say they read.
     """
-    rows = LandmarkRows(video.frame_count)
     scenes = SceneDetector()
     visibility = VisibilityModel() if occlusion else None
     busy = {"track": 0.0}
@@ -155,34 +160,41 @@ def _largest_face_pass(
         tracked.close()
         reader.close()
         state.stage_seconds["track"] = state.stage_seconds.get("track", 0.0) + busy["track"]
-    return rows.array(), scenes.cuts, visibility
+    return scenes.cuts, visibility
 
 
 class LandmarkRows:
     """Per-frame (478, 2) landmarks in one growing float32 array (NaN rows: no face).
 
     A list of per-frame arrays costs an object header per frame and, when stacked, a second
-    copy of the whole track: at 3 h of 25 fps that is another gigabyte at the peak.
+    copy of the whole track. With a `path` the array is a scratch file (media/mapped.py): at
+    3 h of 25 fps the track is a gigabyte, so the rows written go out of memory every
+    RELEASE_ROWS rows.
     """
 
-    def __init__(self, expected: int) -> None:
-        # Untouched rows cost no memory, only address space: room for the expected count and
-        # a little more, so that growing (a copy) is the exception.
-        room = min(max(int(expected) * 51 // 50, 16), MAX_EXPECTED_ROWS)
-        self._data = np.empty((room, N_LANDMARKS, 2), np.float32)
+    def __init__(self, expected: int, path: Path | None = None) -> None:
+        # Untouched rows cost no memory (nor disk), only address space: room for the expected
+        # count and a little more, so that growing (a copy, in memory) is the exception.
+        room = (min(max(int(expected) * 51 // 50, 16), MAX_EXPECTED_ROWS), N_LANDMARKS, 2)
+        self._data = (
+            np.empty(room, np.float32) if path is None else scratch_array(path, room, np.float32)
+        )
         self.count = 0
 
     def append(self, landmarks: np.ndarray | None) -> None:
         if self.count == len(self._data):  # the probe's frame count was an estimate
-            grown = np.empty((len(self._data) * 5 // 4 + 16, N_LANDMARKS, 2), np.float32)
-            grown[: self.count] = self._data
-            self._data = grown
+            self._data = grown(self._data, len(self._data) * 5 // 4 + 16)
         self._data[self.count] = MISSING if landmarks is None else landmarks
         self.count += 1
+        if self.count % RELEASE_ROWS == 0:
+            release(self._data)
 
     def array(self) -> np.ndarray:
-        """The rows so far; trimmed by a copy only when the estimate was far too high."""
-        if self.count < len(self._data) * 9 // 10:
+        """The rows so far; trimmed by a copy only when in memory and the estimate was far too
+        high."""
+        if isinstance(self._data, np.memmap):
+            release(self._data)
+        elif self.count < len(self._data) * 9 // 10:
             self._data = self._data[: self.count].copy()
         return self._data[: self.count]
 
@@ -272,8 +284,9 @@ def _speaker_pass(
     option: dict,
     source_audio: AudioClip | None,
     driving_audio: AudioClip | None,
-) -> tuple[np.ndarray, list[int], None]:
-    """Every face of every frame, then the one the option asks for."""
+    rows: LandmarkRows,
+) -> tuple[list[int], None]:
+    """Every face of every frame, then the one the option asks for (into `rows`)."""
     scenes = SceneDetector()
     with MultiFaceTracker() as multi:
         for index, frame in _frames(path, video, state):
@@ -293,7 +306,6 @@ def _speaker_pass(
         choice = choose_face(option, faces, video.fps, loudness[0], loudness[1])
     except SpeakerSelectionError as exc:
         raise EngineError(str(exc), "generation_invalid_speaker_selection") from exc
-    rows = []
     for index in range(count):
         chosen = None if choice is None else int(choice.identity[index])
         if chosen is not None and chosen >= 0:
@@ -302,10 +314,8 @@ def _speaker_pass(
         candidates = list(faces.faces_at(index).values())
         box = None if choice is None else choice.box_at(index)
         pick = pick_in_box(box, candidates) if box is not None else None
-        rows.append(MISSING if pick is None else candidates[pick])
-    if not rows:
-        return np.empty((0, N_LANDMARKS, 2), np.float32), faces.cuts, None
-    return np.stack(rows).astype(np.float32, copy=False), faces.cuts, None
+        rows.append(None if pick is None else candidates[pick])
+    return faces.cuts, None
 
 
 def _library_pass(

@@ -19,6 +19,7 @@ from scipy.fft import dct
 from scipy.signal import resample_poly
 
 from openlipsync.engine.errors import AudioMissing
+from openlipsync.media.mapped import release
 
 RATE = 16000
 HOP = 160  # 10 ms analysis hop: fine enough to place a stop burst inside one video frame
@@ -59,13 +60,25 @@ def mono16k(audio: AudioLike) -> np.ndarray:
         samples = samples.mean(axis=-1 if samples.shape[-1] <= 8 else 0)
     if samples.size == 0 or int(audio.sample_rate) <= 0:
         raise AudioMissing("the audio contains no samples")
-    if not np.isfinite(samples.sum(dtype=np.float64)):  # no copy of hours of clean audio
+    if not _finite(samples):  # no copy of hours of clean audio
         samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
     rate = int(audio.sample_rate)
     if rate != RATE:
         divisor = np.gcd(rate, RATE)
         samples = resample_poly(samples, RATE // divisor, rate // divisor).astype(np.float32)
     return samples
+
+
+def _finite(samples: np.ndarray) -> bool:
+    """Whether every sample is finite, read a chunk at a time (the samples may be a file:
+    media/mapped.py)."""
+    step = CHUNK_HOPS * HOP
+    for start in range(0, samples.size, step):
+        finite = np.isfinite(samples[start : start + step].sum(dtype=np.float64))
+        release(samples)
+        if not finite:
+            return False
+    return True
 
 
 def _mel_filters() -> tuple[np.ndarray, np.ndarray]:
@@ -226,6 +239,7 @@ def _hop_analysis(samples: np.ndarray) -> dict[str, np.ndarray]:
         }
         for key, values in chunk.items():
             parts.setdefault(key, []).append(values.astype(np.float32))
+        release(samples)
     return {key: np.concatenate(values) for key, values in parts.items()}
 
 

@@ -33,6 +33,7 @@ from openlipsync.engine.run_state import RunState
 from openlipsync.media.audio import AudioClip, FileAudioClip
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.join import join_streams
+from openlipsync.media.mapped import release
 from openlipsync.media.probe import probe
 from openlipsync.media.seek import SeekingSource, backward_jumps
 from openlipsync.media.video import FrameSource
@@ -145,6 +146,7 @@ def write_plan(
         partial = path.with_name(path.name + ".part")
         with open(partial, "wb") as handle:  # a file object: savez adds no suffix
             np.savez(handle, **payload)
+        release(look.source_track.landmarks)  # savez read all of a mapped track
         partial.replace(path)
         _save_sound(timeline.audio, sound_path(path))
     state.report("plan", 1.0)

@@ -58,6 +58,7 @@ from openlipsync.engine.tracking import FaceTrack
 from openlipsync.media.audio import AudioClip, load_audio, load_audio_to_file
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.kept import KeptFrames, KeptSource, Source
+from openlipsync.media.mapped import in_blocks, release
 from openlipsync.media.probe import VideoInfo, probe
 from openlipsync.media.seek import SeekingSource
 from openlipsync.media.timeline import Timeline, plan_timeline
@@ -68,6 +69,7 @@ ANALYSIS_RATE = 16_000
 OUTPUT_AUDIO_RATE = 48_000
 MIN_SIDE, MAX_SIDE = 64, 4096
 PHONE_WEIGHT = 0.5  # share of the phone-driven shapes when phone timings are known
+RELEASE_FRAMES = 1024  # output frames between two releases of a mapped track's pages
 
 
 def run(
@@ -146,7 +148,7 @@ def _planned(
                 timeline = plan_timeline(
                     len(track.present), video.fps, sound.output, request.sync_mode, video.is_still
                 )
-            person = fit_person(sound.source, mouth_shape(track.landmarks), video.fps)
+            person = fit_person(sound.source, in_blocks(mouth_shape, track.landmarks), video.fps)
             sound.source = None  # done with (64 KB per second): not held through the rest
             targets = _plan_targets(request, audio_an, timeline, person)
             look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
@@ -193,6 +195,7 @@ def _analyse_while_loading(
                 source_audio=early.source if early else None,
                 driving_audio=early.analysis if early else None,
                 kept=kept,
+                track_file=scratch / "track.f32",
             )
         except BaseException:
             pending.result()  # raises the sound's error, if any, in the analysis's place
@@ -203,8 +206,8 @@ def _analyse_while_loading(
 def _load_sound(
     request: GenerateRequest, has_sound: bool, state: RunState, scratch: Path
 ) -> _Sound:
-    """The sounds the plan needs. The output-rate driver goes to a file in `scratch` (at 48 kHz
-    it is the largest thing a long run would hold); the analysis-rate ones stay in memory."""
+    """The sounds the plan needs, each in a file in `scratch` (an hour is 0.7 GB at 48 kHz and
+    0.2 GB at 16 kHz: FileAudioClip). Segments' drivers stay in memory: they are mixed."""
     with state.timed("audio"):
         drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
         if request.segments:
@@ -215,9 +218,15 @@ def _load_sound(
             audio_out = load_audio_to_file(
                 request.audio, scratch / "output.f32", OUTPUT_AUDIO_RATE, request.max_seconds
             )
-            audio_an = load_audio(request.audio, ANALYSIS_RATE, request.max_seconds)
+            audio_an = load_audio_to_file(
+                request.audio, scratch / "analysis.f32", ANALYSIS_RATE, request.max_seconds
+            )
         _check_length(request, audio_out.duration)
-        source = load_audio(request.video, ANALYSIS_RATE) if has_sound else None
+        source = (
+            load_audio_to_file(request.video, scratch / "source.f32", ANALYSIS_RATE)
+            if has_sound
+            else None
+        )
     return _Sound(audio_out, audio_an, source, drivers)
 
 
@@ -270,8 +279,13 @@ def _segment_plan(
         raise InputTooLong(
             f"the segments last {count / video.fps:.0f} s; the limit is {request.max_seconds:.0f} s"
         )
-    # The source's own sound stays outside the segments; silence when it has none.
-    own = {ANALYSIS_RATE: source_audio or AudioClip.silence(0.0, ANALYSIS_RATE)}
+    # The source's own sound stays outside the segments; silence when it has none. The mix is
+    # written over a copy in memory (a file clip's samples are read-only).
+    own = {
+        ANALYSIS_RATE: AudioClip(np.array(source_audio.samples), ANALYSIS_RATE)
+        if source_audio is not None
+        else AudioClip.silence(0.0, ANALYSIS_RATE)
+    }
     own[OUTPUT_AUDIO_RATE] = (
         load_audio(request.video, OUTPUT_AUDIO_RATE)
         if source_audio is not None
@@ -314,6 +328,8 @@ class _Look:
     def frame(self, index: int, frame: np.ndarray) -> np.ndarray:
         """The new mouth first, on the face as filmed; then whole-face effects move it all."""
         source = int(self.src_index[index])
+        if index % RELEASE_FRAMES == 0:  # the track's rows read so far (a mapped track)
+            release(self.source_track.landmarks)
         rendered = self.renderer.render(index, frame)
         weight = 1.0 if self.visibility is None else float(self.visibility[source])
         if weight < 1.0:

@@ -41,6 +41,7 @@ from openlipsync.engine.tracking import (
     _similarity,
     hand_square,
 )
+from openlipsync.media.mapped import in_blocks, release
 from openlipsync.media.picture import Box
 
 QUALITIES = ("fast", "standard", "pro")
@@ -151,6 +152,7 @@ class MouthRenderer:
         self.targets = targets
         self.src_index = src_index
         self.library.finalize(track.landmarks)
+        release(track.landmarks)
         lib = self.library
         present = track.present[src_index] if len(src_index) else np.zeros(0, bool)
         contrast = np.full(n_src, np.nan)
@@ -174,7 +176,7 @@ class MouthRenderer:
         if lib.count:
             self._triangles = _triangulation(lib)
             self._ring = _crop_ring(lib.size)
-            poses = head_pose(track.landmarks)[src_index]  # per source frame: no (T, 478, 2) copy
+            poses = in_blocks(head_pose, track.landmarks)[src_index]  # no (T, 478, 2) copy
             ramp = max(1, int(round(0.12 * self.fps)))
             for start, stop in _runs(valid):
                 self._choice[start:stop] = _viterbi(

@@ -17,6 +17,7 @@ import numpy as np
 
 from openlipsync.engine.mouth import face_scale, mouth_shape
 from openlipsync.engine.scenes import shot_ranges
+from openlipsync.media.mapped import release
 from openlipsync.media.picture import padded_square
 
 N_LANDMARKS = 478
@@ -408,6 +409,9 @@ def loudness_per_frame(
         part = samples[max(a, 0) : max(min(b, len(samples)), 0)]
         if part.size:
             out[index] = 10 * np.log10(float(np.mean(part.astype(np.float64) ** 2)) + 1e-10)
+        if index % 4096 == 4095:  # samples in a file (media/mapped.py): keep a few pages
+            release(samples)
+    release(samples)
     return out
 
 

@@ -16,6 +16,7 @@ from scipy.ndimage import median_filter
 from scipy.signal import savgol_filter
 
 from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, LIPS_OUTER, face_scale
+from openlipsync.media.mapped import in_blocks, release
 from openlipsync.media.picture import Box, Picture, RgbPicture, padded_square, shrink_square
 
 N_LANDMARKS = 478
@@ -333,6 +334,7 @@ def smooth_in_place(landmarks: np.ndarray, present: np.ndarray, fps: float) -> N
     for start, stop in _runs(present):
         _smooth_run(landmarks[start:stop], fps)
     landmarks[~present] = np.nan
+    release(landmarks)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -364,8 +366,10 @@ def _smooth_run(run: np.ndarray, fps: float) -> None:
     n = len(run)
     if n < 3:
         return
-    reference = run[:, STABLE_POINTS].mean(axis=0)
-    poses = np.stack([_similarity(frame[STABLE_POINTS], reference) for frame in run])  # (n,2,3)
+    stable = in_blocks(lambda block: block[:, STABLE_POINTS], run)  # 128 bytes per frame
+    reference = stable.mean(axis=0)
+    poses = np.stack([_similarity(points, reference) for points in stable])  # (n, 2, 3)
+    del stable
     strong = _odd_window(0.36, fps, n)
     light = _odd_window(0.12, fps, n)
     pose_params = _savgol(poses.reshape(n, 6), strong).reshape(n, 2, 3)
@@ -377,6 +381,7 @@ def _smooth_run(run: np.ndarray, fps: float) -> None:
         out = _smooth_block(run[lo:hi], poses[lo:hi], inverse[lo:hi], strong, light)
         if pending is not None:
             run[pending[0] : pending[0] + len(pending[1])] = pending[1]
+            release(run)  # a mapped track (media/mapped.py) keeps one block in memory
         pending = (start, out[start - lo : stop - lo])
     if pending is not None:
         run[pending[0] : pending[0] + len(pending[1])] = pending[1]

@@ -1,0 +1,63 @@
+"""Arrays as long as the input, kept in a scratch file instead of in memory.
+
+A per-frame or per-sample array grows with the input: three hours of face landmarks are a
+gigabyte, three hours of 16 kHz audio 0.7 GB per sound. Such arrays live in a file mapped into
+memory (numpy's memmap: every numpy operation works on them). Touched pages of a mapping count
+as the process's memory until they are let go, so the code that walks one calls `release` at
+block boundaries; the data stays in the file (and in the page cache, which the kernel can write
+out and reclaim), and the next read maps it back.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 1024  # rows per block in `in_blocks`: 4 MB of landmarks
+
+
+def scratch_array(path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A new zero-filled array in the raw file `path` (sparse: unwritten rows take no disk)."""
+    return np.memmap(path, dtype, "w+", shape=shape)
+
+
+def grown(array: np.ndarray, rows: int) -> np.ndarray:
+    """The same scratch array with room for `rows` rows (the file grows; nothing is copied).
+    A plain in-memory array is copied into a larger one."""
+    if rows <= len(array):
+        return array
+    path = getattr(array, "filename", None)
+    if path is None:
+        bigger = np.zeros((rows, *array.shape[1:]), array.dtype)
+        bigger[: len(array)] = array
+        return bigger
+    array.flush()
+    release(array)
+    return np.memmap(path, array.dtype, "r+", shape=(rows, *array.shape[1:]))  # extends the file
+
+
+def release(array: np.ndarray) -> None:
+    """Let go of the pages of `array`'s file mapping that this process holds (a no-op for an
+    array in memory). Shared mappings keep their data: the next access reads it back."""
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, mmap.mmap) and not base.closed:
+        base.madvise(mmap.MADV_DONTNEED)
+
+
+def in_blocks(
+    function: Callable[[np.ndarray], np.ndarray], array: np.ndarray, block: int = BLOCK
+) -> np.ndarray:
+    """`function` of `array` (one result row per input row), computed `block` rows at a time so
+    that a mapped array never has more than a block of pages in memory."""
+    if len(array) <= block:
+        return function(array)
+    parts = []
+    for start in range(0, len(array), block):
+        parts.append(function(array[start : start + block]))
+        release(array)
+    return np.concatenate(parts)
