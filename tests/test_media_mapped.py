@@ -143,3 +143,29 @@ def test_a_long_track_in_a_file_stays_out_of_memory(tmp_path: Path) -> None:
         assert peak["peak"] < total // 4, (written, smoothed, measured, total)
     assert np.isnan(shapes[4000]).all() and np.isfinite(shapes[present]).all()
     assert poses.shape == (20_000, 2) and np.isfinite(track[present]).all()
+
+
+@linux_only
+def test_the_mouth_library_keeps_few_of_its_crops_in_memory() -> None:
+    """The pro library may fill a 512 MB crop file; only the last few crops stay in memory."""
+    import cv2
+
+    from openlipsync.engine.library import MouthLibrary
+    from openlipsync.engine.tracking import FaceTracker
+    from tests.conftest import media_path
+
+    photo = cv2.cvtColor(cv2.imread(str(media_path("photo/obama.jpg"))), cv2.COLOR_BGR2RGB)
+    with FaceTracker() as tracker:
+        landmarks = tracker.process(photo)
+    assert landmarks is not None
+    library = MouthLibrary("pro")
+    try:
+        with peak_mapped() as adding:
+            for index in range(400):
+                library.add(index, photo, landmarks)
+        written = library.count * library.crop(0).nbytes
+        assert written > 40 * MIB, written
+        assert adding["peak"] < written // 4, (adding, written)
+        assert np.array_equal(library.crop(library.count - 1), library.crop(0))
+    finally:
+        library.close()

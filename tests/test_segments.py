@@ -23,7 +23,7 @@ from openlipsync.engine.segments import (
     segment_timeline,
 )
 from openlipsync.jobs.inputs import InputError, fetch_inputs, plan_inputs
-from openlipsync.media.audio import AudioClip
+from openlipsync.media.audio import AudioClip, FileAudioClip
 from openlipsync.store.files import open_storage
 from openlipsync.store.models import Generation
 from tests.conftest import media_path
@@ -63,7 +63,12 @@ def test_mask_runs_and_still_length() -> None:
     assert output_frames([], FPS, 1, still=True) == 1
 
 
-def test_composite_keeps_the_base_outside_and_fits_each_segment_inside() -> None:
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_composite_keeps_the_base_outside_and_fits_each_segment_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_disk: bool
+) -> None:
+    """In memory, and mixed into a scratch file (as the pipeline does) by small blocks."""
+    monkeypatch.setattr("openlipsync.engine.segments.MIX_BLOCK", 777)
     base = AudioClip(np.full(3 * RATE, -0.5, np.float32), RATE)  # the video's own sound
     long_driver = ramp_clip(5.0)  # longer than its window: cut
     short_driver = ramp_clip(0.1, offset=0.25)  # shorter: silence-padded
@@ -72,7 +77,9 @@ def test_composite_keeps_the_base_outside_and_fits_each_segment_inside() -> None
         (SegmentAudio(1.6, 2.0, Path("short.wav")), short_driver),
         (SegmentAudio(2.6, 9.0, long_driver_path), long_driver),  # clipped at the video end
     ]
-    out = compose_audio(base, parts, FPS, 75).samples
+    mixed = compose_audio(base, parts, FPS, 75, into=tmp_path / "mix.f32" if on_disk else None)
+    assert isinstance(mixed, FileAudioClip) == on_disk
+    out = mixed.samples
     assert len(out) == 3 * RATE
     assert np.all(out[:400] == -0.5) and np.all(out[1000:1600] == -0.5)
     assert np.all(out[2000:2600] == -0.5)

@@ -31,6 +31,7 @@ from openlipsync.engine.mouth import (
     mouth_shape,
 )
 from openlipsync.engine.tracking import STABLE_POINTS, _similarity
+from openlipsync.media.mapped import release
 from openlipsync.media.picture import Box, source_box
 
 # Crop window in canonical units (eye midpoint at the origin, inter-ocular distance 1, y down).
@@ -42,6 +43,7 @@ CROP_Y = (0.3, 1.8)
 SCALE_CAP = {"fast": 80, "standard": 140, "pro": 220}
 MEMORY_BUDGET = {"fast": 96 << 20, "standard": 256 << 20, "pro": 512 << 20}
 MAX_ENTRIES = 3000
+RELEASE_ENTRIES = 32  # crops written between two releases of the crop file's pages
 MIN_SCALE = 24
 CONTRAST_WIDTH = 64  # px across the mouth patch that lip_contrast measures on
 
@@ -93,6 +95,8 @@ class MouthLibrary:
         self._to_crop.append(to_crop)
         self._raw.append(landmarks.astype(np.float32))
         self.count += 1
+        if self.count % RELEASE_ENTRIES == 0:
+            self.release_pages()
 
     def source_box(self, landmarks: np.ndarray | None) -> Box | None:
         """The frame pixels `add` reads for this face (the whole frame until the first face
@@ -132,6 +136,7 @@ class MouthLibrary:
         self._to_crop = [self._to_crop[i] for i in keep]
         self._raw = [self._raw[i] for i in keep]
         self.count = len(keep)
+        self.release_pages()
 
     def crop_transform(self, landmarks: np.ndarray) -> np.ndarray:
         """(2, 3) affine from frame pixels to this library's crop pixels for a face's landmarks."""
@@ -166,6 +171,12 @@ class MouthLibrary:
 
     def crop(self, entry: int) -> np.ndarray:
         return self._crops[entry]
+
+    def release_pages(self) -> None:
+        """Let go of the crop file's pages this process holds: the budget is for the file, and
+        the crops in use come back from the page cache (media/mapped.py)."""
+        if self._crops is not None:
+            release(self._crops)
 
     def close(self) -> None:
         self._crops = None

@@ -4,12 +4,13 @@
           ─► timeline (sync_mode, or segments) ─► person fit + mouth plan (audio ─► shapes)
           ─► render pass (decode ─► render mouth ─► encode H.264/AAC)
 
-Frames are never held for the whole video: the track pass keeps only landmarks (a few KB per
-frame, in one array smoothed in place) and a capped mouth library; the render pass streams frames
-straight into the encoder. The output audio (48 kHz: 0.18 MiB per second) is decoded into a
-scratch file that the encoder reads a window at a time; only the 16 kHz analysis audio is in
-memory, and only while planning. What still grows with the length (issue #2, bench/memory.py):
-the landmarks (3.8 KB per frame) and the analysis audio (64 KB per second, per sound).
+Frames are never held for the whole video, and of what grows with the length only the plan's
+small per-frame arrays (targets, choices, audio features: under 0.5 KB per frame) stay in
+memory (and, with `active_speaker_detection`, every face's track). The track pass writes the landmarks (3.8 KB per frame) to a scratch file, smoothed in
+place by blocks, and keeps a capped mouth library (also a file); every sound (the 48 kHz output
+audio, the 16 kHz analysis audio, segment mixes) is decoded into a scratch file, read by windows
+or chunks. Files are mapped (media/mapped.py), and whoever walks one lets go of its pages a block
+at a time, so peak memory does not depend on the input's length (bench/memory.py).
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ from openlipsync.engine.segments import (
 )
 from openlipsync.engine.speaker import loudness_per_frame
 from openlipsync.engine.tracking import FaceTrack
-from openlipsync.media.audio import AudioClip, load_audio, load_audio_to_file
+from openlipsync.media.audio import AudioClip, load_audio_to_file
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.kept import KeptFrames, KeptSource, Source
-from openlipsync.media.mapped import in_blocks, release
+from openlipsync.media.mapped import in_blocks
 from openlipsync.media.probe import VideoInfo, probe
 from openlipsync.media.seek import SeekingSource
 from openlipsync.media.timeline import Timeline, plan_timeline
@@ -69,7 +70,6 @@ ANALYSIS_RATE = 16_000
 OUTPUT_AUDIO_RATE = 48_000
 MIN_SIDE, MAX_SIDE = 64, 4096
 PHONE_WEIGHT = 0.5  # share of the phone-driven shapes when phone timings are known
-RELEASE_FRAMES = 1024  # output frames between two releases of a mapped track's pages
 
 
 def run(
@@ -142,7 +142,7 @@ def _planned(
             audio_an = sound.analysis
             if request.segments:
                 timeline, audio_an = _segment_plan(
-                    request, video, len(track.present), sound.drivers, sound.source
+                    request, video, len(track.present), sound.drivers, sound.source, scratch
                 )
             else:
                 timeline = plan_timeline(
@@ -207,11 +207,11 @@ def _load_sound(
     request: GenerateRequest, has_sound: bool, state: RunState, scratch: Path
 ) -> _Sound:
     """The sounds the plan needs, each in a file in `scratch` (an hour is 0.7 GB at 48 kHz and
-    0.2 GB at 16 kHz: FileAudioClip). Segments' drivers stay in memory: they are mixed."""
+    0.2 GB at 16 kHz: FileAudioClip)."""
     with state.timed("audio"):
         drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
         if request.segments:
-            drivers = _load_drivers(request.segments)
+            drivers = _load_drivers(request.segments, scratch)
             audio_out = max((clips[0] for clips in drivers.values()), key=lambda c: c.duration)
             audio_an = max((clips[1] for clips in drivers.values()), key=lambda c: c.duration)
         else:
@@ -253,14 +253,22 @@ def _check_length(request: GenerateRequest, seconds: float) -> None:
         )
 
 
-def _load_drivers(segments: list[SegmentAudio]) -> dict[Path, tuple[AudioClip, AudioClip]]:
-    """Each distinct segment audio file once, at the output and the analysis rates."""
+def _load_drivers(
+    segments: list[SegmentAudio], scratch: Path
+) -> dict[Path, tuple[AudioClip, AudioClip]]:
+    """Each distinct segment audio file once, at the output and the analysis rates (files in
+    `scratch`: a film dubbed line by line has as much sound in its segments as in itself)."""
     drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
     for segment in segments:
         if segment.audio not in drivers:
+            number = len(drivers)
             drivers[segment.audio] = (
-                load_audio(segment.audio, OUTPUT_AUDIO_RATE),
-                load_audio(segment.audio, ANALYSIS_RATE),
+                load_audio_to_file(
+                    segment.audio, scratch / f"driver{number}.out.f32", OUTPUT_AUDIO_RATE
+                ),
+                load_audio_to_file(
+                    segment.audio, scratch / f"driver{number}.analysis.f32", ANALYSIS_RATE
+                ),
             )
     return drivers
 
@@ -271,31 +279,30 @@ def _segment_plan(
     video_frames: int,
     drivers: dict[Path, tuple[AudioClip, AudioClip]],
     source_audio: AudioClip | None,
+    scratch: Path,
 ) -> tuple[Timeline, AudioClip]:
-    """The segments' timeline (output rate) and the same composite audio for mouth analysis."""
+    """The segments' timeline (output rate) and the same composite audio for mouth analysis,
+    mixed into files in `scratch`."""
     segments = request.segments or []
     count = output_frames(segments, video.fps, video_frames, video.is_still)
     if count / video.fps > request.max_seconds:  # a photo lasts until the last segment ends
         raise InputTooLong(
             f"the segments last {count / video.fps:.0f} s; the limit is {request.max_seconds:.0f} s"
         )
-    # The source's own sound stays outside the segments; silence when it has none. The mix is
-    # written over a copy in memory (a file clip's samples are read-only).
+    # The source's own sound stays outside the segments; silence when it has none.
     own = {
-        ANALYSIS_RATE: AudioClip(np.array(source_audio.samples), ANALYSIS_RATE)
+        ANALYSIS_RATE: source_audio or AudioClip.silence(0.0, ANALYSIS_RATE),
+        OUTPUT_AUDIO_RATE: load_audio_to_file(
+            request.video, scratch / "source.out.f32", OUTPUT_AUDIO_RATE
+        )
         if source_audio is not None
-        else AudioClip.silence(0.0, ANALYSIS_RATE)
+        else AudioClip.silence(0.0, OUTPUT_AUDIO_RATE),
     }
-    own[OUTPUT_AUDIO_RATE] = (
-        load_audio(request.video, OUTPUT_AUDIO_RATE)
-        if source_audio is not None
-        else AudioClip.silence(0.0, OUTPUT_AUDIO_RATE)
-    )
     composites = []
-    for slot, rate in enumerate((OUTPUT_AUDIO_RATE, ANALYSIS_RATE)):
-        base = own[rate]
+    for slot, (rate, name) in enumerate(((OUTPUT_AUDIO_RATE, "out"), (ANALYSIS_RATE, "analysis"))):
         parts = [(segment, drivers[segment.audio][slot]) for segment in segments]
-        composites.append(compose_audio(base, parts, video.fps, count))
+        mix = scratch / f"mix.{name}.f32"
+        composites.append(compose_audio(own[rate], parts, video.fps, count, into=mix))
     timeline = segment_timeline(segments, video.fps, count, composites[0], video.is_still)
     return timeline, composites[1]
 
@@ -328,8 +335,6 @@ class _Look:
     def frame(self, index: int, frame: np.ndarray) -> np.ndarray:
         """The new mouth first, on the face as filmed; then whole-face effects move it all."""
         source = int(self.src_index[index])
-        if index % RELEASE_FRAMES == 0:  # the track's rows read so far (a mapped track)
-            release(self.source_track.landmarks)
         rendered = self.renderer.render(index, frame)
         weight = 1.0 if self.visibility is None else float(self.visibility[source])
         if weight < 1.0:

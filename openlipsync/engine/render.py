@@ -44,6 +44,7 @@ from openlipsync.engine.tracking import (
 from openlipsync.media.mapped import in_blocks, release
 from openlipsync.media.picture import Box
 
+RELEASE_FRAMES = 256  # output frames between two releases of the mapped track and crops
 QUALITIES = ("fast", "standard", "pro")
 
 UPPER_INNER = LIPS_INNER[1:10]
@@ -196,6 +197,9 @@ class MouthRenderer:
         if not self._prepared:
             raise RuntimeError("MouthRenderer.prepare() must run before render()")
         self._check_frame(frame)
+        if out_index % RELEASE_FRAMES == 0:  # mapped files: keep only what recent frames read
+            self.library.release_pages()
+            release(self.track.landmarks)
         if not (0 <= out_index < len(self._choice)):
             return frame
         entry, alpha = int(self._choice[out_index]), float(self._alpha[out_index])

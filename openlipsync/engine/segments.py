@@ -32,11 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from openlipsync.engine.request import SegmentAudio
-from openlipsync.media.audio import AudioClip
+from openlipsync.media.audio import AudioClip, FileAudioClip
+from openlipsync.media.mapped import release, scratch_array
 from openlipsync.media.probe import round_half_up
 from openlipsync.media.timeline import Timeline
 
 EDGE_FADE_SECONDS = 0.005
+MIX_BLOCK = 1 << 20  # samples copied at once into a file-backed mix (4 MB)
 
 
 def from_seconds(ranges: Sequence[Sequence[float]], audio: Path) -> list[SegmentAudio]:
@@ -91,10 +93,14 @@ def compose_audio(
     parts: Sequence[tuple[SegmentAudio, AudioClip]],
     fps: float,
     frame_count: int,
+    into: Path | None = None,
 ) -> AudioClip:
-    """The output audio: `base` (the video's own sound) with each segment's audio laid over it."""
+    """The output audio: `base` (the video's own sound) with each segment's audio laid over it.
+
+    With `into`, the mix is written to that scratch file and read back as a FileAudioClip: the
+    whole video's length of 48 kHz sound is 0.7 GB per hour."""
     rate = base.sample_rate
-    out = base.padded_to(frame_count / fps).samples
+    out = _canvas(base, frame_count / fps, into)
     ramp = max(1, round_half_up(EDGE_FADE_SECONDS * rate))
     for segment, clip in parts:
         if clip.sample_rate != rate:
@@ -106,7 +112,25 @@ def compose_audio(
         new = fit_audio(segment, clip, b - a)
         weight = _edge_weights(b - a, ramp)
         out[a:b] = out[a:b] * (1 - weight) + new * weight
-    return AudioClip(out, rate)
+        release(clip.samples)
+        release(out)
+    if not isinstance(out, np.memmap):
+        return AudioClip(out, rate)
+    out.flush()
+    return FileAudioClip.open(Path(into or ""), rate, len(out))
+
+
+def _canvas(base: AudioClip, seconds: float, into: Path | None) -> np.ndarray:
+    """`base` cut or silence-padded to `seconds`: a copy in memory, or in the file `into`."""
+    count = max(0, round_half_up(seconds * base.sample_rate))
+    if into is None or count == 0:  # np.memmap cannot map nothing
+        return base.padded_to(seconds).samples
+    out = scratch_array(into, (count,), np.float32)
+    for start in range(0, count, MIX_BLOCK):
+        stop = min(start + MIX_BLOCK, count)
+        out[start:stop] = base.window(start, stop - start)
+        release(out)
+    return out
 
 
 def segment_timeline(
