@@ -92,7 +92,8 @@ def main() -> None:
             print(f"{args.height}p {seconds / 60:5.1f} min: peak RSS {mib:7.0f} MiB ({wall:.0f} s)")
         if len(lengths) > 1:
             growth = (peaks[-1] - peaks[0]) / (lengths[-1] - lengths[0]) / 2**20
-            three_hours = peaks[0] / 2**20 + growth * (3 * 3600 - lengths[0])
+            # A peak that differs by less than run-to-run noise (tens of MiB) is no growth.
+            three_hours = max(peaks) / 2**20 + max(growth, 0.0) * (3 * 3600 - lengths[-1])
             print(f"growth {growth:.3f} MiB/s of video; 3 h extrapolated: {three_hours:.0f} MiB")
 
 

@@ -59,25 +59,26 @@ def test_file_backed_output_audio_encodes_identically(tmp_path: Path, mode: str)
         assert files[0] == files[1]
 
 
-def _sound_scratch(folder: Path) -> list[Path]:
-    return list(folder.glob("openlipsync-sound-*"))
+def _plan_scratch(folder: Path) -> list[Path]:
+    return list(folder.glob("openlipsync-plan-*"))
 
 
 @pytest.mark.slow
-def test_sound_scratch_is_removed_on_success_cancel_and_failure(
+def test_plan_scratch_is_removed_on_success_cancel_and_failure(
     tmp_path: Path, grid_video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    seen: list[list[Path]] = []
+    seen: set[str] = set()
 
     def watch(stage: str, fraction: float) -> None:
-        seen.append(_sound_scratch(scratch))
+        seen.update(file.name for folder in _plan_scratch(scratch) for file in folder.iterdir())
 
     generate(GenerateRequest(grid_video, SPEECH, tmp_path / "ok.mp4"), progress=watch)
-    assert any(seen), "the run kept its output audio in a scratch folder"
-    assert _sound_scratch(scratch) == []
+    # The track and every sound (the GRID clip has its own) were files, not memory.
+    assert {"track.f32", "output.f32", "analysis.f32", "source.f32"} <= seen, seen
+    assert _plan_scratch(scratch) == []
 
     calls = {"n": 0}
 
@@ -90,12 +91,12 @@ def test_sound_scratch_is_removed_on_success_cancel_and_failure(
             GenerateRequest(grid_video, SPEECH, tmp_path / "cancel.mp4"),
             should_cancel=cancel_during_render,
         )
-    assert _sound_scratch(scratch) == []
+    assert _plan_scratch(scratch) == []
 
     blank = write_vfr(tmp_path / "blank.mp4", [40 * k for k in range(25)], size=(96, 64))
     with pytest.raises(NoFaceFound):
         generate(GenerateRequest(blank, SPEECH, tmp_path / "noface.mp4"))
-    assert _sound_scratch(scratch) == []
+    assert _plan_scratch(scratch) == []
 
 
 def _noisy_track(frames: int) -> FaceTrack:

@@ -6,11 +6,12 @@
 
 Frames are never held for the whole video, and of what grows with the length only the plan's
 small per-frame arrays (targets, choices, audio features: under 0.5 KB per frame) stay in
-memory (and, with `active_speaker_detection`, every face's track). The track pass writes the landmarks (3.8 KB per frame) to a scratch file, smoothed in
-place by blocks, and keeps a capped mouth library (also a file); every sound (the 48 kHz output
-audio, the 16 kHz analysis audio, segment mixes) is decoded into a scratch file, read by windows
-or chunks. Files are mapped (media/mapped.py), and whoever walks one lets go of its pages a block
-at a time, so peak memory does not depend on the input's length (bench/memory.py).
+memory (and, with `active_speaker_detection`, every face's track). The track pass writes the
+landmarks (3.8 KB per frame) to a scratch file, smoothed in place by blocks, and keeps a capped
+mouth library (also a file); every sound (the 48 kHz output audio, the 16 kHz analysis audio,
+segment mixes) is decoded into a scratch file, read by windows or chunks. The files are mapped
+(media/mapped.py), and whoever walks one lets go of its pages a block at a time, so peak memory
+does not depend on the input's length (bench/memory.py).
 """
 
 from __future__ import annotations
@@ -112,11 +113,12 @@ def planned(
 ) -> Iterator[Planned]:
     """Probe, analyse the source and plan the mouth for the whole clip (no chunk borders in the
     motion); the renderer's resources are released when the block ends. BLAS stays on one
-    thread until then (see quiet_blas), the render pass included. The output audio is kept in a
-    scratch file (timeline.audio reads it) that is deleted when the block ends, however. With
+    thread until then (see quiet_blas), the render pass included. The track and the sounds are
+    kept in a scratch folder (timeline.audio reads one) that is deleted when the block ends,
+    however it ends. With
     `keep_frames` the analysis keeps what it decoded, within media/kept.py's budget, for a
     render pass in this process (chunks render elsewhere: their planner keeps nothing)."""
-    with quiet_blas(), tempfile.TemporaryDirectory(prefix="openlipsync-sound-") as scratch:
+    with quiet_blas(), tempfile.TemporaryDirectory(prefix="openlipsync-plan-") as scratch:
         yield from _planned(request, state, Path(scratch), keep_frames)
 
 
