@@ -6,6 +6,8 @@ called directly instead of through a broker (tests/test_scale_chunks.py runs rea
 from __future__ import annotations
 
 import hashlib
+import mmap
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from openlipsync.engine.chunks import (
     join,
     load_plan,
     render_chunk,
+    track_path,
     write_plan,
 )
 from openlipsync.engine.pipeline import planned
@@ -112,6 +115,11 @@ def test_chunks_get_the_plan_without_the_sound_and_with_packed_crops(chunked: di
     with np.load(plan_path) as data:
         arrays = {name: data[name] for name in data.files}
     assert "audio" not in arrays and "renderer/library_crops" not in arrays
+    assert "renderer/track_landmarks" not in arrays  # a file of its own, mapped by chunks
+    base = chunked["plan"].look.source_track.landmarks
+    while isinstance(base, np.ndarray):
+        base = base.base
+    assert isinstance(base, mmap.mmap)
     assert chunked["plan"].audio is None
     with pytest.raises(ValueError, match="sound"):
         join(chunked["plan"], chunked["parts"], chunked["tmp"] / "never.mp4")
@@ -122,8 +130,31 @@ def test_chunks_get_the_plan_without_the_sound_and_with_packed_crops(chunked: di
     damaged = chunked["tmp"] / "damaged.npz"
     with open(damaged, "wb") as handle:
         np.savez(handle, **{**arrays, "crops_png": blob})
+    with pytest.raises(PlanUnusable, match="cannot be read"):
+        load_plan(damaged)  # no track beside it
+    shutil.copy(track_path(plan_path), track_path(damaged))
     with pytest.raises(PlanUnusable, match="crop"):
         load_plan(damaged)
+
+
+def test_a_track_file_that_cannot_be_the_plans_is_a_plan_error(chunked: dict) -> None:
+    plan_path = chunked["tmp"] / "plan.npz"
+    track = np.load(track_path(plan_path))
+    other = chunked["tmp"] / "other.npz"
+    shutil.copy(plan_path, other)
+    for wrong, message in [
+        (track[:10], "frames"),  # shorter than the frames the plan shows
+        (track[:, :68], "holds"),  # another landmark model
+        (track.astype(np.float64), "holds"),
+    ]:
+        np.save(track_path(other), wrong)
+        with pytest.raises(PlanUnusable, match=message):
+            load_plan(other)
+    track_path(other).write_bytes(b"not a track")
+    with pytest.raises(PlanUnusable, match="cannot be read"):
+        load_plan(other)
+    np.save(track_path(other), track)
+    assert np.array_equal(load_plan(other).look.source_track.landmarks, track, equal_nan=True)
 
 
 def test_rendered_pixels_are_identical_whichever_process_draws_them(chunked: dict) -> None:

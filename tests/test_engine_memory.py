@@ -19,7 +19,7 @@ from openlipsync.engine import GenerateRequest, generate
 from openlipsync.engine.errors import Cancelled, NoFaceFound
 from openlipsync.engine.request import SYNC_MODES
 from openlipsync.engine.tracking import FaceTrack, smooth_in_place, smooth_track
-from openlipsync.media.audio import FileAudioClip, load_audio, load_audio_to_file
+from openlipsync.media.audio import AudioClip, FileAudioClip, load_audio, load_audio_to_file
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.timeline import plan_timeline
 from tests.conftest import media_path
@@ -167,6 +167,15 @@ def test_audio_features_of_a_file_clip_equal_those_in_memory(
         loudness_per_frame(memory.samples, 16_000, 25.0, frames),
         loudness_per_frame(on_disk.samples, 16_000, 25.0, frames),
     )
+    # A corrupt stretch far into the file (past the first chunk) is silence, as in memory.
+    broken = memory.samples.copy()
+    broken[100_000:100_050] = np.nan
+    broken.tofile(tmp_path / "broken.f32")
+    a = extract(AudioClip(broken, 16_000), 25.0, frames)
+    b = extract(FileAudioClip.open(tmp_path / "broken.f32", 16_000), 25.0, frames)
+    assert np.isfinite(b.mfcc).all() and np.isfinite(b.level).all()
+    for name, values in vars(a).items():
+        assert np.array_equal(values, getattr(b, name)), name
 
 
 @pytest.mark.slow

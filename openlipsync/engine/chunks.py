@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from openlipsync.engine.presets import preset_for
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.request import GenerateRequest, GenerateResult, ProgressCallback
 from openlipsync.engine.run_state import RunState
+from openlipsync.engine.tracking import N_LANDMARKS
 from openlipsync.media.audio import AudioClip, FileAudioClip
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.join import join_streams
@@ -38,11 +39,13 @@ from openlipsync.media.probe import probe
 from openlipsync.media.seek import SeekingSource, backward_jumps
 from openlipsync.media.video import FrameSource
 
-PLAN_VERSION = 2  # 2: library crops as PNG, the sound in a file of its own
+PLAN_VERSION = 3  # 2: library crops as PNG, the sound in a file of its own; 3: the track too
 MAX_SEEKS = 8  # backward jumps in one chunk still worth a seek each (loop restarts)
 SOUND_BLOCK = 1 << 20  # samples per write of the plan's sound (4 MB)
+TRACK_BLOCK = 1024  # frames per write of the plan's track (4 MB)
 _RENDERER_PREFIX = "renderer/"
 _CROPS = "library_crops"
+_TRACK = "track_landmarks"
 
 
 class PlanUnusable(EngineError):
@@ -134,6 +137,7 @@ def write_plan(
             if look.effects is None
             else {"model": request.model, "options": request.options, "is_still": video.is_still},
         }
+        track = arrays.pop(_TRACK)  # 3.8 KB per source frame: a file of its own, mapped
         payload = {_RENDERER_PREFIX + name: value for name, value in arrays.items()}
         payload.update(_packed_crops(payload.pop(_RENDERER_PREFIX + _CROPS)))
         payload["look_src_index"] = np.asarray(look.src_index, np.int64)
@@ -146,8 +150,8 @@ def write_plan(
         partial = path.with_name(path.name + ".part")
         with open(partial, "wb") as handle:  # a file object: savez adds no suffix
             np.savez(handle, **payload)
-        release(look.source_track.landmarks)  # savez read all of a mapped track
         partial.replace(path)
+        _save_rows(track_path(path), track.shape, track.dtype, _track_blocks(track))
         _save_sound(timeline.audio, sound_path(path))
     state.report("plan", 1.0)
     return summary
@@ -157,16 +161,41 @@ def _save_sound(clip: AudioClip, path: Path) -> None:
     """np.save of the clip's samples, written a block at a time: the output audio is a file
     (see FileAudioClip), and reading it whole would bring hours of 48 kHz into memory."""
     count = len(clip.samples)
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False}
+    blocks = (
+        clip.window(start, min(SOUND_BLOCK, count - start))
+        for start in range(0, count, SOUND_BLOCK)
+    )
+    _save_rows(path, (count,), np.dtype("<f4"), blocks)
+
+
+def _track_blocks(track: np.ndarray) -> Iterator[np.ndarray]:
+    """The track's rows a block at a time, letting go of a mapped track's pages as it goes."""
+    for start in range(0, len(track), TRACK_BLOCK):
+        yield track[start : start + TRACK_BLOCK]
+        release(track)
+
+
+def _save_rows(
+    path: Path, shape: tuple[int, ...], dtype: np.dtype, blocks: Iterator[np.ndarray]
+) -> None:
+    """np.save of an array given as consecutive blocks of rows (little-endian)."""
+    dtype = np.dtype(dtype).newbyteorder("<")
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
     with open(path, "wb") as handle:
-        np.lib.format.write_array_header_1_0(handle, {**header, "shape": (count,)})
-        for start in range(0, count, SOUND_BLOCK):
-            clip.window(start, min(SOUND_BLOCK, count - start)).astype("<f4").tofile(handle)
+        np.lib.format.write_array_header_1_0(handle, {**header, "shape": tuple(shape)})
+        for block in blocks:
+            np.ascontiguousarray(block, dtype).tofile(handle)
 
 
 def sound_path(plan: Path) -> Path:
     """Where the plan's sound lives: a file of its own, since only the join reads it."""
     return plan.with_name(plan.stem + ".sound.npy")
+
+
+def track_path(plan: Path) -> Path:
+    """Where the plan's track lives: a file of its own, which chunks map rather than load
+    (three hours of landmarks are a gigabyte; a chunk reads only its frames' rows)."""
+    return plan.with_name(plan.stem + ".track.npy")
 
 
 def _packed_crops(crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -191,23 +220,29 @@ def _unpacked_crops(arrays: dict[str, np.ndarray], width: int, height: int) -> n
 
 
 def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
-    """The plan at `path`; with `sound`, also the sound file beside it (for the join)."""
+    """The plan at `path` and the track file beside it, for a chunk; with `sound`, the sound
+    file beside it instead, for the join (which renders nothing: its look has no track)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
-        # Read by the join a window at a time: hours of 48 kHz need not be in memory.
-        audio = FileAudioClip.open_npy(sound_path(path), int(meta["audio_rate"])) if sound else None
     except (OSError, ValueError, KeyError) as exc:
         raise PlanUnusable(f"the render plan cannot be read: {exc}") from exc
     if meta.get("version") != PLAN_VERSION:
         raise PlanUnusable(f"render plan version {meta.get('version')} is not {PLAN_VERSION}")
+    try:
+        # Read by the join a window at a time: hours of 48 kHz need not be in memory.
+        audio = FileAudioClip.open_npy(sound_path(path), int(meta["audio_rate"])) if sound else None
+        track = _empty_track() if sound else _mapped_track(path, arrays)
+    except (OSError, ValueError, KeyError) as exc:
+        raise PlanUnusable(f"the render plan cannot be read: {exc}") from exc
     summary = PlanSummary(**meta["summary"])
     state = {
         name[len(_RENDERER_PREFIX) :]: value
         for name, value in arrays.items()
         if name.startswith(_RENDERER_PREFIX)
     }
+    state[_TRACK] = track
     width, height = meta["renderer"]["library_size"]
     state[_CROPS] = _unpacked_crops(arrays, width, height)
     renderer = MouthRenderer.from_state(meta["renderer"], state)
@@ -231,6 +266,21 @@ def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
         arrays.get("loudness"),
     )
     return ChunkPlan(summary, look, audio, int(meta["crf"]), str(meta["x264"]))
+
+
+def _mapped_track(plan: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The plan's track file, mapped read-only (ValueError when it cannot be the track)."""
+    track = np.load(track_path(plan), mmap_mode="r", allow_pickle=False)
+    if track.ndim != 3 or track.shape[1:] != (N_LANDMARKS, 2) or track.dtype != np.dtype("<f4"):
+        raise ValueError(f"the track file holds {track.dtype} {track.shape}")
+    used = arrays[_RENDERER_PREFIX + "src_index"]
+    if len(used) and int(used.max()) >= len(track):
+        raise ValueError(f"the track has {len(track)} frames; the plan uses {int(used.max()) + 1}")
+    return track
+
+
+def _empty_track() -> np.ndarray:
+    return np.zeros((0, N_LANDMARKS, 2), np.float32)
 
 
 def render_chunk(

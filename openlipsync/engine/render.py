@@ -408,8 +408,9 @@ class MouthRenderer:
     def from_state(cls, scalars: dict, arrays: dict[str, np.ndarray]) -> MouthRenderer:
         """A prepared renderer from `export_state`: renders, never observes or prepares."""
         renderer = cls(scalars["width"], scalars["height"], scalars["fps"], scalars["quality"])
-        landmarks = np.asarray(arrays["track_landmarks"], np.float32)
-        renderer.track = FaceTrack(landmarks, np.isfinite(landmarks).all(axis=(1, 2)))
+        landmarks = np.asarray(arrays["track_landmarks"], np.float32)  # may be mapped
+        present = in_blocks(lambda block: np.isfinite(block).all(axis=(1, 2)), landmarks)
+        renderer.track = FaceTrack(landmarks, present)
         renderer.targets = np.asarray(arrays["targets"], np.float32)
         renderer.src_index = np.asarray(arrays["src_index"], np.int64)
         renderer._choice = np.asarray(arrays["choice"], np.int64)

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 CHUNK_STAGE, JOIN_STAGE = SPLIT_STAGES
 PLAN_NAME = "plan.npz"
 SOUND_NAME = "plan.sound.npy"  # engine.chunks.sound_path(PLAN_NAME): read by the join only
+TRACK_NAME = "plan.track.npy"  # engine.chunks.track_path(PLAN_NAME): read by chunks only
 CODE_STORAGE = "generation_storage_error"
 UNSENT_GRACE_SECONDS = 10.0
 
@@ -72,8 +73,10 @@ def _source_key(work_key: str) -> str:
 
 
 def _work_keys(work_key: str) -> list[str]:
-    """The plan, the source and the plan's sound: what chunks and the join read."""
-    return [f"{work_key}/{PLAN_NAME}", _source_key(work_key), f"{work_key}/{SOUND_NAME}"]
+    """The plan, the source, the plan's sound and track: what chunks and the join read."""
+    names = (PLAN_NAME, SOUND_NAME, TRACK_NAME)
+    plan, sound, track = (f"{work_key}/{name}" for name in names)
+    return [plan, _source_key(work_key), sound, track]
 
 
 def chunk_key(work_key: str, index: int) -> str:
@@ -93,7 +96,7 @@ def hand_off(
     """Plan the whole clip, publish the plan and the chunk rows; False if the claim was lost.
 
     Engine and storage errors propagate to the caller, which fails the generation."""
-    from openlipsync.engine.chunks import chunk_bounds, sound_path, write_plan
+    from openlipsync.engine.chunks import chunk_bounds, sound_path, track_path, write_plan
 
     plan_path = request.output.parent / PLAN_NAME
     summary = write_plan(request, plan_path, beat.progress, beat.should_cancel)
@@ -101,7 +104,8 @@ def hand_off(
     work_key = f"generations/{generation_id}/chunks-{uuid.uuid4().hex[:8]}"
     keys = _work_keys(work_key)
     try:
-        for key, path in zip(keys, (plan_path, request.video, sound_path(plan_path)), strict=True):
+        paths = (plan_path, request.video, sound_path(plan_path), track_path(plan_path))
+        for key, path in zip(keys, paths, strict=True):
             storage.put_file(key, path)
     except Exception as exc:
         discard(storage, keys)
@@ -289,6 +293,7 @@ def _render(
     plan_key = f"{chunk.work_key}/{PLAN_NAME}"
     try:
         plan_path = storage.download(plan_key, workdir / PLAN_NAME)
+        storage.download(f"{chunk.work_key}/{TRACK_NAME}", workdir / TRACK_NAME)
         source = storage.download(_source_key(chunk.work_key), workdir / "source")
     except Exception as exc:
         return "FAILED", {
