@@ -309,7 +309,7 @@ def _speaker_pass(
     for index in range(count):
         chosen = None if choice is None else int(choice.identity[index])
         if chosen is not None and chosen >= 0:
-            rows.append(faces.landmarks[chosen][index])
+            rows.append(faces.points(chosen, index))
             continue
         candidates = list(faces.faces_at(index).values())
         box = None if choice is None else choice.box_at(index)

@@ -116,18 +116,47 @@ def detect_faces(frame: np.ndarray, max_faces: int = 5) -> list[np.ndarray]:
 
 @dataclass
 class MultiFaceTrack:
-    """Every face of a video with a stable identity per shot."""
+    """Every face of a video with a stable identity per shot.
 
-    landmarks: dict[int, np.ndarray]  # identity -> float32 (N, 478, 2), NaN where not seen
-    frame_count: int
+    Kept as the tracker saw it, one {identity: (478, 2) landmarks} per frame. Identities never
+    cross a cut, so a film has thousands of them, each seen in one shot: a full-length array
+    per identity would be identities x frames x 3.8 KB (gigabytes for minutes of a film)."""
+
+    rows: list[dict[int, np.ndarray]]  # per frame: identity -> float32 (478, 2)
     cuts: list[int] = field(default_factory=list)
 
+    @property
+    def frame_count(self) -> int:
+        return len(self.rows)
+
+    @property
+    def identities(self) -> list[int]:
+        return sorted({k for row in self.rows for k in row})
+
+    def points(self, identity: int, index: int) -> np.ndarray | None:
+        return self.rows[index].get(identity)
+
     def box(self, identity: int, index: int) -> np.ndarray | None:
-        points = self.landmarks[identity][index]
-        return None if np.isnan(points[0, 0]) else landmark_box(points)
+        points = self.points(identity, index)
+        return None if points is None else landmark_box(points)
 
     def faces_at(self, index: int) -> dict[int, np.ndarray]:
-        return {k: v[index] for k, v in self.landmarks.items() if not np.isnan(v[index, 0, 0])}
+        return dict(self.rows[index])
+
+    def run(self, identity: int, start: int, stop: int) -> np.ndarray:
+        """float32 (stop - start, 478, 2) of one face, NaN where it is not seen."""
+        out = np.full((max(stop - start, 0), N_LANDMARKS, 2), np.nan, np.float32)
+        for offset, row in enumerate(self.rows[start:stop]):
+            if identity in row:
+                out[offset] = row[identity]
+        return out
+
+    def seen(self, identity: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """bool per frame of [start, stop): where this face is seen."""
+        return np.array([identity in row for row in self.rows[start:stop]], bool)
+
+    def shot_identities(self, start: int, stop: int) -> list[int]:
+        return sorted({k for row in self.rows[start:stop] for k in row})
 
 
 class MultiFaceTracker:
@@ -194,13 +223,7 @@ class MultiFaceTracker:
         return row
 
     def finish(self) -> MultiFaceTrack:
-        count = len(self._rows)
-        ids = sorted({k for row in self._rows for k in row})
-        tracks = {k: np.full((count, N_LANDMARKS, 2), np.nan, np.float32) for k in ids}
-        for index, row in enumerate(self._rows):
-            for k, points in row.items():
-                tracks[k][index] = points
-        return MultiFaceTrack(tracks, count, list(self._cuts))
+        return MultiFaceTrack(self._rows, list(self._cuts))
 
 
 @dataclass
@@ -303,8 +326,7 @@ def _from_point(frame_number: object, coordinates: object, track: MultiFaceTrack
         )
     chosen = min(hits)[1]
     identity = np.full(track.frame_count, -1, np.int64)
-    present = ~np.isnan(track.landmarks[chosen][:, 0, 0])
-    identity[present] = chosen
+    identity[track.seen(chosen)] = chosen
     return _choice(track, identity)
 
 
@@ -319,8 +341,7 @@ def _auto(
         ranked = speaking_scores(track, start, stop, source, driving)
         if ranked:
             chosen = max(ranked, key=ranked.get)
-            present = ~np.isnan(track.landmarks[chosen][start:stop, 0, 0])
-            identity[start:stop][present] = chosen
+            identity[start:stop][track.seen(chosen, start, stop)] = chosen
     return _choice(track, identity)
 
 
@@ -338,8 +359,8 @@ def speaking_scores(
     size break the tie.
     """
     candidates = {}
-    for identity, points in track.landmarks.items():
-        run = points[start:stop]
+    for identity in track.shot_identities(start, stop):
+        run = track.run(identity, start, stop)
         seen = ~np.isnan(run[:, 0, 0])
         if seen.sum() >= max(3, (stop - start) / 3):
             candidates[identity] = run
@@ -388,7 +409,7 @@ def _choice(track: MultiFaceTrack, identity: np.ndarray) -> FaceChoice:
     boxes = np.full((track.frame_count, 4), np.nan, np.float32)
     for index, chosen in enumerate(identity):
         if chosen >= 0:
-            boxes[index] = landmark_box(track.landmarks[int(chosen)][index])
+            boxes[index] = track.box(int(chosen), index)
     return FaceChoice(boxes, identity)
 
 
