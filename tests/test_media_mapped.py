@@ -83,6 +83,19 @@ def test_release_of_an_array_in_memory_does_nothing() -> None:
     assert np.array_equal(array, np.arange(10.0))
 
 
+def test_scratch_arrays_reserve_their_disk_space_up_front(tmp_path: Path) -> None:
+    """A mapped write the disk has no room for is a SIGBUS; reserved blocks never are."""
+    array = scratch_array(tmp_path / "r.f32", (1000, 478, 2), np.float32)
+    size = 1000 * 478 * 2 * 4
+    assert (tmp_path / "r.f32").stat().st_blocks * 512 >= size
+    array[-1] = 7.0
+    bigger = grown(array, 3000)
+    assert (tmp_path / "r.f32").stat().st_blocks * 512 >= 3 * size
+    assert (bigger[-1] == 0).all() and (bigger[999] == 7).all()
+    again = scratch_array(tmp_path / "r.f32", (10,), np.float32)  # a fresh file, not the old one
+    assert not again.any() and (tmp_path / "r.f32").stat().st_size == 40
+
+
 @pytest.mark.parametrize("mapped", [True, False])
 def test_grown_keeps_the_rows_and_adds_zeros(tmp_path: Path, mapped: bool) -> None:
     shape = (5, 478, 2)

@@ -31,7 +31,7 @@ from openlipsync.engine.mouth import (
     mouth_shape,
 )
 from openlipsync.engine.tracking import STABLE_POINTS, _similarity
-from openlipsync.media.mapped import release
+from openlipsync.media.mapped import release, scratch_array
 from openlipsync.media.picture import Box, source_box
 
 # Crop window in canonical units (eye midpoint at the origin, inter-ocular distance 1, y down).
@@ -120,9 +120,7 @@ class MouthLibrary:
         capacity = self._capacity or MEMORY_BUDGET[self.quality] // (width * height * 3)
         capacity = int(np.clip(capacity, 2, MAX_ENTRIES))
         self._dir = Path(tempfile.mkdtemp(prefix="openlipsync-mouths-"))
-        self._crops = np.lib.format.open_memmap(
-            self._dir / "crops.npy", mode="w+", dtype=np.uint8, shape=(capacity, height, width, 3)
-        )
+        self._crops = scratch_array(self._dir / "crops.u8", (capacity, height, width, 3), np.uint8)
 
     def _decimate(self) -> None:
         """Keep every other entry (by source index) to make room; later frames follow suit."""

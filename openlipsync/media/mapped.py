@@ -11,6 +11,7 @@ out and reclaim), and the next read maps it back.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +21,11 @@ BLOCK = 1024  # rows per block in `in_blocks`: 4 MB of landmarks
 
 
 def scratch_array(path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-    """A new zero-filled array in the raw file `path` (sparse: unwritten rows take no disk)."""
-    return np.memmap(path, dtype, "w+", shape=shape)
+    """A new zero-filled array in the raw file `path`, its disk space reserved up front: a
+    write into a mapped page the disk has no room for kills the process (SIGBUS), where a
+    full disk here is an OSError (ENOSPC) the caller can report."""
+    _reserve(path, int(np.prod(shape)) * np.dtype(dtype).itemsize, "wb")
+    return np.memmap(path, dtype, "r+", shape=shape)
 
 
 def grown(array: np.ndarray, rows: int) -> np.ndarray:
@@ -36,7 +40,17 @@ def grown(array: np.ndarray, rows: int) -> np.ndarray:
         return bigger
     array.flush()
     release(array)
-    return np.memmap(path, array.dtype, "r+", shape=(rows, *array.shape[1:]))  # extends the file
+    shape = (rows, *array.shape[1:])
+    _reserve(Path(path), int(np.prod(shape)) * array.dtype.itemsize, "ab")
+    return np.memmap(path, array.dtype, "r+", shape=shape)
+
+
+def _reserve(path: Path, size: int, mode: str) -> None:
+    """Make `path` (opened with `mode`: "wb" empties it first) at least `size` bytes long,
+    with its blocks allocated (zeros)."""
+    with open(path, mode) as handle:
+        if size > 0:
+            os.posix_fallocate(handle.fileno(), 0, size)
 
 
 def release(array: np.ndarray) -> None:
