@@ -66,6 +66,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for label, path in (("video", args.video), ("audio", args.audio)):
         if path is not None and not Path(path).is_file():
             return _fail("file_not_found", f"{label} file not found: {path}", EXIT_USAGE)
+    blocking = next((p for p in Path(args.output).absolute().parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():  # found before the work, not after it
+        return _fail("output_unwritable", f"{blocking} is not a folder", EXIT_USAGE)
     request = GenerateRequest(
         video=Path(args.video),
         audio=Path(args.audio or ""),
@@ -88,6 +91,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return _fail(exc.code, exc.message)
     except KeyboardInterrupt:
         return _fail("interrupted", "stopped by the user", EXIT_INTERRUPTED)
+    except OSError as exc:  # a full scratch disk (TMPDIR), an output that cannot be written
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail("io_error", f"{exc.strerror or exc}{where}")
     print(
         f"wrote {result.output} ({result.width}x{result.height}, {result.frame_count} frames, "
         f"{result.duration:.2f} s)"

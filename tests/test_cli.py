@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,55 @@ def test_unknown_voice_fails_with_its_code(tmp_path: Path, grid_video: Path) -> 
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: voice_not_found: ")
+
+
+def test_an_output_path_through_a_file_is_a_usage_error_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = run_cli(
+        "generate",
+        "--video",
+        str(media_path("video/grid_bbaf2n.mpg")),
+        "--audio",
+        str(media_path("speech/arctic_a0009.wav")),
+        "-o",
+        str(tmp_path / "taken" / "out" / "o.mp4"),
+        "-q",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: output_unwritable: ")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 2 MB tmpfs: a scratch disk that fills up (needs mount rights, as root in a container)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_scratch_disk_is_one_clear_line(tmp_path: Path, tiny_disk: Path) -> None:
+    """The track, sounds and mouth library live in TMPDIR; no room there is an error line
+    (their disk space is reserved up front: never a crash inside a mapped write)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "openlipsync.cli", "generate", "-q"]
+        + ["--video", str(media_path("video/grid_bbaf2n.mpg"))]
+        + ["--audio", str(media_path("speech/librivox_austen_0870.wav"))]
+        + ["-o", str(tmp_path / "o.mp4")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TMPDIR": str(tiny_disk)},
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: io_error: "), result.stderr
+    assert "No space left on device" in result.stderr
+    assert not (tmp_path / "o.mp4").exists()

@@ -184,7 +184,7 @@ def _save_rows(
     with open(path, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, {**header, "shape": tuple(shape)})
         for block in blocks:
-            np.ascontiguousarray(block, dtype).tofile(handle)
+            handle.write(np.ascontiguousarray(block, dtype).tobytes())  # ENOSPC as an errno
 
 
 def sound_path(plan: Path) -> Path:

@@ -149,7 +149,8 @@ def load_audio_to_file(
     """load_audio's samples, written to `dest` as they are decoded instead of held in memory."""
     with open(dest, "wb") as out:
         for chunk in _decoded(Path(path), sample_rate, max_seconds):
-            np.clip(chunk, -1.0, 1.0).astype(np.float32, copy=False).tofile(out)
+            # file.write, not tofile: a full disk is then OSError(ENOSPC), with its message
+            out.write(np.clip(chunk, -1.0, 1.0).astype(np.float32, copy=False).tobytes())
     return FileAudioClip.open(dest, sample_rate)
 
 
