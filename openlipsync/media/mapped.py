@@ -49,8 +49,10 @@ def _reserve(path: Path, size: int, mode: str) -> None:
     """Make `path` (opened with `mode`: "wb" empties it first) at least `size` bytes long,
     with its blocks allocated (zeros)."""
     with open(path, mode) as handle:
-        if size > 0:
+        if size > 0 and hasattr(os, "posix_fallocate"):
             os.posix_fallocate(handle.fileno(), 0, size)
+        elif size > handle.seek(0, os.SEEK_END):  # no fallocate (macOS): sparse, as np.memmap
+            handle.truncate(size)
 
 
 def release(array: np.ndarray) -> None:
@@ -59,8 +61,8 @@ def release(array: np.ndarray) -> None:
     base = array
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base
-    if isinstance(base, mmap.mmap) and not base.closed:
-        base.madvise(mmap.MADV_DONTNEED)
+    if isinstance(base, mmap.mmap) and not base.closed and hasattr(base, "madvise"):
+        base.madvise(mmap.MADV_DONTNEED)  # Unix; elsewhere the pages stay until unmapped
 
 
 def in_blocks(
