@@ -114,10 +114,10 @@ def compose_audio(
         out[a:b] = out[a:b] * (1 - weight) + new * weight
         release(clip.samples)
         release(out)
-    if not isinstance(out, np.memmap):
+    if into is None or not isinstance(out, np.memmap):
         return AudioClip(out, rate)
     out.flush()
-    return FileAudioClip.open(Path(into or ""), rate, len(out))
+    return FileAudioClip.open(into, rate, len(out))
 
 
 def _canvas(base: AudioClip, seconds: float, into: Path | None) -> np.ndarray:
