@@ -19,7 +19,7 @@ from scipy.fft import dct
 from scipy.signal import resample_poly
 
 from openlipsync.engine.errors import AudioMissing
-from openlipsync.media.mapped import release
+from openlipsync.media.mapped import blocks, release
 
 RATE = 16000
 HOP = 160  # 10 ms analysis hop: fine enough to place a stop burst inside one video frame
@@ -72,13 +72,8 @@ def mono16k(audio: AudioLike) -> np.ndarray:
 def _finite(samples: np.ndarray) -> bool:
     """Whether every sample is finite, read a chunk at a time (the samples may be a file:
     media/mapped.py)."""
-    step = CHUNK_HOPS * HOP
-    for start in range(0, samples.size, step):
-        finite = np.isfinite(samples[start : start + step].sum(dtype=np.float64))
-        release(samples)
-        if not finite:
-            return False
-    return True
+    chunks = blocks(samples, CHUNK_HOPS * HOP)
+    return all(np.isfinite(chunk.sum(dtype=np.float64)) for chunk in chunks)
 
 
 def _mel_filters() -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from openlipsync.engine.tracking import N_LANDMARKS
 from openlipsync.media.audio import AudioClip, FileAudioClip
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.join import join_streams
-from openlipsync.media.mapped import release
+from openlipsync.media.mapped import blocks
 from openlipsync.media.probe import probe
 from openlipsync.media.seek import SeekingSource, backward_jumps
 from openlipsync.media.video import FrameSource
@@ -151,7 +151,7 @@ def write_plan(
         with open(partial, "wb") as handle:  # a file object: savez adds no suffix
             np.savez(handle, **payload)
         partial.replace(path)
-        _save_rows(track_path(path), track.shape, track.dtype, _track_blocks(track))
+        _save_rows(track_path(path), track.shape, track.dtype, blocks(track, TRACK_BLOCK))
         _save_sound(timeline.audio, sound_path(path))
     state.report("plan", 1.0)
     return summary
@@ -161,30 +161,23 @@ def _save_sound(clip: AudioClip, path: Path) -> None:
     """np.save of the clip's samples, written a block at a time: the output audio is a file
     (see FileAudioClip), and reading it whole would bring hours of 48 kHz into memory."""
     count = len(clip.samples)
-    blocks = (
+    windows = (
         clip.window(start, min(SOUND_BLOCK, count - start))
         for start in range(0, count, SOUND_BLOCK)
     )
-    _save_rows(path, (count,), np.dtype("<f4"), blocks)
-
-
-def _track_blocks(track: np.ndarray) -> Iterator[np.ndarray]:
-    """The track's rows a block at a time, letting go of a mapped track's pages as it goes."""
-    for start in range(0, len(track), TRACK_BLOCK):
-        yield track[start : start + TRACK_BLOCK]
-        release(track)
+    _save_rows(path, (count,), np.dtype("<f4"), windows)
 
 
 def _save_rows(
-    path: Path, shape: tuple[int, ...], dtype: np.dtype, blocks: Iterator[np.ndarray]
+    path: Path, shape: tuple[int, ...], dtype: np.dtype, parts: Iterator[np.ndarray]
 ) -> None:
     """np.save of an array given as consecutive blocks of rows (little-endian)."""
     dtype = np.dtype(dtype).newbyteorder("<")
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
     with open(path, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, {**header, "shape": tuple(shape)})
-        for block in blocks:
-            handle.write(np.ascontiguousarray(block, dtype).tobytes())  # ENOSPC as an errno
+        for part in parts:
+            handle.write(np.ascontiguousarray(part, dtype).tobytes())  # ENOSPC as an errno
 
 
 def sound_path(plan: Path) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,14 @@ def release(array: np.ndarray) -> None:
         base.madvise(mmap.MADV_DONTNEED)  # Unix; elsewhere the pages stay until unmapped
 
 
+def blocks(array: np.ndarray, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """`array` as consecutive slices of `block` rows, letting go of a mapped array's pages
+    after each one has been used."""
+    for start in range(0, len(array), block):
+        yield array[start : start + block]
+        release(array)
+
+
 def in_blocks(
     function: Callable[[np.ndarray], np.ndarray], array: np.ndarray, block: int = BLOCK
 ) -> np.ndarray:
@@ -72,8 +80,4 @@ def in_blocks(
     that a mapped array never has more than a block of pages in memory."""
     if len(array) <= block:
         return function(array)
-    parts = []
-    for start in range(0, len(array), block):
-        parts.append(function(array[start : start + block]))
-        release(array)
-    return np.concatenate(parts)
+    return np.concatenate([function(part) for part in blocks(array, block)])
