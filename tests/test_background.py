@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from openlipsync.engine.background import spans_in_parallel
+from openlipsync.engine.background import MadeAhead, spans_in_parallel
 
 
 def _tag(items: Iterator[int]) -> Iterator[tuple[int, int, str]]:
@@ -59,3 +59,53 @@ def test_a_failing_source_raises_and_an_early_stop_ends_the_threads() -> None:
     assert threading.active_count() <= before
     with pytest.raises(ValueError):
         next(spans_in_parallel(iter(range(3)), _tag, span=0))
+
+
+class _Model:
+    """A stand-in for a slow-to-start model: where it was made, and whether it was ended."""
+
+    def __init__(self) -> None:
+        time.sleep(0.02)
+        self.thread = threading.current_thread().name
+        self.ended = False
+
+    def end(self) -> None:
+        self.ended = True
+
+
+def test_made_ahead_hands_out_the_ones_made_on_other_threads_then_new_ones() -> None:
+    made: list[_Model] = []
+
+    def make() -> _Model:
+        made.append(_Model())
+        return made[-1]
+
+    ahead = MadeAhead(make, 2, _Model.end)
+    first, second, third = ahead.take(), ahead.take(), ahead.take()
+    assert first.thread == second.thread == "openlipsync-ahead"
+    assert third.thread == threading.current_thread().name  # beyond the count: made here
+    assert len({id(first), id(second), id(third)}) == 3
+    ahead.close()
+    assert not any(model.ended for model in made)  # taken ones belong to the taker
+
+
+def test_made_ahead_ends_the_ones_never_taken_and_raises_a_failed_make() -> None:
+    made: list[_Model] = []
+
+    def make() -> _Model:
+        made.append(_Model())
+        return made[-1]
+
+    ahead = MadeAhead(make, 3, _Model.end)
+    kept = ahead.take()
+    ahead.close()
+    assert len(made) == 3 and [model.ended for model in made if model is not kept] == [True] * 2
+    assert not kept.ended
+
+    def broken() -> _Model:
+        raise OSError("model file unreadable")
+
+    failing = MadeAhead(broken, 2, _Model.end)
+    with pytest.raises(OSError, match="unreadable"):
+        failing.take()
+    failing.close()  # the other failed one is not ended, and nothing is raised

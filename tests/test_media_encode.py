@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import av
@@ -13,7 +14,7 @@ from media_helpers import psnr
 
 from openlipsync.engine.errors import EngineError
 from openlipsync.media.audio import AudioClip, load_audio
-from openlipsync.media.encode import VideoWriter, frame_rate
+from openlipsync.media.encode import MAX_AUDIO_LAG, VideoWriter, frame_rate
 from openlipsync.media.probe import probe
 from openlipsync.media.video import VideoReader
 
@@ -134,6 +135,50 @@ def test_writer_rejects_wrong_frames_and_removes_partial_files(tmp_path: Path) -
     assert not path.exists()
     with pytest.raises(ValueError):
         VideoWriter(path, 0, 48, 25, None)
+
+
+class _SlowSound(AudioClip):
+    """Sound that takes its time to read, or fails at a given sample."""
+
+    fail_at: int | None = None
+
+    def window(self, start: int, count: int) -> np.ndarray:
+        time.sleep(0.002)
+        if self.fail_at is not None and start >= self.fail_at:
+            raise OSError("scratch file unreadable")
+        return super().window(start, count)
+
+
+def test_sound_encoded_on_its_own_thread_keeps_up_and_is_exact(tmp_path: Path) -> None:
+    """The audio thread may fall behind the picture (a slow read): `write` waits for it beyond
+    MAX_AUDIO_LAG, and the file is the same as when the sound keeps up."""
+    rng = np.random.default_rng(3)
+    sound = (0.1 * rng.standard_normal(16000 * 3)).astype(np.float32)
+    frames = [np.full((48, 64, 3), 8 * i, np.uint8) for i in range(75)]
+    outputs = []
+    for clip in (AudioClip(sound, 16000), _SlowSound(sound, 16000)):
+        path = tmp_path / f"{type(clip).__name__}.mp4"
+        with VideoWriter(path, 64, 48, 25, clip, preset="ultrafast") as writer:
+            for frame in frames:
+                writer.write(frame)
+                feed = writer._feed
+                assert writer.frames - feed._done <= round(MAX_AUDIO_LAG * 25) + 1
+        outputs.append(path.read_bytes())
+        assert _streams(path)["audio"][2] == pytest.approx(3.0, abs=0.03)
+    assert outputs[0] == outputs[1]
+
+
+def test_a_sound_that_fails_fails_the_file(tmp_path: Path) -> None:
+    sound = np.zeros(16000 * 3, np.float32)
+    clip = _SlowSound(sound, 16000)
+    clip.fail_at = 16000
+    path = tmp_path / "out.mp4"
+    writer = VideoWriter(path, 64, 48, 25, clip, preset="ultrafast")
+    with pytest.raises(OSError, match="unreadable"), writer:  # raised by write or by close
+        for _ in range(75):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert not path.exists()
+    assert not writer._feed._thread.is_alive()
 
 
 def test_frame_rate_fractions() -> None:

@@ -269,3 +269,23 @@ def test_parallel_spans_give_the_track_of_one_tracker(monkeypatch: pytest.Monkey
     scale = face_scale(one.landmarks)
     error = np.linalg.norm(one.landmarks - spans.landmarks, axis=2)[:, LOWER_FACE].max(axis=1)
     assert np.median(error / scale) < 0.01 and (error / scale).max() < 0.04
+
+
+def test_warmed_up_and_forgetful_trackers_see_what_a_new_one_sees() -> None:
+    """warm_up shows the graphs a picture with no face, and forget does the same to start a
+    new shot; neither may change a single landmark against a tracker made for the frames."""
+    first = read_video(media_path("video/grid_bbaf2n.mpg"))[:12]
+    second = read_video(media_path("video/grid_lbax4n.mpg"))[:12]
+    with FaceTracker() as fresh:
+        expected = [fresh.process(frame) for frame in first]
+    with FaceTracker() as fresh:
+        expected += [fresh.process(frame) for frame in second]
+    with FaceTracker() as tracker:
+        tracker.warm_up()
+        seen = [tracker.process(frame) for frame in first]
+        tracker.forget()
+        assert tracker.followed is None
+        seen += [tracker.process(frame) for frame in second]
+    assert all(a is not None for a in expected)
+    for a, b in zip(expected, seen, strict=True):
+        np.testing.assert_array_equal(a, b)

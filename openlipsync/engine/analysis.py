@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openlipsync.engine.background import prefetch, spans_in_parallel
+from openlipsync.engine.background import MadeAhead, prefetch, spans_in_parallel
 from openlipsync.engine.errors import EngineError, NoFaceFound
 from openlipsync.engine.occlusion import VisibilityModel, visibility_weights
 from openlipsync.engine.render import MouthRenderer
@@ -130,13 +130,17 @@ def _largest_face_pass(
     visibility = VisibilityModel() if occlusion else None
     busy = {"track": 0.0}
     residual = SPARSE_TRACKING.get(renderer.quality)
+    span = _span_frames(video)
+    trackers = MadeAhead(
+        lambda: SparseTracker(residual).warm_up(), 2 if span >= MIN_SPAN else 1, SparseTracker.close
+    )
+    renderer.make_ahead()
     reader = VideoReader(path, fps=video.fps)
     marked = state.timed_iter("decode", prefetch(_cut_marked(reader.pictures(), scenes)))
-    span = _span_frames(video)
     if span >= MIN_SPAN:
-        tracked = _tracked_in_spans(marked, busy, residual, span)
+        tracked = _tracked_in_spans(marked, busy, trackers, span)
     else:
-        tracked = prefetch(_tracked(marked, busy, residual), depth=4)
+        tracked = prefetch(_tracked(marked, busy, trackers), depth=4)
     buffer: np.ndarray | None = None  # the RGB frame the observers see, filled where they look
     try:
         for index, picture, landmarks in state.timed_iter("track_wait", tracked):
@@ -158,6 +162,7 @@ def _largest_face_pass(
                 state.report("track", index / max(video.frame_count, 1))
     finally:
         tracked.close()
+        trackers.close()
         reader.close()
         state.stage_seconds["track"] = state.stage_seconds.get("track", 0.0) + busy["track"]
     return scenes.cuts, visibility
@@ -208,10 +213,10 @@ def _cut_marked(frames: Iterator[Picture], scenes: SceneDetector) -> Iterator[tu
 def _tracked(
     frames: Iterator[tuple[Picture, bool]],
     busy: dict[str, float],
-    residual: float | None,
+    trackers: MadeAhead[SparseTracker],
 ) -> Iterator[tuple[int, Picture, np.ndarray | None]]:
     """(index, frame, landmarks or None) per frame, in order; a new shot finds the face afresh."""
-    tracker = SparseTracker(residual)
+    tracker = trackers.take()
     try:
         for index, (frame, landmarks) in enumerate(_follow(tracker, frames, busy)):
             yield index, frame, landmarks
@@ -241,7 +246,7 @@ def _span_frames(video: VideoInfo) -> int:
 def _tracked_in_spans(
     frames: Iterator[tuple[Picture, bool]],
     busy: dict[str, float],
-    residual: float | None,
+    ahead: MadeAhead[SparseTracker],
     span: int,
 ) -> Iterator[tuple[int, Picture, np.ndarray | None]]:
     """_tracked on two threads, each tracking every other span of `span` frames.
@@ -258,7 +263,7 @@ def _tracked_in_spans(
     def track_span(items: Iterator[tuple[Picture, bool]]) -> Iterator[tuple]:
         tracker = getattr(local, "tracker", None)
         if tracker is None:
-            tracker = local.tracker = SparseTracker(residual)
+            tracker = local.tracker = ahead.take()
             with lock:
                 trackers.append(tracker)
         tracker.restart()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
@@ -163,6 +164,44 @@ def _drain(slots: queue.Queue[object]) -> Iterator:
         if isinstance(item, _Failure):
             raise item.error
         yield item
+
+
+class MadeAhead(Generic[T]):
+    """`count` objects made on threads of their own from now on, handed out in turn by `take`.
+
+    For models whose start-up is slow and whose first user would otherwise wait for it (a
+    MediaPipe graph's first call costs 20-30 ms): they are made while the run does other
+    work. Beyond `count`, `take` makes one on the spot. `close` ends the ones never taken.
+    """
+
+    def __init__(self, make: Callable[[], T], count: int, end: Callable[[T], None]) -> None:
+        self._make, self._end = make, end
+        self._lock = threading.Lock()
+        self._pending: list[Future[T]] = [self._start() for _ in range(count)]
+
+    def _start(self) -> Future[T]:
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self._make())
+            except BaseException as exc:  # re-raised by take()
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="openlipsync-ahead", daemon=True).start()
+        return future
+
+    def take(self) -> T:
+        with self._lock:
+            future = self._pending.pop(0) if self._pending else None
+        return self._make() if future is None else future.result()
+
+    def close(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future in pending:
+            if future.exception() is None:
+                self._end(future.result())
 
 
 class BackgroundSink(Generic[T]):

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
+from openlipsync.engine.background import MadeAhead
 from openlipsync.engine.composite import blend, match_colour, polygon_mask
 from openlipsync.engine.fallback_mouth import paint_gap, paint_interior, paint_seam
 from openlipsync.engine.library import (
@@ -107,6 +108,7 @@ class MouthRenderer:
         self._prepared = False
         self._contrast: dict[int, float] = {}
         self._hands: HandWatch | None = None
+        self._hands_ahead: MadeAhead[HandWatch] | None = None
         self._hand_covered = np.zeros(0, bool)
         self._choice = np.empty(0, np.int64)
         self._alpha = np.empty(0, np.float32)
@@ -123,8 +125,25 @@ class MouthRenderer:
         if landmarks is not None and np.isfinite(landmarks).all():
             self._contrast[int(index)] = lip_contrast(frame, landmarks)
             if self._hands is None:
-                self._hands = HandWatch(every=HAND_SAMPLING[self.quality])
+                self._hands = self._hands_ahead.take() if self._hands_ahead else self._hand_watch()
             self._hands.observe(index, frame, landmarks)
+
+    def make_ahead(self) -> None:
+        """Start the hand model on another thread now, before the first frame `observe` needs
+        it for (see MadeAhead)."""
+        if self._hands is None and self._hands_ahead is None:
+            self._hands_ahead = MadeAhead(lambda: self._hand_watch().warm_up(), 1, HandWatch.close)
+
+    def _hand_watch(self) -> HandWatch:
+        return HandWatch(every=HAND_SAMPLING[self.quality])
+
+    def _stop_hands(self) -> None:
+        if self._hands_ahead is not None:
+            self._hands_ahead.close()
+            self._hands_ahead = None
+        if self._hands is not None:
+            self._hands.close()
+            self._hands = None
 
     def source_boxes(self, index: int, landmarks: np.ndarray | None) -> list[Box]:
         """The frame pixels `observe` reads for this frame (see Picture.partial)."""
@@ -163,8 +182,7 @@ class MouthRenderer:
         covered = covered_frames(contrast)
         if self._hands is not None:  # the hand model is done once the tracking pass is
             self._hand_covered = self._hands.covered(n_src)
-            self._hands.close()
-            self._hands = None
+        self._stop_hands()
         if len(self._hand_covered) == n_src:
             covered |= self._hand_covered
         usable = ~covered[lib.src] if lib.count else np.zeros(0, bool)
@@ -355,6 +373,7 @@ class MouthRenderer:
         return warped.astype(np.float32)
 
     def close(self) -> None:
+        self._stop_hands()
         self.library.close()
 
     # -- hand-over to other processes (chunked rendering) -----------------------------------

@@ -30,6 +30,8 @@ INTERP_RESIDUAL = 1.0
 RESIDUAL_THUMB = 24
 # Frames smoothed at once (float64 copies of all 478 points: ~8 MB per copy at 1024 frames).
 SMOOTH_BLOCK = 1024
+# What warm_up shows a MediaPipe graph: a picture with no face in it.
+BLANK = np.zeros((192, 192, 3), np.uint8)
 
 # Points that move rigidly with the skull (eye corners, nose bridge and base); used to factor the
 # head pose out of the landmarks before smoothing.
@@ -94,6 +96,22 @@ class FaceTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def warm_up(self) -> FaceTracker:
+        """Run both graphs once on a picture with no face. A graph's first call loads its model
+        and sets up its CPU delegate (20-30 ms each, on the thread that makes the call); done
+        here, on another thread while the first frames decode, the first frame does not wait
+        for it. A face mesh that found no face begins its next frame as a new one does."""
+        self._detector.process(BLANK)
+        self.forget()
+        return self
+
+    def forget(self) -> None:
+        """Start afresh: the next frame is searched for a face as if it were the first. The
+        mesh keeps the last face it saw to crop the next frame around it; a picture with no
+        face clears that (a new graph costs ten times more)."""
+        self._mesh.process(BLANK)
+        self._roi = None
 
     def process(self, frame: Frame) -> np.ndarray | None:
         """(478, 2) float32 pixel landmarks of the selected face, or None when there is none.
@@ -182,6 +200,11 @@ class SparseTracker:
     def __enter__(self) -> SparseTracker:
         return self
 
+    def warm_up(self) -> SparseTracker:
+        """See FaceTracker.warm_up."""
+        self._tracker.warm_up()
+        return self
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -191,8 +214,7 @@ class SparseTracker:
         settled = []
         if new_shot:  # the pending frame belongs to the old shot: measure it there
             settled += self.flush()
-            self._tracker.close()
-            self._tracker = FaceTracker()
+            self._tracker.forget()
             self._last = None
         if self._pending is None and self._last is not None and self.residual is not None:
             self._pending = frame
@@ -468,6 +490,12 @@ class HandWatch:
             min_detection_confidence=0.4,
         )
         self._samples: dict[int, bool] = {}
+
+    def warm_up(self) -> HandWatch:
+        """Run the hand model once on a picture with no hand (see FaceTracker.warm_up); in
+        static mode every picture is looked at on its own, so nothing carries over."""
+        self._hands.process(BLANK)
+        return self
 
     def observe(self, index: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
         if index % self.every:
