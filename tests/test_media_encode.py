@@ -181,6 +181,29 @@ def test_a_sound_that_fails_fails_the_file(tmp_path: Path) -> None:
     assert not writer._feed._thread.is_alive()
 
 
+def test_pictures_converted_elsewhere_encode_as_written_frames(tmp_path: Path, grid_frames) -> None:
+    """`picture` (any thread) + `write_picture` (the encoder's) is `write`, byte for byte; a
+    picture of another size is refused."""
+    files = []
+    for name in ("write", "picture"):
+        path = tmp_path / f"{name}.mp4"
+        with VideoWriter(path, 359, 287, 25, None, preset="ultrafast") as writer:
+            for frame in grid_frames[:20]:
+                odd = np.ascontiguousarray(frame[:287, :359])
+                if name == "write":
+                    writer.write(odd)
+                else:
+                    writer.write_picture(writer.picture(odd))
+        files.append(path.read_bytes())
+    assert files[0] == files[1]
+    with VideoWriter(tmp_path / "x.mp4", 64, 48, 25, None) as writer:
+        other = VideoWriter(tmp_path / "y.mp4", 64, 64, 25, None)
+        with pytest.raises(ValueError, match="yuv420p 64x48"):
+            writer.write_picture(other.picture(np.zeros((64, 64, 3), np.uint8)))
+        other._abort()
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+
+
 def test_frame_rate_fractions() -> None:
     assert frame_rate(25.0) == 25
     assert frame_rate(24000 / 1001).denominator == 1001

@@ -308,10 +308,10 @@ def _render_range(
             partial, summary.width, summary.height, summary.fps, None, plan.crf, plan.x264
         )
         with writer:
-            sink = BackgroundSink(writer.write)
+            sink = BackgroundSink(writer.write_picture)
             try:
                 for offset, frame in enumerate(frames):
-                    sink.submit(plan.look.frame(start + offset, frame))
+                    sink.submit(writer.picture(plan.look.frame(start + offset, frame)))
                     if offset % 10 == 0:
                         state.report("render", offset / (stop - start))
             finally:

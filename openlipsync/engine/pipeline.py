@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 
 from openlipsync.engine.alignment import AlignmentError, align_transcript
@@ -456,7 +457,7 @@ def _render_pass(
                     with state.timed("render"):
                         rendered = look.frame(out_index, frame)
                     with state.timed("encode"):
-                        sink.submit(rendered)
+                        sink.submit(writer.picture(rendered))
                     if out_index % 10 == 0:
                         state.report("render", out_index / max(timeline.frame_count, 1))
             finally:
@@ -515,15 +516,16 @@ def _segment_writer(
 
 def _tee(
     writer: VideoWriter, segment_writer: VideoWriter | None, covered: np.ndarray
-) -> Callable[[np.ndarray], None]:
-    """Write every frame to the output, and the covered ones to the segment output too."""
+) -> Callable[[av.VideoFrame], None]:
+    """Write every frame to the output, and the covered ones to the segment output too (both
+    writers have the same size, so one converted picture serves both)."""
     if segment_writer is None:
-        return writer.write
+        return writer.write_picture
     index = iter(range(len(covered)))
 
-    def write(frame: np.ndarray) -> None:
-        writer.write(frame)
+    def write(frame: av.VideoFrame) -> None:
+        writer.write_picture(frame)
         if covered[next(index)]:
-            segment_writer.write(frame)
+            segment_writer.write_picture(frame)
 
     return write

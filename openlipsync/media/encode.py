@@ -113,6 +113,12 @@ class VideoWriter:
             self._abort()
 
     def write(self, frame_rgb: np.ndarray) -> None:
+        self.write_picture(self.picture(frame_rgb))
+
+    def picture(self, frame_rgb: np.ndarray) -> av.VideoFrame:
+        """`frame_rgb` converted for the encoder, for `write_picture`. Safe on any thread: a
+        caller that encodes on a thread of its own converts on another, so the encoder's
+        thread only feeds x264 (the conversion there held back every hand-over to it)."""
         if self._closed:
             raise ValueError("write() after close()")
         expected = (self.source_height, self.source_width, 3)
@@ -131,7 +137,17 @@ class VideoWriter:
                 cv2.BORDER_REPLICATE,
             )
         yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+    def write_picture(self, frame: av.VideoFrame) -> None:
+        """Encode a frame made by `picture` (of this writer or of one of the same size)."""
+        if self._closed:
+            raise ValueError("write() after close()")
+        if (frame.width, frame.height, frame.format.name) != (self.width, self.height, "yuv420p"):
+            raise ValueError(
+                f"picture must be yuv420p {self.width}x{self.height}, got "
+                f"{frame.format.name} {frame.width}x{frame.height}"
+            )
         frame.pts = self.frames
         frame.time_base = Fraction(1) / self.rate  # codec units; the muxer has its own
         self._mux(self._video.encode(frame))
