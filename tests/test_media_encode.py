@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from conftest import media_path
 from media_helpers import psnr
 
 from openlipsync.engine.errors import EngineError
+from openlipsync.engine.presets import PRESETS
 from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.encode import MAX_AUDIO_LAG, VideoWriter, frame_rate
 from openlipsync.media.probe import probe
@@ -202,6 +206,34 @@ def test_pictures_converted_elsewhere_encode_as_written_frames(tmp_path: Path, g
             writer.write_picture(other.picture(np.zeros((64, 64, 3), np.uint8)))
         other._abort()
         writer.write(np.zeros((48, 64, 3), np.uint8))
+
+
+_ENCODE_ONE = """
+import sys
+from openlipsync.media.encode import VideoWriter
+from openlipsync.media.video import VideoReader
+with VideoReader(sys.argv[3]) as reader, VideoWriter(
+    sys.argv[1], 360, 288, 25, None, crf=16, preset=sys.argv[2]
+) as writer:
+    for frame in reader:
+        writer.write(frame)
+"""
+
+
+@pytest.mark.parametrize("x264", sorted({p.x264 for p in PRESETS.values()} - {"veryfast"}))
+def test_encoder_presets_repeat_whatever_memory_held_before(tmp_path: Path, x264: str) -> None:
+    """The presets' x264 settings must not read uninitialised memory (see presets.py): the
+    same frames encoded in processes whose fresh allocations hold different bytes
+    (MALLOC_PERTURB_) give the same file."""
+    outputs = []
+    for perturb in ("7", "165"):
+        path = tmp_path / f"{perturb}.mp4"
+        env = {**os.environ, "MALLOC_PERTURB_": perturb}
+        clip = str(media_path("video/grid_lbax4n.mpg"))
+        command = [sys.executable, "-c", _ENCODE_ONE, str(path), x264, clip]
+        subprocess.run(command, check=True, env=env, timeout=120)
+        outputs.append(path.read_bytes())
+    assert outputs[0] == outputs[1]
 
 
 def test_frame_rate_fractions() -> None:
