@@ -185,6 +185,31 @@ def test_reader_at_another_rate_drops_evenly(grid: Path, reference) -> None:
         assert psnr(frames[i], reference[int((i + 0.5) * 2.5)]) == 99.0
 
 
+def test_readers_given_the_probe_do_not_read_the_file_again(
+    grid: Path, reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine probes its source once (every packet) and hands the result to its readers."""
+    from openlipsync.media import seek, video
+
+    source = probe(grid).video
+
+    def no_second_probe(path: object) -> None:
+        raise AssertionError(f"{path} probed again")
+
+    monkeypatch.setattr(video, "probe", no_second_probe)
+    with VideoReader(grid, fps=25, source=source) as reader:
+        frames = list(reader)
+    assert len(frames) == len(reference)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))
+    with FrameSource(grid, fps=25, source=source) as frames_at:
+        assert np.array_equal(frames_at.get(40), reference[40])
+    seeking = seek.SeekingSource(grid, 25, source)
+    try:
+        assert np.array_equal(seeking.get(60), reference[60])
+    finally:
+        seeking.close()
+
+
 def test_repeated_frames_are_independent_arrays(grid: Path, reference) -> None:
     with VideoReader(grid, fps=50) as reader:
         frames = []

@@ -103,7 +103,7 @@ def analyse(
 
 
 def _frames(path: Path, video: VideoInfo, state: RunState) -> Iterator[tuple[int, np.ndarray]]:
-    reader = VideoReader(path, fps=video.fps)
+    reader = VideoReader(path, fps=video.fps, source=video)
     with reader:
         yield from enumerate(state.timed_iter("decode", prefetch(iter(reader))))
 
@@ -135,7 +135,7 @@ def _largest_face_pass(
         lambda: SparseTracker(residual).warm_up(), 2 if span >= MIN_SPAN else 1, SparseTracker.close
     )
     renderer.make_ahead()
-    reader = VideoReader(path, fps=video.fps)
+    reader = VideoReader(path, fps=video.fps, source=video)
     marked = state.timed_iter("decode", prefetch(_cut_marked(reader.pictures(), scenes)))
     if span >= MIN_SPAN:
         tracked = _tracked_in_spans(marked, busy, trackers, span)

@@ -433,7 +433,7 @@ def _render_pass(
     preset: Preset = preset_for(request.model)
     video, timeline, look = plan.video, plan.timeline, plan.look
     partial = scratch / "output.mp4"
-    source = _frame_source(request.video, video.fps, timeline.src_index, plan.kept, scratch)
+    source = _frame_source(request.video, video, timeline.src_index, plan.kept, scratch)
     frames = prefetch(source.get(int(i)) for i in timeline.src_index)
     try:
         with ExitStack() as writers:
@@ -478,21 +478,23 @@ def _render_pass(
 
 
 def _frame_source(
-    video: Path, fps: float, src_index: np.ndarray, kept: KeptFrames | None, scratch: Path
+    path: Path, video: VideoInfo, src_index: np.ndarray, kept: KeptFrames | None, scratch: Path
 ) -> Source:
     """The source frames in the timeline's order: kept ones as they are, the rest decoded.
 
     Beyond the kept frames, a forward reading (with restarts, as loop's) seeks past them; a
     bounce goes back and forth and keeps its disk cache. Without kept frames, one sequential
-    decoder serves all, as ever."""
+    decoder serves all, as ever. `video` is the file's probe (no second reading of it)."""
     cache = scratch if needs_disk_cache(src_index) else None  # bounce, not cut_off
+    fps = video.fps
 
     def sequential() -> FrameSource:
-        return FrameSource(video, fps=fps, cache_dir=cache, keep_recent=revisits(src_index))
+        keep = revisits(src_index)
+        return FrameSource(path, fps=fps, cache_dir=cache, keep_recent=keep, source=video)
 
     if kept is None or not len(kept):
         return sequential()
-    return KeptSource(kept, sequential if cache else lambda: SeekingSource(video, fps))
+    return KeptSource(kept, sequential if cache else lambda: SeekingSource(path, fps, video))
 
 
 def _segment_writer(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openlipsync.media.probe import open_container, picture_stream
+from openlipsync.media.probe import VideoInfo, open_container, picture_stream
 from openlipsync.media.video import FrameSource, VideoReader
 
 PRE_ROLL = 1.0  # seconds before the wanted frame the seek aims at
@@ -33,9 +33,9 @@ class _Unusual(Exception):
 class SeekingSource:
     """`get(index)` like FrameSource, cheap for forward runs that start anywhere."""
 
-    def __init__(self, path: str | Path, fps: float) -> None:
+    def __init__(self, path: str | Path, fps: float, source: VideoInfo | None = None) -> None:
         self.path = Path(path)
-        self._reader = VideoReader(self.path, fps)
+        self._reader = VideoReader(self.path, fps, source)
         self.info = self._reader.info
         self._origin = self._first_time()
         self._frames: Iterator[np.ndarray] | None = None
@@ -78,7 +78,9 @@ class SeekingSource:
 
     def _sequential(self) -> FrameSource:
         if self._fallback is None:
-            self._fallback = FrameSource(self.path, fps=self.info.fps)
+            self._fallback = FrameSource(
+                self.path, fps=self.info.fps, source=self._reader.source_info
+            )
         return self._fallback
 
     def _stop(self) -> None:
