@@ -200,13 +200,13 @@ class SparseTracker:
     def __enter__(self) -> SparseTracker:
         return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def warm_up(self) -> SparseTracker:
         """See FaceTracker.warm_up."""
         self._tracker.warm_up()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def push(
         self, frame: Frame, new_shot: bool = False
