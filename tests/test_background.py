@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -73,14 +73,19 @@ class _Model:
         self.ended = True
 
 
-def test_made_ahead_hands_out_the_ones_made_on_other_threads_then_new_ones() -> None:
-    made: list[_Model] = []
+def _maker(made: list[_Model]) -> Callable[[], _Model]:
+    """Makes _Models, keeping each in `made`."""
 
     def make() -> _Model:
         made.append(_Model())
         return made[-1]
 
-    ahead = MadeAhead(make, 2, _Model.end)
+    return make
+
+
+def test_made_ahead_hands_out_the_ones_made_on_other_threads_then_new_ones() -> None:
+    made: list[_Model] = []
+    ahead = MadeAhead(_maker(made), 2, _Model.end)
     first, second, third = ahead.take(), ahead.take(), ahead.take()
     assert first.thread == second.thread == "openlipsync-ahead"
     assert third.thread == threading.current_thread().name  # beyond the count: made here
@@ -91,12 +96,7 @@ def test_made_ahead_hands_out_the_ones_made_on_other_threads_then_new_ones() -> 
 
 def test_made_ahead_ends_the_ones_never_taken_and_raises_a_failed_make() -> None:
     made: list[_Model] = []
-
-    def make() -> _Model:
-        made.append(_Model())
-        return made[-1]
-
-    ahead = MadeAhead(make, 3, _Model.end)
+    ahead = MadeAhead(_maker(made), 3, _Model.end)
     kept = ahead.take()
     ahead.close()
     assert len(made) == 3 and [model.ended for model in made if model is not kept] == [True] * 2
