@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -170,6 +171,21 @@ def test_sound_encoded_on_its_own_thread_keeps_up_and_is_exact(tmp_path: Path) -
         outputs.append(path.read_bytes())
         assert _streams(path)["audio"][2] == pytest.approx(3.0, abs=0.03)
     assert outputs[0] == outputs[1]
+
+
+def test_a_stopped_audio_thread_lets_a_waiting_writer_go(tmp_path: Path) -> None:
+    """`write` waits while the sound is behind; once the audio thread has stopped (an aborted
+    file) it must not wait for frames that will never be encoded."""
+    clip = _SlowSound(np.zeros(16000 * 60, np.float32), 16000)
+    writer = VideoWriter(tmp_path / "out.mp4", 64, 48, 25, clip, preset="ultrafast")
+    feed = writer._feed
+    feed.stop()
+    waiting = threading.Thread(target=feed.advance, args=(1500, 10), daemon=True)
+    waiting.start()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive()
+    writer._abort()
+    assert not (tmp_path / "out.mp4").exists()
 
 
 def test_a_sound_that_fails_fails_the_file(tmp_path: Path) -> None:

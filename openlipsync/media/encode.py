@@ -231,7 +231,7 @@ class _AudioFeed:
             self._raise_error()
             self._target = frames
             self._changed.notify_all()
-            while frames - self._done > lag and self._error is None:
+            while frames - self._done > lag and self._error is None and not self._stopped:
                 self._changed.wait()
             self._raise_error()
 
