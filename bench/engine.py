@@ -91,14 +91,34 @@ def engine_run(video: Path, out: Path, model: str) -> dict:
     """One generation in a process whose modules are loaded, as in a running worker."""
     from openlipsync.engine import GenerateRequest, generate
 
+    starts: dict[str, float] = {}
+
+    def progress(stage: str, _fraction: float) -> None:
+        starts.setdefault(stage, time.perf_counter())
+
     began = time.perf_counter()
-    result = generate(GenerateRequest(video, SPEECH, out, sync_mode="cut_off", model=model))
+    request = GenerateRequest(video, SPEECH, out, sync_mode="cut_off", model=model)
+    result = generate(request, progress=progress)
+    ended = time.perf_counter()
     return {
-        "seconds": time.perf_counter() - began,
+        "seconds": ended - began,
         "frames": result.frame_count,
         "fps_video": result.fps,
         "stages": result.stage_seconds,
+        "phases": _phases(began, starts, ended),
     }
+
+
+def _phases(began: float, starts: dict[str, float], ended: float) -> dict[str, float]:
+    """Wall seconds of each pass, from the first progress report of each stage: "start" runs
+    until the first frame is tracked, "analysis" until planning begins, "render" to the end."""
+    marks = [("start", began)] + [
+        (name, starts[stage])
+        for name, stage in (("analysis", "track"), ("plan", "plan"), ("render", "render"))
+        if stage in starts
+    ]
+    ends = [at for _, at in marks[1:]] + [ended]
+    return {name: end - at for (name, at), end in zip(marks, ends, strict=True)}
 
 
 def _cpu_seconds() -> float:
@@ -151,6 +171,9 @@ def report(height: int, floor: dict, engine: dict) -> float:
         f"  load {os.getloadavg()[0]:.1f}\n"
         f"        per frame (wall, stages overlap on threads): {stages}"
     )
+    if engine.get("phases"):
+        phases = "  ".join(f"{name} {seconds:.2f}" for name, seconds in engine["phases"].items())
+        print(f"        passes (wall s): {phases}  (floor {floor['seconds']:.2f})")
     return rtf / floor_rtf
 
 
