@@ -78,3 +78,33 @@ def test_engine_errors_carry_codes(tmp_path: Path) -> None:
     with pytest.raises(EngineError) as info:
         generate(GenerateRequest(junk, media_path("speech/arctic_a0009.wav"), tmp_path / "o.mp4"))
     assert info.value.code in {"generation_media_unreadable", "generation_media_metadata_missing"}
+
+
+@pytest.mark.parametrize("model, options", [("lipsync-2", {}), ("react-1", {"prompt": "happy"})])
+def test_drawn_pictures_are_the_frames_the_look_renders(
+    tmp_path: Path, grid_video: Path, model: str, options: dict
+) -> None:
+    """The render pass paints the new mouth on the kept 4:2:0 pictures (Look.draw); what it
+    draws is the frame the whole-RGB path renders, occlusion fades and face effects included."""
+    from openlipsync.engine.pipeline import planned
+    from openlipsync.engine.run_state import RunState
+
+    request = GenerateRequest(
+        grid_video,
+        media_path("speech/jfk_inaugural.flac"),
+        tmp_path / "out.mp4",
+        model=model,
+        options=options,
+    )
+    with planned(request, RunState(), keep_frames=True) as plan:
+        look, kept = plan.look, plan.kept
+        assert kept is not None and len(kept) > 0
+        look.visibility = np.linspace(0.0, 1.0, len(kept), dtype=np.float32)  # fades throughout
+        patched = 0
+        for index in range(0, plan.timeline.frame_count, 3):
+            picture = kept.picture(int(look.src_index[index]))
+            drawn, patch = look.draw(index, picture)
+            patched += patch is not None
+            got = drawn.rgb() if patch is None else patch.onto(drawn.rgb())
+            assert np.array_equal(got, look.frame(index, picture.fresh_rgb())), index
+        assert (patched > 0) == (look.effects is None)

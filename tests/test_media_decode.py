@@ -13,6 +13,7 @@ from PIL import Image
 
 from openlipsync.engine.errors import AudioMissing, MediaUnreadable, VideoMissing
 from openlipsync.media.audio import AudioClip, load_audio
+from openlipsync.media.picture import YuvPicture
 from openlipsync.media.probe import probe
 from openlipsync.media.timeline import plan_timeline
 from openlipsync.media.video import FrameSource, VideoReader
@@ -281,6 +282,33 @@ def test_frame_source_bounce_with_small_ring_uses_the_disk_cache(
     with FrameSource(grid) as source:  # no cache_dir: built lazily on the first backward jump
         _check_pattern(source, reference, order)
         assert source.decode_passes == 2
+
+
+@pytest.mark.parametrize("mode", ["loop", "bounce", "remap", "cut_off"])
+@pytest.mark.parametrize("ring", [True, False])
+def test_frame_source_pictures_are_its_frames(
+    mode: str, ring: bool, grid: Path, reference, tmp_path: Path
+) -> None:
+    """picture(i) serves frame i for every access pattern: the decoder's planes (exact) when it
+    decodes the frame now or holds it in the ring, RGB from the disk cache otherwise."""
+    timeline = plan_timeline(75, 25.0, AudioClip.silence(8.64), mode)
+    cache = tmp_path if mode == "bounce" else None
+    kinds = set()
+    with FrameSource(grid, cache_dir=cache, keep_recent=ring) as source:
+        for index in timeline.src_index:
+            picture = source.picture(int(index))
+            kinds.add(type(picture).__name__)
+            if isinstance(picture, YuvPicture):
+                assert np.array_equal(picture.fresh_rgb(), reference[index]), index
+            else:
+                assert psnr(picture.fresh_rgb(), reference[index]) > 40, index
+    assert "YuvPicture" in kinds
+    # Only a bounce (past the ring) and a revisit without a ring need the disk cache.
+    assert (kinds == {"YuvPicture"}) == (
+        mode in ("loop", "cut_off") or (mode, ring) == ("remap", True)
+    )
+    with FrameSource(grid) as source, pytest.raises(IndexError):
+        source.picture(75)
 
 
 def test_frame_source_rejects_out_of_range(grid: Path) -> None:

@@ -15,7 +15,8 @@ from openlipsync.engine.mouth import LIPS_INNER, LIPS_OUTER, face_scale
 from openlipsync.engine.occlusion import VisibilityModel
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.tracking import FaceTracker
-from openlipsync.media.picture import RgbPicture, YuvPicture, padded_square, shrink_square
+from openlipsync.media.encode import VideoWriter
+from openlipsync.media.picture import Patch, RgbPicture, YuvPicture, padded_square, shrink_square
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
 from tests.media_helpers import transcode
@@ -186,3 +187,49 @@ def test_grey_thumbnails_are_those_of_the_rgb_frame(hd_clip: Path) -> None:
         grey = picture.grey_thumbnail(box, 24)
         assert grey.shape == (24, 24)
         assert np.array_equal(grey, RgbPicture(frame).grey_thumbnail(box, 24))
+
+
+def _i420(planes: tuple[np.ndarray, ...]) -> np.ndarray:
+    y, u, v = planes
+    return np.concatenate([y.ravel(), u.ravel(), v.ravel()])
+
+
+def test_pictures_are_views_of_the_decoded_planes(hd_clip: Path) -> None:
+    """No copy on the decoding thread: the planes are the decoder's own buffers, kept alive
+    (and never painted over) while a picture holds them (test_pictures_are_the_frames keeps
+    every picture of the clip until the decoding has ended)."""
+    reader = VideoReader(hd_clip)
+    with reader:
+        picture = next(reader.pictures())
+    y, u, v = picture.planes()
+    assert not y.flags.owndata and y.base is not None
+    assert (y.shape, u.shape, v.shape) == ((720, 1280), (360, 640), (360, 640))
+
+
+def test_encodable_changes_only_the_patch_box(hd_clip: Path, tmp_path: Path) -> None:
+    """A patched 4:2:0 picture: the patch's box widened to even sides is what a whole-frame
+    conversion of the patched RGB frame gives there; every other pixel is the decoder's own."""
+    frame, picture = _pairs(hd_clip, 2)[1]
+    rng = np.random.default_rng(7)
+    box = (101, 203, 357, 401)  # odd corners: the chroma blocks they cut are widened
+    pixels = rng.integers(0, 256, (401 - 203, 357 - 101, 3), dtype=np.uint8)
+    patch = Patch(box, pixels)
+    with VideoWriter(tmp_path / "out.mp4", 1280, 720, 25.0, None) as writer:
+        plain = writer.encodable(picture).to_ndarray(format="yuv420p")
+        patched = writer.encodable(picture, patch).to_ndarray(format="yuv420p")
+        through_rgb = writer.encodable(RgbPicture(frame), patch).to_ndarray(format="yuv420p")
+        expected_rgb = writer.picture(patch.onto(frame)).to_ndarray(format="yuv420p")
+        writer.write_picture(writer.encodable(picture, patch))
+    assert np.array_equal(plain.ravel(), _i420(picture.planes()))
+    assert np.array_equal(through_rgb, expected_rgb)
+    whole = cv2.cvtColor(patch.onto(frame), cv2.COLOR_RGB2YUV_I420)
+    source = _i420(picture.planes()).reshape(whole.shape)
+    inside = np.zeros((720, 1280), bool)
+    inside[202:402, 100:358] = True  # (101, 203)-(357, 401) widened to even sides
+    chroma_inside = inside[::2, ::2].ravel()
+    for name, plane in (("y", slice(0, 720)), ("uv", slice(720, None))):
+        got, want, kept = patched[plane], whole[plane], source[plane]
+        mask = inside if name == "y" else np.tile(chroma_inside, 2).reshape(got.shape)
+        assert np.array_equal(got[mask], want[mask]), name
+        assert np.array_equal(got[~mask], kept[~mask]), name
+    assert not np.array_equal(patched, plain)

@@ -16,6 +16,7 @@ from openlipsync.engine.library import MouthLibrary
 from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, face_scale, mouth_shape
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.tracking import FaceTrack, smooth_track, track_video
+from openlipsync.media.picture import YuvPicture
 
 # Around the nose base: the lower face the renderer may change starts here.
 NOSE_BASE = [98, 327, 2, 205, 425, 50, 280]
@@ -359,3 +360,35 @@ def test_unusually_thick_lips_cost_more() -> None:
     cost = _thickness_cost(lib)
     assert cost[2] > 5 * max(cost[0], cost[1]) and cost[3] == 0
     assert np.isfinite(cost).all()
+
+
+def test_patches_of_4_2_0_pictures_are_the_rendered_frames(driven: Driven) -> None:
+    """render_patch reads only the mouth's box of a picture: on the decoder's planes it draws
+    what render draws on the whole converted frame, and the patch is all that changes."""
+    pictures = []
+    for frame in driven.frames:
+        i420 = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
+        height, width = frame.shape[:2]
+        chroma = i420[height:].reshape(2, height // 2, width // 2)
+        pictures.append(YuvPicture(i420[:height], chroma[0], chroma[1]))
+    rgb = [picture.fresh_rgb() for picture in pictures]
+    renderer = MouthRenderer(rgb[0].shape[1], rgb[0].shape[0], 25.0)
+    for i, frame in enumerate(rgb):
+        renderer.observe(i, frame, driven.track.landmarks[i] if driven.track.present[i] else None)
+    n = len(rgb)
+    renderer.prepare(driven.track, driven.targets, np.arange(n), np.ones(n, bool))
+    patched = 0
+    for i, (frame, picture) in enumerate(zip(rgb, pictures, strict=True)):
+        whole = renderer.render(i, frame)
+        patch = renderer.render_patch(i, picture)
+        if patch is None:
+            assert whole is frame
+            continue
+        patched += 1
+        assert np.array_equal(patch.onto(frame), whole), i
+        x0, y0, x1, y1 = patch.box
+        outside = whole.copy()
+        outside[y0:y1, x0:x1] = frame[y0:y1, x0:x1]
+        assert np.array_equal(outside, frame)
+    assert patched > n * 0.8
+    renderer.close()

@@ -302,7 +302,7 @@ def _render_range(
     partial = output.with_name(output.name + ".part.mp4")
     indices = plan.look.src_index[start:stop]
     source = _frame_source(video, summary.fps, indices)
-    frames = prefetch(source.get(int(i)) for i in indices)
+    pictures = prefetch(source.picture(int(i)) for i in indices)
     try:
         writer = VideoWriter(
             partial, summary.width, summary.height, summary.fps, None, plan.crf, plan.x264
@@ -310,14 +310,15 @@ def _render_range(
         with writer:
             sink = BackgroundSink(writer.write_picture)
             try:
-                for offset, frame in enumerate(frames):
-                    sink.submit(writer.picture(plan.look.frame(start + offset, frame)))
+                for offset, picture in enumerate(pictures):
+                    drawn, patch = plan.look.draw(start + offset, picture)
+                    sink.submit(writer.encodable(drawn, patch))
                     if offset % 10 == 0:
                         state.report("render", offset / (stop - start))
             finally:
                 sink.close()
     finally:
-        frames.close()
+        pictures.close()
         source.close()
     if writer.frames != stop - start:
         partial.unlink(missing_ok=True)

@@ -62,6 +62,7 @@ from openlipsync.media.audio import AudioClip, load_audio_to_file
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.kept import KeptFrames, KeptSource, Source
 from openlipsync.media.mapped import in_blocks
+from openlipsync.media.picture import Patch, Picture, RgbPicture
 from openlipsync.media.probe import VideoInfo, probe
 from openlipsync.media.seek import SeekingSource
 from openlipsync.media.timeline import Timeline, plan_timeline
@@ -339,13 +340,34 @@ class _Look:
         """The new mouth first, on the face as filmed; then whole-face effects move it all."""
         source = int(self.src_index[index])
         rendered = self.renderer.render(index, frame)
-        weight = 1.0 if self.visibility is None else float(self.visibility[source])
+        weight = self._weight(index)
         if weight < 1.0:
-            mixed = weight * rendered.astype(np.float32) + (1.0 - weight) * frame
-            rendered = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+            rendered = _mixed(rendered, frame, weight)
         if self.effects is not None:
             rendered = self.effects.frame(index, rendered, self.source_track.landmarks[source])
         return rendered
+
+    def draw(self, index: int, picture: Picture) -> tuple[Picture, Patch | None]:
+        """Output frame `index` as its source picture and what changes on it: only the mouth's
+        box, unless whole-face effects move more (then a whole new RGB frame)."""
+        if self.effects is not None:
+            return RgbPicture(self.frame(index, picture.fresh_rgb())), None
+        patch = self.renderer.render_patch(index, picture)
+        weight = self._weight(index)
+        if patch is not None and weight < 1.0:
+            patch = Patch(patch.box, _mixed(patch.rgb, picture.region(patch.box), weight))
+        return picture, patch
+
+    def _weight(self, index: int) -> float:
+        """How much of the new mouth shows (occlusion fades it out where the mouth is hidden)."""
+        if self.visibility is None:
+            return 1.0
+        return float(self.visibility[int(self.src_index[index])])
+
+
+def _mixed(rendered: np.ndarray, filmed: np.ndarray, weight: float) -> np.ndarray:
+    mixed = weight * rendered.astype(np.float32) + (1.0 - weight) * filmed
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
 def _prepare_look(
@@ -434,7 +456,7 @@ def _render_pass(
     video, timeline, look = plan.video, plan.timeline, plan.look
     partial = scratch / "output.mp4"
     source = _frame_source(request.video, video, timeline.src_index, plan.kept, scratch)
-    frames = prefetch(source.get(int(i)) for i in timeline.src_index)
+    pictures = prefetch(source.picture(int(i)) for i in timeline.src_index)
     try:
         with ExitStack() as writers:
             writer = writers.enter_context(
@@ -453,11 +475,11 @@ def _render_pass(
                 writers.enter_context(segment_writer)
             sink = BackgroundSink(_tee(writer, segment_writer, timeline.lipsync))
             try:
-                for out_index, frame in enumerate(state.timed_iter("decode", frames)):
+                for out_index, picture in enumerate(state.timed_iter("decode", pictures)):
                     with state.timed("render"):
-                        rendered = look.frame(out_index, frame)
+                        drawn, patch = look.draw(out_index, picture)
                     with state.timed("encode"):
-                        sink.submit(writer.picture(rendered))
+                        sink.submit(writer.encodable(drawn, patch))
                     if out_index % 10 == 0:
                         state.report("render", out_index / max(timeline.frame_count, 1))
             finally:
@@ -467,7 +489,7 @@ def _render_pass(
                 written = writer.close()
                 segment_written = segment_writer.close() if segment_writer else 0
     finally:
-        frames.close()
+        pictures.close()
         source.close()
     request.output.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(partial, request.output)

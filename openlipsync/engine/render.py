@@ -43,7 +43,7 @@ from openlipsync.engine.tracking import (
     hand_square,
 )
 from openlipsync.media.mapped import in_blocks, release
-from openlipsync.media.picture import Box
+from openlipsync.media.picture import Box, Patch, Picture, RgbPicture
 
 RELEASE_FRAMES = 256  # output frames between two releases of the mapped track and crops
 QUALITIES = ("fast", "standard", "pro")
@@ -212,31 +212,38 @@ class MouthRenderer:
     # -- render pass -----------------------------------------------------------------------
 
     def render(self, out_index: int, frame: np.ndarray) -> np.ndarray:
+        """Output frame `out_index`: `frame` itself when nothing changes, else a new array."""
+        self._check_frame(frame)
+        patch = self.render_patch(out_index, RgbPicture(frame))
+        return frame if patch is None else patch.onto(frame)
+
+    def render_patch(self, out_index: int, picture: Picture) -> Patch | None:
+        """What output frame `out_index` changes of its source picture (None: nothing). Only
+        the box around the mouth is read, so a 4:2:0 picture is converted there alone."""
         if not self._prepared:
             raise RuntimeError("MouthRenderer.prepare() must run before render()")
-        self._check_frame(frame)
         if out_index % RELEASE_FRAMES == 0:  # mapped files: keep only what recent frames read
             self.library.release_pages()
             release(self.track.landmarks)
         if not (0 <= out_index < len(self._choice)):
-            return frame
+            return None
         entry, alpha = int(self._choice[out_index]), float(self._alpha[out_index])
         if entry < 0 or alpha <= 0:
-            return frame
+            return None
         current = self.track.landmarks[self.src_index[out_index]]
         if not np.isfinite(current).all():
-            return frame
-        return self._compose(frame, current, entry, self.targets[out_index], alpha, out_index)
+            return None
+        return self._compose(picture, current, entry, self.targets[out_index], alpha, out_index)
 
     def _compose(
         self,
-        frame: np.ndarray,
+        picture: Picture,
         current: np.ndarray,
         entry: int,
         target: np.ndarray,
         alpha: float,
         out_index: int = -1,
-    ) -> np.ndarray:
+    ) -> Patch | None:
         lib = self.library
         sample = lib.landmarks[entry].astype(np.float64)
         iod_crop = float(face_scale(sample))
@@ -255,9 +262,9 @@ class MouthRenderer:
         x0, y0 = np.floor(hull_pts.min(axis=0) - 2.5 * feather).astype(int)
         x1, y1 = np.ceil(hull_pts.max(axis=0) + 2.5 * feather).astype(int)
         x0, y0 = max(x0, 0), max(y0, 0)
-        x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+        x1, y1 = min(x1, picture.width), min(y1, picture.height)
         if x1 - x0 < 4 or y1 - y0 < 4:
-            return frame
+            return None
         full = (y1 - y0, x1 - x0)
         # The library holds mouths at lib.scale px per eye distance: working on a large face at
         # full size only resamples the same detail more finely. Warp, paint and colour-match at
@@ -286,7 +293,7 @@ class MouthRenderer:
         if ghost >= 0:  # cross-fade from the sequence we just left, so a switch never pops
             other = self._warp_onto(ghost, current, dst_work, ring_dst, box, to_work)
             warped = (1 - weight) * warped + weight * other
-        region = frame[y0:y1, x0:x1]
+        region = picture.region((x0, y0, x1, y1))
         # Only colour statistics are read from it: bilinear is enough and cheaper than AREA.
         small = (
             region if box == full else cv2.resize(region, box[::-1], interpolation=cv2.INTER_LINEAR)
@@ -327,9 +334,7 @@ class MouthRenderer:
         if box != full:
             warped = cv2.resize(warped, full[::-1], interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, full[::-1], interpolation=cv2.INTER_LINEAR)
-        out = frame.copy()
-        out[y0:y1, x0:x1] = blend(region, warped, mask)
-        return out
+        return Patch((x0, y0, x1, y1), blend(region, warped, mask))
 
     def _check_frame(self, frame: np.ndarray) -> None:
         """Frames must be RGB uint8; their size is not checked against (width, height), since

@@ -26,6 +26,8 @@ KEPT_BYTES = 512 << 20
 class Source(Protocol):
     def get(self, index: int) -> np.ndarray: ...
 
+    def picture(self, index: int) -> Picture: ...
+
     def close(self) -> None: ...
 
 
@@ -67,6 +69,11 @@ class KeptFrames:
         """Frame `index` as a new RGB array the caller may paint on."""
         return self._pictures[index].fresh_rgb()
 
+    def picture(self, index: int) -> Picture:
+        """Frame `index` as kept (read only): a renderer that changes only the mouth need not
+        convert the rest."""
+        return self._pictures[index]
+
     def clear(self) -> None:
         self._pictures.clear()
         self._bytes = 0
@@ -88,6 +95,13 @@ class KeptSource:
         if self._beyond is None:
             self._beyond = self._make_beyond()
         return self._beyond.get(index)
+
+    def picture(self, index: int) -> Picture:
+        if 0 <= index < len(self._kept):
+            return self._kept.picture(index)
+        if self._beyond is None:
+            self._beyond = self._make_beyond()
+        return self._beyond.picture(index)
 
     def close(self) -> None:
         if self._beyond is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openlipsync.media.picture import Picture
 from openlipsync.media.probe import VideoInfo, open_container, picture_stream
 from openlipsync.media.video import FrameSource, VideoReader
 
@@ -38,7 +39,7 @@ class SeekingSource:
         self._reader = VideoReader(self.path, fps, source)
         self.info = self._reader.info
         self._origin = self._first_time()
-        self._frames: Iterator[np.ndarray] | None = None
+        self._frames: Iterator[Picture] | None = None
         self._next = -1
         self._fallback: FrameSource | None = None
         self.seeks = 0
@@ -56,25 +57,29 @@ class SeekingSource:
         self._reader.close()
 
     def get(self, index: int) -> np.ndarray:
+        return self.picture(index).fresh_rgb()
+
+    def picture(self, index: int) -> Picture:
+        """Frame `index` as decoded (read only), or as the sequential reader serves it."""
         if not 0 <= index < self.info.frame_count:
             raise IndexError(f"frame {index} outside 0..{self.info.frame_count - 1}")
         if self._fallback is not None or self._origin is None or self.info.is_still:
-            return self._sequential().get(index)
+            return self._sequential().picture(index)
         try:
             if self._frames is None or index < self._next:
                 self._stop()
                 self._frames = self._slots_from(index)
                 self._next = index
                 self.seeks += 1
-            frame = None
+            picture = None
             while self._next <= index:
-                frame = next(self._frames)
+                picture = next(self._frames)
                 self._next += 1
-            assert frame is not None
-            return frame.copy()
+            assert picture is not None
+            return picture
         except (_Unusual, StopIteration):
             self._stop()
-            return self._sequential().get(index)
+            return self._sequential().picture(index)
 
     def _sequential(self) -> FrameSource:
         if self._fallback is None:
@@ -98,8 +103,8 @@ class SeekingSource:
                 return frame.time
         return None
 
-    def _slots_from(self, first: int) -> Iterator[np.ndarray]:
-        """RGB pictures of slots first, first + 1, ... (to the end of the video)."""
+    def _slots_from(self, first: int) -> Iterator[Picture]:
+        """Pictures of slots first, first + 1, ... (to the end of the video)."""
         fps, count = self.info.fps, self.info.frame_count
         assert self._origin is not None
         with open_container(self.path) as container:
@@ -118,7 +123,7 @@ class SeekingSource:
                     raise _Unusual  # landed after the wanted frame
                 while pending is not None and slot < count and (slot + 0.5) / fps < start:
                     if converted is None:
-                        converted = self._reader._to_rgb(pending)
+                        converted = self._reader._to_picture(pending)
                     yield converted
                     slot += 1
                 if slot >= count:
@@ -126,7 +131,7 @@ class SeekingSource:
                 pending, converted = frame, None
             if pending is None or (count - slot) / fps > 1.0 + 1 / fps:
                 raise _Unusual  # ends early: let the sequential reader judge the file
-            last = self._reader._to_rgb(pending)
+            last = self._reader._to_picture(pending)
             while slot < count:
                 yield last
                 slot += 1

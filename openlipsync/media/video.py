@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from openlipsync.engine.errors import MediaUnreadable, VideoMissing
-from openlipsync.media.picture import Picture, RgbPicture, YuvPicture
+from openlipsync.media.picture import Picture, RgbPicture, YuvPicture, plane_array
 from openlipsync.media.probe import (
     VideoInfo,
     open_container,
@@ -164,11 +164,7 @@ class VideoReader:
         info = self.info
         if not _plain_yuv420(frame, *self._coded_size()):
             return RgbPicture(self._to_rgb(frame))
-        i420 = frame.to_ndarray(format="yuv420p")
-        rows, half = frame.height, frame.height // 2
-        y = i420[:rows]
-        chroma = i420[rows:].reshape(2, half, frame.width // 2)
-        planes = [y, chroma[0], chroma[1]]
+        planes = [plane_array(plane) for plane in frame.planes]
         if info.rotation:
             planes = [np.rot90(plane, k=info.rotation // 90) for plane in planes]
         return YuvPicture(*planes)
@@ -197,6 +193,7 @@ def _plain_yuv420(frame: av.VideoFrame, width: int, height: int) -> bool:
         and (frame.width, frame.height) == (width, height)
         and width % 2 == 0
         and height % 2 == 0
+        and all(plane.line_size >= plane.width for plane in frame.planes)  # not bottom-up
     )
 
 
@@ -244,11 +241,11 @@ class FrameSource:
         self._cache_parent = cache_dir
         self._cache_dir: Path | None = None
         self._cached = 0  # frames [0, _cached) are on disk
-        self._stream: Iterator[np.ndarray] | None = None
+        self._stream: Iterator[Picture] | None = None
         self._next = 0  # index the stream yields next
         frame_bytes = max(1, self.info.width * self.info.height * 3)
         self._ring_size = max(2, min(64, RING_BYTES // frame_bytes)) if keep_recent else 0
-        self._ring: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._ring: OrderedDict[int, Picture] = OrderedDict()
         self.decode_passes = 0
 
     def __len__(self) -> int:
@@ -274,7 +271,7 @@ class FrameSource:
         if not 0 <= index < self.info.frame_count:
             raise IndexError(f"frame {index} outside 0..{self.info.frame_count - 1}")
         if index in self._ring:
-            return self._ring[index].copy()
+            return self._ring[index].fresh_rgb()
         if index < self._cached:
             return self._read_cached(index)
         if index < self._next:
@@ -282,30 +279,41 @@ class FrameSource:
                 self._fill_cache()
                 return self._read_cached(index)
             self._stop_stream()
-        frame = self._advance_to(index)
-        # Without a ring nothing else holds the frame: the caller may have it as it is.
-        return frame.copy() if self._ring_size else frame
+        return self._advance_to(index).fresh_rgb()
 
-    def _advance_to(self, index: int) -> np.ndarray:
+    def picture(self, index: int) -> Picture:
+        """Frame `index` as a Picture, read only: as decoded when it is decoded now or held in
+        the ring (a renderer that changes only the mouth need not convert the rest), else over
+        the RGB frame `get` returns (from the disk cache)."""
+        if index in self._ring:
+            return self._ring[index]
+        if self._cached <= index < self.info.frame_count:
+            if index == 0 < self._next and not self._write_through:  # a loop restarts (`get`)
+                self._stop_stream()
+            if self._stream is None or index >= self._next:
+                return self._advance_to(index)
+        return RgbPicture(self.get(index))
+
+    def _advance_to(self, index: int) -> Picture:
         if self._stream is None:
-            self._stream = iter(self._reader)
+            self._stream = self._reader.pictures()
             self._next = 0
             self.decode_passes += 1
-        frame = None
+        picture = None
         while self._next <= index:
-            frame = next(self._stream)
-            self._remember(self._next, frame)
+            picture = next(self._stream)
+            self._remember(self._next, picture)
             self._next += 1
-        assert frame is not None
-        return frame
+        assert picture is not None
+        return picture
 
-    def _remember(self, index: int, frame: np.ndarray) -> None:
-        if self._ring_size:
-            self._ring[index] = frame
+    def _remember(self, index: int, picture: Picture) -> None:
+        if self._ring_size:  # pictures, not RGB: half the memory, converted when asked for
+            self._ring[index] = picture
             if len(self._ring) > self._ring_size:
                 self._ring.popitem(last=False)
         if self._write_through and index == self._cached:
-            self._write_cached(index, frame)
+            self._write_cached(index, picture.fresh_rgb())
 
     def _fill_cache(self) -> None:
         """Decode to the end, writing every frame not yet on disk."""
