@@ -1,11 +1,13 @@
 """Engine speed: frames per second, real-time factor and peak memory at 360p, 720p and 1080p.
 
 Each figure is measured in a child process (so peak RSS is that run's own) and compared, in the
-same run, with the floor: a plain decode + encode of the same input through the same media layer
-and the same encoder settings. The engine's child has its modules (MediaPipe included) imported
-before the clock starts, as in a worker that has run a job. Besides wall time, CPU time per frame
-(all threads) is printed: on a shared machine wall time shrinks with the others' load, CPU time
-much less so. `--repeat N` alternates floor and engine N times and adds the median.
+same run, with the floor: a plain decode + encode of the same input, the decoded pictures handed
+straight to the same encoder with the same settings. The floor through RGB that earlier notes
+used (every frame converted to RGB and back, 10-20 % slower) is printed beside it. The engine's
+child has its modules (MediaPipe included) imported before the clock starts, as in a worker
+that has run a job. Besides wall time, CPU time per frame (all threads) is printed: on a shared
+machine wall time shrinks with the others' load, CPU time much less so. `--repeat N` alternates
+floor and engine N times and adds the median.
 
     python bench/engine.py [--seconds 8] [--sizes 360,720,1080] [--model lipsync-2] [--repeat 1]
                            [--source ../shared/media/video/grid_bbaf2n.mpg] [--decoding-baseline]
@@ -60,7 +62,32 @@ def make_input(height: int, seconds: float, out: Path, source: Path = SOURCE) ->
 
 
 def floor_run(video: Path, out: Path, model: str) -> dict:
-    """Decode + encode with the same encoder settings the engine uses for `model`."""
+    """The floor: the decoded pictures handed to the same encoder with the engine's settings
+    for `model`, nothing in between (no conversion: the engine converts only the mouth)."""
+    from openlipsync.engine.presets import preset_for
+    from openlipsync.media.encode import VideoWriter
+    from openlipsync.media.probe import open_container
+
+    preset = preset_for(model)
+    began = time.perf_counter()
+    with open_container(video) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate)
+        writer = VideoWriter(
+            out, stream.width, stream.height, fps, None, crf=preset.crf, preset=preset.x264
+        )
+        with writer:
+            for frame in container.decode(stream):
+                frame.pict_type = av.video.frame.PictureType.NONE  # x264 chooses, as for ours
+                writer.write_picture(frame)
+        frames = writer.close()
+    return {"seconds": time.perf_counter() - began, "frames": frames, "fps_video": fps}
+
+
+def rgb_floor_run(video: Path, out: Path, model: str) -> dict:
+    """The floor of earlier sessions: every frame through RGB and back, as the render pass did
+    until it painted the mouth on the decoder's planes (kept to compare with their notes)."""
     from openlipsync.engine.presets import preset_for
     from openlipsync.media.encode import VideoWriter
     from openlipsync.media.video import VideoReader
@@ -127,7 +154,7 @@ def _cpu_seconds() -> float:
 
 
 def child(kind: str, video: str, out: str, model: str) -> None:
-    if kind == "floor":
+    if kind.startswith("floor"):
         import openlipsync.media.encode  # noqa: F401 - outside the clocks, as for the engine
         import openlipsync.media.video  # noqa: F401
     else:
@@ -137,11 +164,8 @@ def child(kind: str, video: str, out: str, model: str) -> None:
 
             openlipsync.media.kept.KEPT_BYTES = 0
     cpu = _cpu_seconds()
-    run = (
-        floor_run(Path(video), Path(out), model)
-        if kind == "floor"
-        else engine_run(Path(video), Path(out), model)
-    )
+    runs = {"floor": floor_run, "floor-rgb": rgb_floor_run}
+    run = runs.get(kind, engine_run)(Path(video), Path(out), model)
     run["cpu"] = _cpu_seconds() - cpu
     run["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(run))
@@ -153,7 +177,7 @@ def measure(kind: str, video: Path, out: Path, model: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(height: int, floor: dict, engine: dict) -> float:
+def report(height: int, floor: dict, engine: dict, rgb_floor: dict | None = None) -> float:
     """Print one run's figures; returns engine/floor (wall)."""
     duration = engine["frames"] / engine["fps_video"]
     rtf, floor_rtf = engine["seconds"] / duration, floor["seconds"] / duration
@@ -174,6 +198,11 @@ def report(height: int, floor: dict, engine: dict) -> float:
     if engine.get("phases"):
         phases = "  ".join(f"{name} {seconds:.2f}" for name, seconds in engine["phases"].items())
         print(f"        passes (wall s): {phases}  (floor {floor['seconds']:.2f})")
+    if rgb_floor is not None:
+        print(
+            f"        floor through RGB (earlier sessions' floor) {rgb_floor['seconds']:.2f} s:"
+            f" engine/that {engine['seconds'] / rgb_floor['seconds']:.2f}x"
+        )
     return rtf / floor_rtf
 
 
@@ -208,8 +237,9 @@ def main() -> None:
             ratios, rtfs = [], []
             for _ in range(args.repeat):
                 floor = measure("floor", video, Path(tmp) / f"floor_{height}.mp4", args.model)
+                rgb = measure("floor-rgb", video, Path(tmp) / f"rgb_{height}.mp4", args.model)
                 engine = measure("engine", video, Path(tmp) / f"out_{height}.mp4", args.model)
-                ratios.append(report(height, floor, engine))
+                ratios.append(report(height, floor, engine, rgb))
                 if args.decoding_baseline:
                     again = measure("engine-decoding", video, Path(tmp) / "again.mp4", args.model)
                     print("        decoding again (no kept frames):", end="")
