@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import media_path
 
+from openlipsync.engine.graphs import WarmGraphs
 from openlipsync.engine.mouth import (
     EYE_OUTER_LEFT,
     EYE_OUTER_RIGHT,
@@ -19,9 +20,12 @@ from openlipsync.engine.mouth import (
 )
 from openlipsync.engine.scenes import SceneDetector
 from openlipsync.engine.tracking import (
+    FACE_GRAPHS,
+    HAND_GRAPHS,
     LOWER_FACE,
     FaceTrack,
     FaceTracker,
+    HandWatch,
     SparseTracker,
     landmark_array,
     smooth_track,
@@ -289,3 +293,79 @@ def test_warmed_up_and_forgetful_trackers_see_what_a_new_one_sees() -> None:
     assert all(a is not None for a in expected)
     for a, b in zip(expected, seen, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_graphs_handed_back_track_the_next_video_as_new_ones_do() -> None:
+    """SparseTracker and HandWatch hand their MediaPipe graphs back for the next generation of
+    the process (engine/graphs.py): a graph that followed one face, or looked for hands on
+    another video, gives the next user exactly what a new graph gives."""
+    first = read_video(media_path("video/grid_bbaf2n.mpg"))[:10]
+    second = read_video(media_path("video/grid_lbax4n.mpg"))[:10]
+    hand = read_video(media_path("video/pexels_woman_expressions.mp4"))[100:160:10]
+    FACE_GRAPHS.clear()
+    HAND_GRAPHS.clear()
+
+    def track(frames: list[np.ndarray]) -> list[np.ndarray | None]:
+        with SparseTracker(None) as tracker:
+            settled = [out for f in frames for out in tracker.push(f)] + tracker.flush()
+        return [landmarks for _, landmarks, _ in settled]
+
+    def hands(frames: list[np.ndarray]) -> dict[int, bool]:
+        with FaceTracker() as tracker:
+            points = [tracker.process(frame) for frame in frames]
+        watch = HandWatch(every=1)
+        for index, (frame, landmarks) in enumerate(zip(frames, points, strict=True)):
+            watch.observe(index, frame, landmarks)
+        watch.close()
+        return watch._samples
+
+    expected, expected_hands = track(second), hands(hand)
+    assert FACE_GRAPHS.idle() == 1 and HAND_GRAPHS.idle() == 1
+    track(first)
+    hands(second)
+    again, again_hands = track(second), hands(hand)
+    assert FACE_GRAPHS.idle() == 1 and HAND_GRAPHS.idle() == 1  # the same graphs, reused
+    assert all(a is not None for a in expected) and any(expected_hands.values())
+    for a, b in zip(expected, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert again_hands == expected_hands
+
+
+def test_warm_graphs_keep_a_few_and_close_what_cannot_start_afresh() -> None:
+    closed: list[str] = []
+
+    def reset(graph: str) -> None:
+        if graph.startswith("broken"):
+            raise RuntimeError("graph failed")
+
+    made = iter(["a", "b", "c", "broken"])
+    pool = WarmGraphs(lambda: next(made), reset, closed.append, keep=2)
+    graphs = [pool.take() for _ in range(4)]
+    assert graphs == ["a", "b", "c", "broken"]
+    for graph in graphs:
+        pool.give(graph)
+    assert pool.idle() == 2 and closed == ["c", "broken"]  # beyond `keep`; cannot reset
+    assert {pool.take(), pool.take()} == {"a", "b"}
+    pool.give("a")
+    pool.clear()
+    assert pool.idle() == 0 and closed == ["c", "broken", "a"]
+
+
+def test_a_forked_child_makes_its_own_graphs() -> None:
+    """Graphs' threads do not survive a fork: a prefork worker's child never takes the idle
+    graphs its parent left (it would wait on threads that are not there)."""
+    import os
+
+    made = iter(["parent", "child"])
+    pool = WarmGraphs(lambda: next(made), lambda graph: None, lambda graph: None)
+    pool.give(pool.take())
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports what it was handed, and leaves without clean-up
+        os.write(write, pool.take().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"child"
+    os.close(read)
+    assert pool.take() == "parent"

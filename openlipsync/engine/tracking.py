@@ -15,6 +15,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 from scipy.signal import savgol_filter
 
+from openlipsync.engine.graphs import WarmGraphs
 from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, LIPS_OUTER, face_scale
 from openlipsync.media.mapped import in_blocks, release
 from openlipsync.media.picture import Box, Picture, RgbPicture, padded_square, shrink_square
@@ -191,7 +192,7 @@ class SparseTracker:
 
     def __init__(self, residual: float | None = INTERP_RESIDUAL) -> None:
         self.residual = residual  # None: mesh every frame
-        self._tracker = FaceTracker()
+        self._tracker = FACE_GRAPHS.take()  # handed back, forgetting the face, by close()
         self._last: tuple[Frame, np.ndarray] | None = None  # previous frame, meshed, a face
         self._pending: Frame | None = None  # a frame waiting for its successor
         self.meshed = 0
@@ -265,7 +266,12 @@ class SparseTracker:
         return self._tracker.process(frame)
 
     def close(self) -> None:
-        self._tracker.close()
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            FACE_GRAPHS.give(tracker)
+
+
+FACE_GRAPHS = WarmGraphs(FaceTracker, FaceTracker.forget, FaceTracker.close)
 
 
 def _lower_face_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> Box | None:
@@ -480,15 +486,8 @@ class HandWatch:
     """
 
     def __init__(self, every: int = 10) -> None:
-        import mediapipe as mp
-
         self.every = max(1, int(every))
-        self._hands = mp.solutions.hands.Hands(
-            static_image_mode=True,
-            max_num_hands=2,
-            model_complexity=0,
-            min_detection_confidence=0.4,
-        )
+        self._hands = HAND_GRAPHS.take()  # handed back by close()
         self._samples: dict[int, bool] = {}
 
     def warm_up(self) -> HandWatch:
@@ -526,7 +525,24 @@ class HandWatch:
         return flags
 
     def close(self) -> None:
-        self._hands.close()
+        hands, self._hands = self._hands, None
+        if hands is not None:
+            HAND_GRAPHS.give(hands)
+
+
+def _new_hands():  # noqa: ANN202 - a MediaPipe solution
+    import mediapipe as mp
+
+    hands = mp.solutions.hands.Hands(
+        static_image_mode=True,  # every picture on its own: nothing to reset between users
+        max_num_hands=2,
+        model_complexity=0,
+        min_detection_confidence=0.4,
+    )
+    return hands
+
+
+HAND_GRAPHS = WarmGraphs(_new_hands, lambda hands: None, lambda hands: hands.close())
 
 
 def hand_square(landmarks: np.ndarray) -> tuple[int, int, int]:
