@@ -159,7 +159,7 @@ def test_observers_read_only_the_boxes_they_name(hd_clip: Path) -> None:
         lib_full._crops[: lib_full.count], lib_partial._crops[: lib_partial.count]
     )
     assert full._contrast == partial._contrast
-    assert full._hands._samples == partial._hands._samples and full._hands._samples
+    assert full._hands.samples() == partial._hands.samples() and full._hands.samples()
     assert np.array_equal(visible_full.scores(), visible_partial.scores())
     full.close()
     partial.close()

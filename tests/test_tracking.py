@@ -316,8 +316,9 @@ def test_graphs_handed_back_track_the_next_video_as_new_ones_do() -> None:
         watch = HandWatch(every=1)
         for index, (frame, landmarks) in enumerate(zip(frames, points, strict=True)):
             watch.observe(index, frame, landmarks)
+        samples = watch.samples()
         watch.close()
-        return watch._samples
+        return samples
 
     expected, expected_hands = track(second), hands(hand)
     assert FACE_GRAPHS.idle() == 1 and HAND_GRAPHS.idle() == 1

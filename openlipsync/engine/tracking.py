@@ -9,6 +9,7 @@ and jaw only lightly, so fast articulation survives.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -488,7 +489,10 @@ class HandWatch:
     def __init__(self, every: int = 10) -> None:
         self.every = max(1, int(every))
         self._hands = HAND_GRAPHS.take()  # handed back by close()
-        self._samples: dict[int, bool] = {}
+        # The hand model takes about 14 ms a sample: it looks on a thread of its own, so the
+        # analysis's observing thread (the face library, lip contrast) never waits for it.
+        self._looking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openlipsync-hands")
+        self._pending: dict[int, Future[bool]] = {}
 
     def warm_up(self) -> HandWatch:
         """Run the hand model once on a picture with no hand (see FaceTracker.warm_up); in
@@ -497,16 +501,25 @@ class HandWatch:
         return self
 
     def observe(self, index: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
+        """Sample frame `index` (every `every`-th): its crop is cut now (the caller may reuse
+        `frame`), the model looks later."""
         if index % self.every:
             return
-        self._samples[int(index)] = self._hand_on_mouth(frame, landmarks)
+        x0, y0, size = hand_square(landmarks)
+        crop, scale = shrink_square(padded_square(frame, x0, y0, size), 256)
+        look = self._looking.submit(self._hand_on_mouth, crop, scale, (x0, y0), landmarks)
+        self._pending[int(index)] = look
 
-    def _hand_on_mouth(self, frame: np.ndarray, landmarks: np.ndarray) -> bool:
+    def samples(self) -> dict[int, bool]:
+        """Whether each sampled frame showed a hand on the mouth (waits for the model)."""
+        return {index: look.result() for index, look in self._pending.items()}
+
+    def _hand_on_mouth(
+        self, crop: np.ndarray, scale: float, origin: tuple[int, int], landmarks: np.ndarray
+    ) -> bool:
         lower = landmarks[list(JAW_LINE) + [2, 98, 327]]
         (fx0, fy0), (fx1, fy1) = lower.min(axis=0), lower.max(axis=0)
-        x0, y0, size = hand_square(landmarks)
-        crop = padded_square(frame, x0, y0, size)
-        crop, scale = shrink_square(crop, 256)
+        x0, y0 = origin
         result = self._hands.process(crop)
         for hand in result.multi_hand_landmarks or []:
             points = np.array([(p.x, p.y) for p in hand.landmark]) * crop.shape[0] / scale
@@ -519,12 +532,14 @@ class HandWatch:
     def covered(self, n_frames: int) -> np.ndarray:
         """bool (n_frames,): frames within one sampling step of a sample that saw a hand."""
         flags = np.zeros(n_frames, bool)
-        for index, seen in self._samples.items():
+        for index, seen in self.samples().items():
             if seen:
                 flags[max(0, index - self.every) : index + self.every + 1] = True
         return flags
 
     def close(self) -> None:
+        """Stop looking (samples not begun are dropped) and hand the model back."""
+        self._looking.shutdown(wait=True, cancel_futures=True)
         hands, self._hands = self._hands, None
         if hands is not None:
             HAND_GRAPHS.give(hands)
