@@ -23,6 +23,7 @@ from openlipsync.engine.tracking import (
     FACE_GRAPHS,
     HAND_GRAPHS,
     LOWER_FACE,
+    MAX_HAND_LOOKS,
     FaceTrack,
     FaceTracker,
     HandWatch,
@@ -316,6 +317,7 @@ def test_graphs_handed_back_track_the_next_video_as_new_ones_do() -> None:
         watch = HandWatch(every=1)
         for index, (frame, landmarks) in enumerate(zip(frames, points, strict=True)):
             watch.observe(index, frame, landmarks)
+            assert len(watch._looks) <= MAX_HAND_LOOKS  # the observer waits rather than hoards
         samples = watch.samples()
         watch.close()
         return samples

@@ -8,6 +8,7 @@ and jaw only lightly, so fast articulation survives.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ RESIDUAL_THUMB = 24
 SMOOTH_BLOCK = 1024
 # What warm_up shows a MediaPipe graph: a picture with no face in it.
 BLANK = np.zeros((192, 192, 3), np.uint8)
+MAX_HAND_LOOKS = 8  # hand samples waiting for the model before the observer waits for it
 
 # Points that move rigidly with the skull (eye corners, nose bridge and base); used to factor the
 # head pose out of the landmarks before smoothing.
@@ -492,7 +494,8 @@ class HandWatch:
         # The hand model takes about 14 ms a sample: it looks on a thread of its own, so the
         # analysis's observing thread (the face library, lip contrast) never waits for it.
         self._looking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openlipsync-hands")
-        self._pending: dict[int, Future[bool]] = {}
+        self._looks: deque[tuple[int, Future[bool]]] = deque()  # in order, not yet collected
+        self._seen: dict[int, bool] = {}
 
     def warm_up(self) -> HandWatch:
         """Run the hand model once on a picture with no hand (see FaceTracker.warm_up); in
@@ -508,11 +511,20 @@ class HandWatch:
         x0, y0, size = hand_square(landmarks)
         crop, scale = shrink_square(padded_square(frame, x0, y0, size), 256)
         look = self._looking.submit(self._hand_on_mouth, crop, scale, (x0, y0), landmarks)
-        self._pending[int(index)] = look
+        self._looks.append((int(index), look))
+        # Collect what is done; wait when the model falls far behind (each crop holds 192 KB).
+        while self._looks and (len(self._looks) > MAX_HAND_LOOKS or self._looks[0][1].done()):
+            self._collect_oldest()
 
     def samples(self) -> dict[int, bool]:
         """Whether each sampled frame showed a hand on the mouth (waits for the model)."""
-        return {index: look.result() for index, look in self._pending.items()}
+        while self._looks:
+            self._collect_oldest()
+        return dict(self._seen)
+
+    def _collect_oldest(self) -> None:
+        index, look = self._looks.popleft()
+        self._seen[index] = look.result()
 
     def _hand_on_mouth(
         self, crop: np.ndarray, scale: float, origin: tuple[int, int], landmarks: np.ndarray
