@@ -14,6 +14,7 @@ from conftest import media_path
 import openlipsync.media.kept as kept_module
 from openlipsync.engine import GenerateRequest, generate
 from openlipsync.media.kept import KeptFrames, KeptSource
+from openlipsync.media.picture import RgbPicture
 from openlipsync.media.video import VideoReader
 
 grid = decoding.grid  # fixture: the GRID clip
@@ -69,10 +70,13 @@ def test_keeping_stops_at_the_budget_and_at_a_gap(grid: Path) -> None:
 def test_kept_source_decodes_only_beyond_the_kept_frames(grid: Path) -> None:
     made: list[int] = []
 
-    class Beyond:
+    class Beyond:  # a Source: get and picture serve the same frame
         def get(self, index: int) -> np.ndarray:
+            return self.picture(index).fresh_rgb()
+
+        def picture(self, index: int) -> RgbPicture:
             made.append(index)
-            return np.zeros((288, 360, 3), np.uint8)
+            return RgbPicture(np.zeros((288, 360, 3), np.uint8))
 
         def close(self) -> None:
             made.append(-1)

@@ -90,11 +90,7 @@ class KeptSource:
         self._beyond: Source | None = None
 
     def get(self, index: int) -> np.ndarray:
-        if 0 <= index < len(self._kept):
-            return self._kept.rgb(index)
-        if self._beyond is None:
-            self._beyond = self._make_beyond()
-        return self._beyond.get(index)
+        return self.picture(index).fresh_rgb()
 
     def picture(self, index: int) -> Picture:
         if 0 <= index < len(self._kept):

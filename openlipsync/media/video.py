@@ -268,31 +268,24 @@ class FrameSource:
 
     def get(self, index: int) -> np.ndarray:
         """Frame `index` as a fresh RGB array the caller may modify."""
-        if not 0 <= index < self.info.frame_count:
-            raise IndexError(f"frame {index} outside 0..{self.info.frame_count - 1}")
-        if index in self._ring:
-            return self._ring[index].fresh_rgb()
-        if index < self._cached:
-            return self._read_cached(index)
-        if index < self._next:
-            if index > 0 or self._write_through:
-                self._fill_cache()
-                return self._read_cached(index)
-            self._stop_stream()
-        return self._advance_to(index).fresh_rgb()
+        return self.picture(index).fresh_rgb()
 
     def picture(self, index: int) -> Picture:
         """Frame `index` as a Picture, read only: as decoded when it is decoded now or held in
         the ring (a renderer that changes only the mouth need not convert the rest), else over
-        the RGB frame `get` returns (from the disk cache)."""
+        the RGB frame of the disk cache."""
+        if not 0 <= index < self.info.frame_count:
+            raise IndexError(f"frame {index} outside 0..{self.info.frame_count - 1}")
         if index in self._ring:
             return self._ring[index]
-        if self._cached <= index < self.info.frame_count:
-            if index == 0 < self._next and not self._write_through:  # a loop restarts (`get`)
-                self._stop_stream()
-            if self._stream is None or index >= self._next:
-                return self._advance_to(index)
-        return RgbPicture(self.get(index))
+        if index < self._cached:
+            return RgbPicture(self._read_cached(index))
+        if index < self._next:
+            if index > 0 or self._write_through:
+                self._fill_cache()
+                return RgbPicture(self._read_cached(index))
+            self._stop_stream()  # a loop starts again: decode from the start
+        return self._advance_to(index)
 
     def _advance_to(self, index: int) -> Picture:
         if self._stream is None:
