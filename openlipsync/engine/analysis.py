@@ -132,7 +132,7 @@ def _largest_face_pass(
     residual = SPARSE_TRACKING.get(renderer.quality)
     span = _span_frames(video)
     trackers = MadeAhead(
-        lambda: SparseTracker(residual).warm_up(), 2 if span >= MIN_SPAN else 1, SparseTracker.close
+        lambda: SparseTracker(residual), 2 if span >= MIN_SPAN else 1, SparseTracker.close
     )
     renderer.make_ahead()
     reader = VideoReader(path, fps=video.fps, source=video)

@@ -132,7 +132,7 @@ class MouthRenderer:
         """Start the hand model on another thread now, before the first frame `observe` needs
         it for (see MadeAhead)."""
         if self._hands is None and self._hands_ahead is None:
-            self._hands_ahead = MadeAhead(lambda: self._hand_watch().warm_up(), 1, HandWatch.close)
+            self._hands_ahead = MadeAhead(self._hand_watch, 1, HandWatch.close)
 
     def _hand_watch(self) -> HandWatch:
         return HandWatch(every=HAND_SAMPLING[self.quality])

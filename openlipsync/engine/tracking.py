@@ -207,11 +207,6 @@ class SparseTracker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def warm_up(self) -> SparseTracker:
-        """See FaceTracker.warm_up."""
-        self._tracker.warm_up()
-        return self
-
     def push(
         self, frame: Frame, new_shot: bool = False
     ) -> list[tuple[Frame, np.ndarray | None, bool]]:
@@ -274,7 +269,12 @@ class SparseTracker:
             FACE_GRAPHS.give(tracker)
 
 
-FACE_GRAPHS = WarmGraphs(FaceTracker, FaceTracker.forget, FaceTracker.close)
+def _new_face_tracker() -> FaceTracker:
+    return FaceTracker().warm_up()
+
+
+# Graphs come out warm (made and called once) and go back reset: a taken one is ready to use.
+FACE_GRAPHS = WarmGraphs(_new_face_tracker, FaceTracker.forget, FaceTracker.close)
 
 
 def _lower_face_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> Box | None:
@@ -497,12 +497,6 @@ class HandWatch:
         self._looks: deque[tuple[int, Future[bool]]] = deque()  # in order, not yet collected
         self._seen: dict[int, bool] = {}
 
-    def warm_up(self) -> HandWatch:
-        """Run the hand model once on a picture with no hand (see FaceTracker.warm_up); in
-        static mode every picture is looked at on its own, so nothing carries over."""
-        self._hands.process(BLANK)
-        return self
-
     def observe(self, index: int, frame: np.ndarray, landmarks: np.ndarray) -> None:
         """Sample frame `index` (every `every`-th): its crop is cut now (the caller may reuse
         `frame`), the model looks later."""
@@ -566,6 +560,7 @@ def _new_hands():  # noqa: ANN202 - a MediaPipe solution
         model_complexity=0,
         min_detection_confidence=0.4,
     )
+    hands.process(BLANK)  # its first call loads the model (see FaceTracker.warm_up)
     return hands
 
 
