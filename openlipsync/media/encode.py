@@ -37,7 +37,7 @@ from scipy.signal import resample_poly
 
 from openlipsync.engine.errors import EngineError
 from openlipsync.media.audio import AudioClip
-from openlipsync.media.picture import Patch, Picture, plane_array
+from openlipsync.media.picture import Patch, Picture, even_box, plane_array
 from openlipsync.media.probe import round_half_up
 
 AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000})
@@ -311,8 +311,7 @@ def _paint_patch(planes: list[np.ndarray], picture: Picture, patch: Patch) -> No
     pixels) is converted as a whole frame's conversion converts it, the widening's pixels
     taken from `picture`."""
     x0, y0, x1, y1 = patch.box
-    ex0, ey0 = x0 & ~1, y0 & ~1
-    ex1, ey1 = min((x1 + 1) & ~1, picture.width), min((y1 + 1) & ~1, picture.height)
+    ex0, ey0, ex1, ey1 = even_box(patch.box, picture.width, picture.height)
     rgb = np.array(picture.region((ex0, ey0, ex1, ey1)))
     rgb[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0] = patch.rgb
     i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)

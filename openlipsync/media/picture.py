@@ -96,6 +96,12 @@ def _clip(box: Box, width: int, height: int) -> Box:
     return max(int(x0), 0), max(int(y0), 0), min(int(x1), width), min(int(y1), height)
 
 
+def even_box(box: Box, width: int, height: int) -> Box:
+    """`box` (inside a frame of even sides) widened to even corners: whole 2x2 chroma blocks."""
+    x0, y0, x1, y1 = box
+    return x0 & ~1, y0 & ~1, min((x1 + 1) & ~1, width), min((y1 + 1) & ~1, height)
+
+
 def padded_square(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
     """size x size crop at (x0, y0) of an RGB frame; parts outside the frame are black."""
     height, width = frame.shape[:2]
@@ -236,8 +242,7 @@ class YuvPicture:
         if self._rgb is not None:
             return self._rgb[y0:y1, x0:x1]
         # Chroma is shared by 2x2 blocks: convert the even-aligned box, then trim to it.
-        ex0, ey0 = x0 & ~1, y0 & ~1
-        ex1, ey1 = min((x1 + 1) & ~1, self.width), min((y1 + 1) & ~1, self.height)
+        ex0, ey0, ex1, ey1 = even_box((x0, y0, x1, y1), self.width, self.height)
         rgb = self._convert(ex0, ey0, ex1, ey1)
         return rgb[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
 
