@@ -3,7 +3,7 @@
 Each figure is measured in a child process (so peak RSS is that run's own) and compared, in the
 same run, with the floor: a plain decode + encode of the same input, the decoded pictures handed
 straight to the same encoder with the same settings. The floor through RGB that earlier notes
-used (every frame converted to RGB and back, 10-20 % slower) is printed beside it. The engine's
+used (every frame converted to RGB and back, 15-30 % slower here) is printed beside it. The engine's
 child is a worker that has run a job: its modules (MediaPipe included) imported and a short
 job run before the clock starts (once per size, a new process's first job is timed too).
 Besides wall time, CPU time per frame (all threads) is printed: on a shared machine wall time
