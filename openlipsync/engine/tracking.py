@@ -17,6 +17,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 from scipy.signal import savgol_filter
 
+from openlipsync.engine.detection import FaceDetector
 from openlipsync.engine.graphs import WarmGraphs
 from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, LIPS_OUTER, face_scale
 from openlipsync.media.mapped import in_blocks, release
@@ -33,6 +34,9 @@ INTERP_RESIDUAL = 1.0
 RESIDUAL_THUMB = 24
 # Frames smoothed at once (float64 copies of all 478 points: ~8 MB per copy at 1024 frames).
 SMOOTH_BLOCK = 1024
+# While no face is found, the detector searches tiles for small faces on the first frame and
+# then on every this-many-th (detection.py; 0.4 s at 25 fps).
+TILED_EVERY = 10
 # What warm_up shows a MediaPipe graph: a picture with no face in it.
 BLANK = np.zeros((192, 192, 3), np.uint8)
 MAX_HAND_LOOKS = 8  # hand samples waiting for the model before the observer waits for it
@@ -72,7 +76,8 @@ class FaceTracker:
 
     MediaPipe's face mesh finds faces with a short-range detector that misses small or distant
     faces and, with several people in view, follows whichever it likes. So the face is chosen
-    by the full-range face detector (select="largest": the largest box), and the mesh then runs
+    by the full-range face detector, on tiles too for the small faces of wide shots
+    (detection.py; select="largest": the largest box), and the mesh then runs
     in tracking mode on a crop that follows that face from frame to frame. When the mesh loses
     the face, the detector looks again on the next frame.
     """
@@ -83,9 +88,8 @@ class FaceTracker:
         import mediapipe as mp
 
         self.select = select
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=0.5
-        )
+        self._detector = FaceDetector()
+        self._misses = 0  # detections in a row that found no face (see _detect)
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=False,
             max_num_faces=1,
@@ -106,7 +110,7 @@ class FaceTracker:
         and sets up its CPU delegate (20-30 ms each, on the thread that makes the call); done
         here, on another thread while the first frames decode, the first frame does not wait
         for it. A face mesh that found no face begins its next frame as a new one does."""
-        self._detector.process(BLANK)
+        self._detector.warm_up(BLANK)
         self.forget()
         return self
 
@@ -116,6 +120,7 @@ class FaceTracker:
         face clears that (a new graph costs ten times more)."""
         self._mesh.process(BLANK)
         self._roi = None
+        self._misses = 0
 
     def process(self, frame: Frame) -> np.ndarray | None:
         """(478, 2) float32 pixel landmarks of the selected face, or None when there is none.
@@ -151,15 +156,18 @@ class FaceTracker:
         self._roi = roi
 
     def _detect(self, frame: Picture) -> tuple[float, float, float] | None:
-        height, width = frame.height, frame.width
-        result = self._detector.process(np.ascontiguousarray(frame.rgb()))
-        if not result.detections:
+        """The crop around the largest face: of the whole frame, else of its tiles (small
+        faces). Tiles cost six detections: while no face is found they are searched on the
+        first miss and every TILED_EVERY-th after, not on every frame without a face."""
+        faces = self._detector.whole(frame)
+        if not faces and self._misses % TILED_EVERY == 0:
+            faces = self._detector.tiled(frame)
+        if not faces:
+            self._misses += 1
             return None
-        boxes = [d.location_data.relative_bounding_box for d in result.detections]
-        box = max(boxes, key=lambda b: b.width * width * b.height * height)
-        cx = (box.xmin + box.width / 2) * width
-        cy = (box.ymin + box.height / 2) * height
-        return cx, cy, 2.2 * max(box.width * width, box.height * height)
+        self._misses = 0
+        face = max(faces, key=lambda f: f.area)
+        return face.cx, face.cy, 2.2 * max(face.width, face.height)
 
     def _mesh_in_roi(self, frame: Picture) -> np.ndarray | None:
         """Face mesh on a square crop around the followed face, mapped back to frame pixels."""
