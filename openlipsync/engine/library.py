@@ -46,6 +46,14 @@ MAX_ENTRIES = 3000
 RELEASE_ENTRIES = 32  # crops written between two releases of the crop file's pages
 MIN_SCALE = 24
 CONTRAST_WIDTH = 64  # px across the mouth patch that lip_contrast measures on
+NO_CONTRAST = (float("nan"), float("nan"))
+# covered_frames: the uncovered mouth's usual contrast is this percentile of the clip's, and
+# below these floors (Lab units of 8-bit OpenCV) a cue says nothing. Measured: redness 4-5 on
+# a well-lit face, 1.9-2.3 when that film is darkened to a third, 15-19 on GRID; darkness 20-30
+# on both in black and white, where fingers over the lips bring it under 8.
+TYPICAL_PERCENTILE = 85
+MIN_REDNESS = 1.2
+MIN_DARKNESS = 8.0
 
 
 class MouthLibrary:
@@ -219,23 +227,26 @@ def contrast_box(landmarks: np.ndarray) -> Box | None:
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> float:
-    """How much redder the lips are than the skin around them (Lab a*, mean difference).
+def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> tuple[float, float]:
+    """How much redder the lips are than the skin around them (Lab a*, mean difference), and
+    how much darker (Lab L): NaN, NaN where the lips cannot be measured.
 
     Lips are redder than the surrounding skin for every complexion and most lighting; a hand or
     a microphone over the mouth is not. A frame whose contrast collapses relative to the video's
-    typical value has its mouth covered: it must neither be pasted over nor pasted from.
+    typical value has its mouth covered: it must neither be pasted over nor pasted from. Film
+    without colour has no redness to lose, but its lips are usually darker than the skin, and
+    fingers over them are not (see covered_frames).
     """
     box = contrast_box(landmarks)
     if box is None:
-        return float("nan")
+        return NO_CONTRAST
     iod = float(face_scale(landmarks))
     outer, inner = landmarks[LIPS_OUTER], landmarks[LIPS_INNER]
     x0, y0, x1, y1 = box
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
     if x1 - x0 < 4 or y1 - y0 < 4:
-        return float("nan")
+        return NO_CONTRAST
     # A mean difference needs no detail: measure on a patch about CONTRAST_WIDTH pixels wide
     # (Lab conversion of a large face's full-resolution patch costs milliseconds per frame).
     factor = min(1.0, CONTRAST_WIDTH / (x1 - x0))
@@ -246,7 +257,8 @@ def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> float:
         factor_xy = np.array([size[0] / (x1 - x0), size[1] / (y1 - y0)], np.float32)
     else:
         factor_xy = np.ones(2, np.float32)
-    redness = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)[..., 1]
+    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
+    lightness, redness = lab[..., 0], lab[..., 1]
     origin = np.array([x0, y0], np.float32)
     outer, inner, iod = (outer - origin) * factor_xy, (inner - origin) * factor_xy, iod * factor
     origin = np.zeros(2, np.float32)
@@ -258,25 +270,42 @@ def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> float:
     around = cv2.dilate(lips, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
     ring, skin = (lips > 0) & (mouth == 0), (around > 0) & (lips == 0)
     if ring.sum() < 4 or skin.sum() < 4:
-        return float("nan")
-    return float(redness[ring].mean()) - float(redness[skin].mean())
+        return NO_CONTRAST
+    red = float(redness[ring].mean()) - float(redness[skin].mean())
+    return red, float(lightness[skin].mean()) - float(lightness[ring].mean())
 
 
-def covered_frames(contrast: np.ndarray, ratio: float = 0.55, spread: int = 2) -> np.ndarray:
-    """Frames whose mouth looks covered: lip contrast far below the video's median.
+def covered_frames(
+    redness: np.ndarray, darkness: np.ndarray | None = None, ratio: float = 0.55, spread: int = 2
+) -> np.ndarray:
+    """Frames whose mouth looks covered: lip contrast far below the video's typical value.
 
-    Videos whose lips barely stand out at all give no evidence, so nothing is flagged there.
-    The flag is widened by `spread` frames: a hand arrives and leaves in motion blur.
+    The cue is redness where the lips stand out by it, else darkness (film without colour);
+    a video whose lips stand out by neither gives no evidence, so nothing is flagged there.
+    Typical is a high percentile, not the median: when a hand covers the mouth for most of
+    the clip, the median is a covered frame's value. The flag is widened by `spread` frames: a
+    hand arrives and leaves in motion blur.
     """
-    finite = np.isfinite(contrast)
-    covered = np.zeros(len(contrast), bool)
-    if finite.sum() < 3:
-        return covered
-    typical = float(np.median(contrast[finite]))
-    if typical < 2.0:
-        return covered
-    covered[finite] = contrast[finite] < ratio * typical
+    covered = _collapsed(redness, ratio, MIN_REDNESS)
+    if covered is None and darkness is not None:
+        covered = _collapsed(darkness, ratio, MIN_DARKNESS)
+    if covered is None:
+        return np.zeros(len(redness), bool)
     if spread and covered.any():
         kernel = np.ones(2 * spread + 1)
         covered = np.convolve(covered.astype(float), kernel, mode="same") > 0
+    return covered
+
+
+def _collapsed(contrast: np.ndarray, ratio: float, floor: float) -> np.ndarray | None:
+    """Frames whose contrast is under `ratio` times the typical one; None when the typical
+    contrast is under `floor` (no evidence either way)."""
+    finite = np.isfinite(contrast)
+    if finite.sum() < 3:
+        return None
+    typical = float(np.percentile(contrast[finite], TYPICAL_PERCENTILE))
+    if typical < floor:
+        return None
+    covered = np.zeros(len(contrast), bool)
+    covered[finite] = contrast[finite] < ratio * typical
     return covered

@@ -106,7 +106,7 @@ class MouthRenderer:
         self.library = MouthLibrary(quality)
         self._interp = cv2.INTER_CUBIC if quality == "pro" else cv2.INTER_LINEAR
         self._prepared = False
-        self._contrast: dict[int, float] = {}
+        self._contrast: dict[int, tuple[float, float]] = {}  # redness, darkness
         self._hands: HandWatch | None = None
         self._hands_ahead: MadeAhead[HandWatch] | None = None
         self._hand_covered = np.zeros(0, bool)
@@ -175,11 +175,11 @@ class MouthRenderer:
         release(track.landmarks)
         lib = self.library
         present = track.present[src_index] if len(src_index) else np.zeros(0, bool)
-        contrast = np.full(n_src, np.nan)
+        contrast = np.full((n_src, 2), np.nan)
         for index, value in self._contrast.items():
             if index < n_src:
                 contrast[index] = value
-        covered = covered_frames(contrast)
+        covered = covered_frames(contrast[:, 0], contrast[:, 1])
         if self._hands is not None:  # the hand model is done once the tracking pass is
             self._hand_covered = self._hands.covered(n_src)
         self._stop_hands()

@@ -1,0 +1,85 @@
+"""A hand over the mouth is noticed by lip contrast in colour, dark and black-and-white film,
+and when it covers the mouth for most of the clip; a clear mouth is never flagged.
+
+pexels_woman_expressions.mp4: the mouth is clear in frames 0-55, a hand covers it from about
+62 on. Every variant reuses the original's landmarks, so only the contrast cue is tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import pytest
+
+from openlipsync.engine.library import covered_frames, lip_contrast
+from openlipsync.engine.tracking import FaceTracker
+from openlipsync.media.video import VideoReader
+from tests.conftest import media_path
+
+CLEAR = range(0, 52)
+COVERED = range(66, 130)
+
+
+@pytest.fixture(scope="module")
+def pexels() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    with VideoReader(media_path("video/pexels_woman_expressions.mp4")) as reader:
+        frames = [frame for _, frame in zip(range(130), reader, strict=False)]
+    with FaceTracker() as tracker:
+        landmarks = [tracker.process(frame) for frame in frames]
+    assert all(points is not None for points in landmarks)
+    return frames, landmarks
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+
+
+def _dark(frame: np.ndarray) -> np.ndarray:
+    return (frame.astype(np.float32) * 0.35).round().astype(np.uint8)
+
+
+def _covered(frames: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
+    contrast = np.array([lip_contrast(f, p) for f, p in zip(frames, landmarks, strict=True)])
+    return covered_frames(contrast[:, 0], contrast[:, 1])
+
+
+@pytest.mark.parametrize(
+    "look", [lambda f: f, _dark, _grey], ids=["colour", "dark", "black-and-white"]
+)
+def test_the_hand_is_flagged_and_the_clear_mouth_is_not(
+    pexels: tuple[list[np.ndarray], list[np.ndarray]], look: Callable[[np.ndarray], np.ndarray]
+) -> None:
+    frames, landmarks = pexels
+    covered = _covered([look(frame) for frame in frames], landmarks)
+    assert not covered[CLEAR].any(), np.flatnonzero(covered[CLEAR])
+    assert covered[COVERED].mean() > 0.9, np.flatnonzero(~covered[COVERED]) + COVERED.start
+
+
+def test_a_hand_over_most_of_the_clip_is_still_flagged(
+    pexels: tuple[list[np.ndarray], list[np.ndarray]],
+) -> None:
+    """From frame 40: 15 clear frames, then 64 covered ones (the median is a covered value)."""
+    frames, landmarks = pexels
+    covered = _covered(frames[40:], landmarks[40:])
+    assert not covered[: 52 - 40].any()
+    assert covered[COVERED.start - 40 :].mean() > 0.9
+
+
+@pytest.mark.parametrize("clip", ["bbaf2n", "lbax4n", "pwij3p", "sbwe5n", "swiz3n"])
+@pytest.mark.parametrize("look", [lambda f: f, _grey], ids=["colour", "black-and-white"])
+def test_talking_without_a_hand_flags_nothing(
+    clip: str, look: Callable[[np.ndarray], np.ndarray]
+) -> None:
+    with VideoReader(media_path(f"video/grid_{clip}.mpg")) as reader:
+        frames = list(reader)
+    with FaceTracker() as tracker:
+        landmarks = [tracker.process(frame) for frame in frames]
+    assert not _covered([look(frame) for frame in frames], landmarks).any()
+
+
+def test_lips_that_stand_out_by_neither_cue_give_no_evidence() -> None:
+    flat = np.r_[np.full(20, 0.4), np.full(20, 0.0)]  # colourless and as light as the skin
+    assert not covered_frames(flat, flat).any()
+    assert not covered_frames(np.full(2, np.nan), np.full(2, np.nan)).any()
