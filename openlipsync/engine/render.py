@@ -14,7 +14,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from openlipsync.engine.background import MadeAhead
-from openlipsync.engine.composite import blend, match_colour, polygon_mask
+from openlipsync.engine.composite import blend, match_colour, match_grain, polygon_mask
 from openlipsync.engine.fallback_mouth import paint_gap, paint_interior, paint_seam
 from openlipsync.engine.library import (
     CROP_X,
@@ -110,6 +110,7 @@ class MouthRenderer:
         self._hands: HandWatch | None = None
         self._hands_ahead: MadeAhead[HandWatch] | None = None
         self._hand_covered = np.zeros(0, bool)
+        self._covered = np.zeros(0, bool)
         self._choice = np.empty(0, np.int64)
         self._alpha = np.empty(0, np.float32)
         self._ghost = np.empty(0, np.int64)
@@ -157,6 +158,24 @@ class MouthRenderer:
 
     # -- planning --------------------------------------------------------------------------
 
+    def covered(self, n_src: int) -> np.ndarray:
+        """bool (n_src,): source frames whose mouth is covered (its lip contrast collapsed, or
+        a hand was seen on it), never to be pasted over nor from. Known once the tracking
+        pass is done (this stops the hand model)."""
+        if len(self._covered) != n_src:
+            contrast = np.full((n_src, 2), np.nan)
+            for index, value in self._contrast.items():
+                if index < n_src:
+                    contrast[index] = value
+            covered = covered_frames(contrast[:, 0], contrast[:, 1])
+            if self._hands is not None:  # the hand model is done once the tracking pass is
+                self._hand_covered = self._hands.covered(n_src)
+            self._stop_hands()
+            if len(self._hand_covered) == n_src:
+                covered |= self._hand_covered
+            self._covered = covered
+        return self._covered
+
     def prepare(
         self, track: FaceTrack, targets: np.ndarray, src_index: np.ndarray, active: np.ndarray
     ) -> None:
@@ -175,16 +194,7 @@ class MouthRenderer:
         release(track.landmarks)
         lib = self.library
         present = track.present[src_index] if len(src_index) else np.zeros(0, bool)
-        contrast = np.full((n_src, 2), np.nan)
-        for index, value in self._contrast.items():
-            if index < n_src:
-                contrast[index] = value
-        covered = covered_frames(contrast[:, 0], contrast[:, 1])
-        if self._hands is not None:  # the hand model is done once the tracking pass is
-            self._hand_covered = self._hands.covered(n_src)
-        self._stop_hands()
-        if len(self._hand_covered) == n_src:
-            covered |= self._hand_covered
+        covered = self.covered(n_src)
         usable = ~covered[lib.src] if lib.count else np.zeros(0, bool)
         valid = active & present & np.isfinite(targets).all(axis=1) & usable.any()
         valid &= ~covered[src_index] if len(src_index) else valid
@@ -334,6 +344,8 @@ class MouthRenderer:
         if box != full:
             warped = cv2.resize(warped, full[::-1], interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, full[::-1], interpolation=cv2.INTER_LINEAR)
+            weight = cv2.resize(weight, full[::-1], interpolation=cv2.INTER_LINEAR)
+        warped = match_grain(warped, region, weight, seed=max(out_index, 0))
         return Patch((x0, y0, x1, y1), blend(region, warped, mask))
 
     def _check_frame(self, frame: np.ndarray) -> None:
