@@ -213,3 +213,26 @@ def test_plan_follows_real_lips_better_than_loudness() -> None:
     assert row.r >= 0.9
     assert row.r > row.loudness_r + 0.05
     assert row.diff_r >= 0.6
+
+
+def test_a_face_that_never_spoke_opens_at_least_half_the_typical_range(
+    grid_measured: tuple[AudioClip, np.ndarray, float],
+) -> None:
+    """Without speech in the source its spread is a smile or a frown, not how far it opens to
+    speak: the general mapping keeps at least half the typical range; learned speech does not
+    need the floor."""
+    from openlipsync.engine.motion import GENERAL_SPAN, TYPICAL_RANGE
+
+    audio, measured, fps = grid_measured
+    middle = np.median(measured, axis=0)
+    barely = (middle + 0.2 * (measured - middle)).astype(np.float32)  # a fifth of the motion
+    shuffled = np.random.default_rng(0).permutation(barely)
+    for source in (None, audio):  # no sound; sound its mouth does not follow
+        silent = fit_person(source, shuffled, fps)
+        assert silent.source == "general"
+        assert np.all(silent.span >= GENERAL_SPAN * TYPICAL_RANGE - 1e-6)
+        assert silent.span[0] == pytest.approx(GENERAL_SPAN * TYPICAL_RANGE[0])
+    learned = fit_person(audio, measured, fps)
+    assert learned.source == "learned"
+    spread = np.percentile(measured, 95, axis=0) - np.percentile(measured, 5, axis=0)
+    assert np.allclose(learned.span[0], max(spread[0], 0.25 * TYPICAL_RANGE[0]), rtol=1e-4)

@@ -37,6 +37,7 @@ SMOOTH_SECONDS = 0.036
 # Typical ranges relative to the closed mouth, in eye-distance units, for faces that never spoke
 # in their source (stills, silent videos). Measured on frontal talking heads (GRID, MediaPipe).
 TYPICAL_RANGE = np.array([0.16, 0.08, 0.08], np.float32)
+GENERAL_SPAN = 0.5  # of TYPICAL_RANGE at least, where the mapping is the general one
 TYPICAL_CLOSED_OPEN = 0.005
 JAW_PER_OPEN = 0.35  # nose-to-chin growth per unit of lip opening (median over GRID speakers)
 
@@ -131,19 +132,19 @@ def fit_person(source_audio: AudioLike | None, measured: np.ndarray, fps: float)
     neutral, span = _neutral_and_span(shapes)
     person = PersonModel(neutral=neutral, span=span, lead=LEAD_SECONDS)
     if source_audio is None or fps <= 0:
-        return person
+        return _general(person)
     features = extract(source_audio, fps, measured.shape[0], lead=person.lead)
     x, gate = design_matrix(features)
     x, gate = x[valid], gate[valid]
     if (gate > 0.5).sum() < MIN_SPEECH_FRAMES:
-        return person
+        return _general(person)
     target = (shapes[:, 0] - neutral[0]) / span[0]
     weights = _ridge_towards(x, target, _general_weights(), RIDGE_PRIOR)
     predicted = np.clip(x @ weights, 0.0, 1.3) * gate
     fit_r = _pearson(predicted, target)
     if not np.isfinite(fit_r) or fit_r < 0.2:
         # Their mouth does not follow their audio here (dubbed, off-screen voice): stay general.
-        return person
+        return _general(person)
     person.open_weights = weights.astype(np.float32)
     person.source = "learned"
     person.fit_r = fit_r
@@ -188,6 +189,15 @@ def _still_person(shapes: np.ndarray | None) -> PersonModel:
     parted = max(0.0, float(seen[0]) - TYPICAL_CLOSED_OPEN)
     neutral = np.array([seen[0] - parted, seen[1] - JAW_PER_OPEN * parted, seen[2]], np.float32)
     return PersonModel(neutral=neutral, span=TYPICAL_RANGE.copy(), source="still")
+
+
+def _general(person: PersonModel) -> PersonModel:
+    """The general mapping on this face: its span at least GENERAL_SPAN of the typical one.
+    What a face did without speaking (a smile, a frown, a mouth half out of the frame, a hand
+    over it) says little of how far it opens to speak: its spread ranged from 0.04 to 0.10 on
+    one silent face, mirrored or not."""
+    person.span = np.maximum(person.span, GENERAL_SPAN * TYPICAL_RANGE).astype(np.float32)
+    return person
 
 
 def _neutral_and_span(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
