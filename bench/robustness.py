@@ -57,6 +57,8 @@ from bench.contact_sheet import save_contact_sheet
 from bench.dlib_landmarks import inner_lip_opening, measure_frames, read_rgb_frames
 from bench.quality import (
     MAX_LAG,
+    MEDIA,
+    REPO,
     Clip,
     best_lag_correlation,
     landmark_jitter,
@@ -68,8 +70,6 @@ from bench.quality import (
     write_wav,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = (REPO.parent / "shared" / "media").resolve()
 GRID = MEDIA / "video" / "grid_bbaf2n.mpg"
 GRID_OTHER = MEDIA / "video" / "grid_lbax4n.mpg"  # a second person, for two faces
 PEXELS = MEDIA / "video" / "pexels_woman_expressions.mp4"
