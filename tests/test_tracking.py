@@ -372,3 +372,19 @@ def test_a_forked_child_makes_its_own_graphs() -> None:
     assert os.read(read, 16) == b"child"
     os.close(read)
     assert pool.take() == "parent"
+
+
+@pytest.mark.parametrize("cut", [150, 165])
+def test_a_face_cut_through_the_mouth_by_the_frame_edge_is_tracked(cut: int) -> None:
+    """On a crop black past the frame's edge the mesh finds no face; it looks again on one
+    that repeats the edge. The visible mouth corner lands where the uncut frame has it; the
+    hidden one is a guess."""
+    frame = read_video(media_path("video/grid_bbaf2n.mpg"))[0]
+    with FaceTracker() as tracker:
+        whole = tracker.process(frame)
+    with FaceTracker() as tracker:
+        cut_off = tracker.process(np.ascontiguousarray(frame[:, cut:]))
+    assert whole is not None and cut_off is not None
+    assert whole[61, 0] < cut < whole[291, 0]  # the cut goes through the mouth
+    visible = cut_off[291] - (whole[291] - [cut, 0])
+    assert np.linalg.norm(visible) < 3.0

@@ -177,6 +177,10 @@ class FaceTracker:
         size = int(round(side))
         crop, factor = frame.square(x0, y0, size, MESH_INPUT_CAP)
         result = self._mesh.process(crop)
+        past_edge = x0 < 0 or y0 < 0 or x0 + size > frame.width or y0 + size > frame.height
+        if not result.multi_face_landmarks and past_edge:  # a face the frame's edge cuts
+            crop, factor = frame.square(x0, y0, size, MESH_INPUT_CAP, edge=True)
+            result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None
         n = crop.shape[0]

@@ -76,9 +76,12 @@ class Picture(Protocol):
         (H, W, 3) filled there, or the picture's own RGB frame when it has one (read only)."""
         ...
 
-    def square(self, x0: int, y0: int, size: int, cap: int) -> tuple[np.ndarray, float]:
-        """A size x size crop at (x0, y0), black outside the frame, shrunk to at most cap px;
-        and the scale applied (crop pixels per frame pixel)."""
+    def square(
+        self, x0: int, y0: int, size: int, cap: int, edge: bool = False
+    ) -> tuple[np.ndarray, float]:
+        """A size x size crop at (x0, y0), black outside the frame (or, with `edge`, its edge
+        repeated: see padded), shrunk to at most cap px; and the scale applied (crop pixels
+        per frame pixel)."""
         ...
 
     def grey_thumbnail(self, box: Box, size: int) -> np.ndarray:
@@ -102,14 +105,35 @@ def even_box(box: Box, width: int, height: int) -> Box:
     return x0 & ~1, y0 & ~1, min((x1 + 1) & ~1, width), min((y1 + 1) & ~1, height)
 
 
-def padded_square(frame: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
-    """size x size crop at (x0, y0) of an RGB frame; parts outside the frame are black."""
+def padded_square(frame: np.ndarray, x0: int, y0: int, size: int, edge: bool = False) -> np.ndarray:
+    """size x size crop at (x0, y0) of an RGB frame; parts outside the frame are black, or
+    (`edge`) repeat its edge (black when the crop misses the frame)."""
     height, width = frame.shape[:2]
-    crop = np.zeros((size, size, 3), np.uint8)
     sx0, sy0, sx1, sy1 = _clip((x0, y0, x0 + size, y0 + size), width, height)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-    return crop
+    if sx1 <= sx0 or sy1 <= sy0:
+        return np.zeros((size, size, 3), np.uint8)
+    return padded(frame[sy0:sy1, sx0:sx1], sy0 - y0, sx0 - x0, size, edge)
+
+
+def padded(inside: np.ndarray, top: int, left: int, size: int, edge: bool) -> np.ndarray:
+    """`inside` at (left, top) of a size x size crop, black around it or its edge repeated.
+
+    A face cut by the frame's edge, on black, can be no face to the face mesh; on its own
+    edge repeated outwards it is found, and the visible part of its landmarks lands where it
+    should (the visible mouth corner within 3 px on a GRID face cut through the mouth; the
+    one outside the frame is a guess). Reflecting makes a symmetric face centred on the edge.
+    Black stays the default: on faces the mesh finds either way, the repeated edge moved the
+    truth bench's median r from 0.857 to 0.840."""
+    height, width = inside.shape[:2]
+    return cv2.copyMakeBorder(
+        np.ascontiguousarray(inside),
+        top,
+        size - top - height,
+        left,
+        size - left - width,
+        cv2.BORDER_REPLICATE if edge else cv2.BORDER_CONSTANT,
+        value=(0, 0, 0),
+    )
 
 
 def shrink_square(crop: np.ndarray, cap: int) -> tuple[np.ndarray, float]:
@@ -182,13 +206,15 @@ class RgbPicture:
     def partial(self, boxes: list[Box], out: np.ndarray) -> np.ndarray:
         return self._frame
 
-    def square(self, x0: int, y0: int, size: int, cap: int) -> tuple[np.ndarray, float]:
+    def square(
+        self, x0: int, y0: int, size: int, cap: int, edge: bool = False
+    ) -> tuple[np.ndarray, float]:
         inside = x0 >= 0 and y0 >= 0 and x0 + size <= self.width and y0 + size <= self.height
         # Inside the frame a view is enough: padding copies a large face's crop for nothing.
         crop = (
             self._frame[y0 : y0 + size, x0 : x0 + size]
             if inside
-            else padded_square(self._frame, x0, y0, size)
+            else padded_square(self._frame, x0, y0, size, edge)
         )
         return shrink_square(crop, cap)
 
@@ -257,29 +283,31 @@ class YuvPicture:
                 out[y0:y1, x0:x1] = self.region((x0, y0, x1, y1))
         return out
 
-    def square(self, x0: int, y0: int, size: int, cap: int) -> tuple[np.ndarray, float]:
+    def square(
+        self, x0: int, y0: int, size: int, cap: int, edge: bool = False
+    ) -> tuple[np.ndarray, float]:
         step = size // cap if size > cap else 1
         if step < 2:  # small faces: the exact pixels, through the RGB path
             box = (x0, y0, x0 + size, y0 + size)
-            return RgbPicture(self._boxed(box)).square(0, 0, size, cap)
-        return self._averaged_square(x0, y0, size, cap, step)
+            return RgbPicture(self._boxed(box, edge)).square(0, 0, size, cap)
+        return self._averaged_square(x0, y0, size, cap, step, edge)
 
-    def _boxed(self, box: Box) -> np.ndarray:
-        """RGB of `box` (not clipped): black outside the frame."""
+    def _boxed(self, box: Box, edge: bool) -> np.ndarray:
+        """RGB of the square `box` (not clipped), padded outside the frame as padded_square
+        pads."""
         x0, y0, x1, y1 = box
-        out = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
         cx0, cy0, cx1, cy1 = _clip(box, self.width, self.height)
-        if cx1 > cx0 and cy1 > cy0:
-            out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = self.region((cx0, cy0, cx1, cy1))
-        return out
+        if cx1 <= cx0 or cy1 <= cy0:
+            return np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+        return padded(self.region((cx0, cy0, cx1, cy1)), cy0 - y0, cx0 - x0, x1 - x0, edge)
 
     def _averaged_square(
-        self, x0: int, y0: int, size: int, cap: int, step: int
+        self, x0: int, y0: int, size: int, cap: int, step: int, edge: bool
     ) -> tuple[np.ndarray, float]:
         """shrink_square's integer box filter applied to the planes, then one small conversion.
 
-        Blocks of 2*step luma pixels keep luma and chroma blocks aligned; partial blocks at
-        the frame's edge are left black (at most 2*step - 1 pixels of the crop's border).
+        Blocks of 2*step luma pixels keep luma and chroma blocks aligned; past the whole blocks
+        inside the frame (at most 2*step - 1 pixels short of its edge) the crop is padded.
         """
         block = 2 * step
         size = size // block * block
@@ -312,7 +340,10 @@ class YuvPicture:
                 for plane, size in zip(planes, sizes, strict=True)
             ]
             rgb = _i420_to_rgb(*shrunk)
-            canvas[fy0 // step : fy0 // step + sh, fx0 // step : fx0 // step + sw] = rgb
+            if rgb.shape[:2] == (small, small):
+                canvas = rgb
+            else:  # past the frame's edge (see padded)
+                canvas = padded(rgb, fy0 // step, fx0 // step, small, edge)
         # Output pixel o shows frame x0 + (o + 0.5) / factor - 0.5 (cv2.resize's pixel centres);
         # canvas pixel c shows ex0 + (c + 0.5) * step - 0.5.
         factor = cap / size
