@@ -110,7 +110,6 @@ class MouthRenderer:
         self._hands: HandWatch | None = None
         self._hands_ahead: MadeAhead[HandWatch] | None = None
         self._hand_covered = np.zeros(0, bool)
-        self._covered = np.zeros(0, bool)
         self._choice = np.empty(0, np.int64)
         self._alpha = np.empty(0, np.float32)
         self._ghost = np.empty(0, np.int64)
@@ -158,23 +157,21 @@ class MouthRenderer:
 
     # -- planning --------------------------------------------------------------------------
 
-    def covered(self, n_src: int) -> np.ndarray:
+    def _covered(self, n_src: int) -> np.ndarray:
         """bool (n_src,): source frames whose mouth is covered (its lip contrast collapsed, or
         a hand was seen on it), never to be pasted over nor from. Known once the tracking
         pass is done (this stops the hand model)."""
-        if len(self._covered) != n_src:
-            contrast = np.full((n_src, 2), np.nan)
-            for index, value in self._contrast.items():
-                if index < n_src:
-                    contrast[index] = value
-            covered = covered_frames(contrast[:, 0], contrast[:, 1])
-            if self._hands is not None:  # the hand model is done once the tracking pass is
-                self._hand_covered = self._hands.covered(n_src)
-            self._stop_hands()
-            if len(self._hand_covered) == n_src:
-                covered |= self._hand_covered
-            self._covered = covered
-        return self._covered
+        contrast = np.full((n_src, 2), np.nan)
+        for index, value in self._contrast.items():
+            if index < n_src:
+                contrast[index] = value
+        covered = covered_frames(contrast[:, 0], contrast[:, 1])
+        if self._hands is not None:  # the hand model is done once the tracking pass is
+            self._hand_covered = self._hands.covered(n_src)
+        self._stop_hands()
+        if len(self._hand_covered) == n_src:
+            covered |= self._hand_covered
+        return covered
 
     def prepare(
         self, track: FaceTrack, targets: np.ndarray, src_index: np.ndarray, active: np.ndarray
@@ -194,7 +191,7 @@ class MouthRenderer:
         release(track.landmarks)
         lib = self.library
         present = track.present[src_index] if len(src_index) else np.zeros(0, bool)
-        covered = self.covered(n_src)
+        covered = self._covered(n_src)
         usable = ~covered[lib.src] if lib.count else np.zeros(0, bool)
         valid = active & present & np.isfinite(targets).all(axis=1) & usable.any()
         valid &= ~covered[src_index] if len(src_index) else valid
