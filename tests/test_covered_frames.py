@@ -83,3 +83,19 @@ def test_lips_that_stand_out_by_neither_cue_give_no_evidence() -> None:
     flat = np.r_[np.full(20, 0.4), np.full(20, 0.0)]  # colourless and as light as the skin
     assert not covered_frames(flat, flat).any()
     assert not covered_frames(np.full(2, np.nan), np.full(2, np.nan)).any()
+
+
+def test_a_grin_is_not_a_hand() -> None:
+    """pyfeat_single_face.mp4 closes its lips for frames 0-18, then grins, teeth showing, to
+    frame 69: the stretched lips lose about half their redness (under the 0.55 ratio), and the
+    teeth between them say the mouth is uncovered."""
+    with VideoReader(media_path("video/pyfeat_single_face.mp4")) as reader:
+        frames = list(reader)
+    with FaceTracker() as tracker:
+        landmarks = [tracker.process(frame) for frame in frames]
+    contrast = np.array([lip_contrast(f, p) for f, p in zip(frames, landmarks, strict=True)])
+    grin = slice(22, 66)
+    typical = np.percentile(contrast[:, 0], 85)
+    assert (contrast[grin, 0] < 0.6 * typical).mean() > 0.5  # the redness alone would flag it
+    assert (contrast[grin, 2] > 0.15).all() and (contrast[:19, 2] == 0).all()  # teeth, or none
+    assert not covered_frames(*contrast.T)[:66].any()

@@ -323,11 +323,11 @@ def test_lip_contrast_does_not_depend_on_resolution(driven: Driven) -> None:
 
     frame, landmarks = driven.frames[5], driven.track.landmarks[5]
     big = cv2.resize(frame, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
-    for small_value, big_value in zip(
-        lip_contrast(frame, landmarks), lip_contrast(big, landmarks * 4), strict=True
-    ):  # redness, then darkness
+    small, large = lip_contrast(frame, landmarks), lip_contrast(big, landmarks * 4)
+    for small_value, big_value in zip(small[:2], large[:2], strict=True):  # redness, darkness
         assert small_value > 2
         assert abs(big_value - small_value) < 0.25 * small_value
+    assert abs(large.teeth - small.teeth) < 0.05
 
 
 def test_large_face_renders_at_capped_resolution_and_follows_targets(driven: Driven) -> None:
@@ -361,6 +361,28 @@ def test_unusually_thick_lips_cost_more() -> None:
     cost = _thickness_cost(lib)
     assert cost[2] > 5 * max(cost[0], cost[1]) and cost[3] == 0
     assert np.isfinite(cost).all()
+
+
+def test_a_grin_is_not_narrowed_into_a_speaking_mouth() -> None:
+    """The measured shapes of pyfeat_single_face's closed mouth and grin: a neutral-width open
+    target picks the closed mouth (opened over a painted interior), since the warp narrows a
+    grin by 15 % at most and a grin on a neutral face flashes a smile on every syllable; a
+    grin-width target (a smiling frame, see motion.expression_width) picks the grin."""
+    from types import SimpleNamespace
+
+    from openlipsync.engine.render import _unary_costs
+
+    shapes = np.array([[0.001, 0.754, 0.50], [0.16, 0.80, 0.785]], np.float32)  # closed, grin
+    lib = SimpleNamespace(
+        shapes=shapes,
+        outer=np.array([0.2, 0.36], np.float32),
+        count=2,
+        poses=np.zeros((2, 2), np.float32),
+        src=np.array([0, 1]),
+    )
+    targets = np.array([[0.13, 0.78, 0.50], [0.13, 0.78, 0.72]], np.float32)
+    cost = _unary_costs(lib, targets, np.zeros((2, 2), np.float32), np.ones(2, bool), -np.ones(2))
+    assert cost[0, 0] < cost[0, 1] and cost[1, 1] < cost[1, 0]
 
 
 def test_patches_of_4_2_0_pictures_are_the_rendered_frames(driven: Driven) -> None:
@@ -428,3 +450,24 @@ def test_grainy_footage_keeps_its_grain_where_the_mouth_is_pasted(driven: Driven
     # Clean footage gets next to none.
     clean = _grain_below_the_lip(driven.frames, driven.track)
     assert _grain_below_the_lip(driven.outputs, driven.track) < max(1.25 * clean, clean + 0.5)
+
+
+@pytest.mark.parametrize("inward", [0.01, 0.3], ids=["flat", "nearly-flat"])
+def test_a_warp_triangle_squashed_flat_or_turned_over_fetches_nothing_from_afar(
+    inward: float,
+) -> None:
+    """A mouth corner pulled onto the line of two cheek points squashes the triangle between
+    them: its affine must not fetch pixels from outside the sample (a streak on the cheek)."""
+    from scipy.spatial import Delaunay
+
+    from openlipsync.engine.render import _piecewise_affine
+
+    src = np.array([[2, 2], [38, 10], [30, 38], [5, 35], [19, 21]], np.float64)
+    triangles = Delaunay(src).simplices.astype(np.int64)
+    b, c = src[1], src[2]
+    normal = np.array([-(c - b)[1], (c - b)[0]]) / np.linalg.norm(c - b)  # towards the inside
+    dst = src.copy()
+    dst[4] = (b + c) / 2 + inward * normal
+    identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    map_x, map_y = _piecewise_affine(src, dst, triangles, (41, 41), identity)
+    assert map_x.min() > -2 and map_x.max() < 42 and map_y.min() > -2 and map_y.max() < 42

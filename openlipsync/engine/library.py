@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -46,7 +47,6 @@ MAX_ENTRIES = 3000
 RELEASE_ENTRIES = 32  # crops written between two releases of the crop file's pages
 MIN_SCALE = 24
 CONTRAST_WIDTH = 64  # px across the mouth patch that lip_contrast measures on
-NO_CONTRAST = (float("nan"), float("nan"))
 # covered_frames: the uncovered mouth's usual contrast is this percentile of the clip's, and
 # below these floors (Lab units of 8-bit OpenCV) a cue says nothing. Measured: redness 4-5 on
 # a well-lit face, 1.9-2.3 when that film is darkened to a third, 15-19 on GRID; darkness 20-30
@@ -54,6 +54,15 @@ NO_CONTRAST = (float("nan"), float("nan"))
 TYPICAL_PERCENTILE = 85
 MIN_REDNESS = 1.2
 MIN_DARKNESS = 8.0
+# Teeth between the lips: pixels of the mouth's opening this much lighter than the skin around
+# the lips and this much greyer. A grin loses up to half of the lips' redness (stretched thin
+# over teeth; measured 0.5-0.6 of the typical on a grinning face) and would read as covered;
+# the teeth say it is not. Measured: 18-29 % of a grin's opening; 0-3 % under a hand (13 % on
+# one frame as the hand arrives, whose lips had lost nine tenths of their redness).
+TEETH_LIGHTER = 1.12
+TEETH_GREYER = 0.8
+TEETH_SHOWN = 0.08
+TEETH_MIN_REDNESS = 0.3  # of the typical: lips still there around the teeth (not a white cup)
 
 
 class MouthLibrary:
@@ -227,9 +236,20 @@ def contrast_box(landmarks: np.ndarray) -> Box | None:
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> tuple[float, float]:
-    """How much redder the lips are than the skin around them (Lab a*, mean difference), and
-    how much darker (Lab L): NaN, NaN where the lips cannot be measured.
+class LipContrast(NamedTuple):
+    """How the lips stand out from the skin around them (see lip_contrast)."""
+
+    redness: float  # Lab a*, lips minus skin (means)
+    darkness: float  # Lab L, skin minus lips (means)
+    teeth: float  # share of the opening between the lips that looks like teeth
+
+
+NO_CONTRAST = LipContrast(float("nan"), float("nan"), float("nan"))
+
+
+def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> LipContrast:
+    """How much redder the lips are than the skin around them, how much darker, and how much
+    of the opening between them shows teeth: NaNs where the lips cannot be measured.
 
     Lips are redder than the surrounding skin for every complexion and most lighting; a hand or
     a microphone over the mouth is not. A frame whose contrast collapses relative to the video's
@@ -258,7 +278,7 @@ def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> tuple[float, float
     else:
         factor_xy = np.ones(2, np.float32)
     lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
-    lightness, redness = lab[..., 0], lab[..., 1]
+    lightness, redness, yellowness = lab[..., 0], lab[..., 1], lab[..., 2]
     origin = np.array([x0, y0], np.float32)
     outer, inner, iod = (outer - origin) * factor_xy, (inner - origin) * factor_xy, iod * factor
     origin = np.zeros(2, np.float32)
@@ -272,21 +292,47 @@ def lip_contrast(frame: np.ndarray, landmarks: np.ndarray) -> tuple[float, float
     if ring.sum() < 4 or skin.sum() < 4:
         return NO_CONTRAST
     red = float(redness[ring].mean()) - float(redness[skin].mean())
-    return red, float(lightness[skin].mean()) - float(lightness[ring].mean())
+    dark = float(lightness[skin].mean()) - float(lightness[ring].mean())
+    return LipContrast(red, dark, _teeth(lightness, redness, yellowness, mouth > 0, skin))
+
+
+def _teeth(
+    lightness: np.ndarray,
+    redness: np.ndarray,
+    yellowness: np.ndarray,
+    opening: np.ndarray,
+    skin: np.ndarray,
+) -> float:
+    """Share of the opening between the lips lighter and greyer than the skin: teeth. Film
+    without colour has no grey to tell teeth from a light hand by, and gives 0."""
+    if opening.sum() < 4:
+        return 0.0
+    chroma = np.hypot(redness.astype(np.float32) - 128, yellowness.astype(np.float32) - 128)
+    light = float(np.median(lightness[skin])) * TEETH_LIGHTER
+    grey = float(np.median(chroma[skin])) * TEETH_GREYER
+    teeth = (lightness[opening] > light) & (chroma[opening] < grey)
+    return float(teeth.mean())
 
 
 def covered_frames(
-    redness: np.ndarray, darkness: np.ndarray | None = None, ratio: float = 0.55, spread: int = 2
+    redness: np.ndarray,
+    darkness: np.ndarray | None = None,
+    teeth: np.ndarray | None = None,
+    ratio: float = 0.55,
+    spread: int = 2,
 ) -> np.ndarray:
     """Frames whose mouth looks covered: lip contrast far below the video's typical value.
 
     The cue is redness where the lips stand out by it, else darkness (film without colour);
     a video whose lips stand out by neither gives no evidence, so nothing is flagged there.
     Typical is a high percentile, not the median: when a hand covers the mouth for most of
-    the clip, the median is a covered frame's value. The flag is widened by `spread` frames: a
-    hand arrives and leaves in motion blur.
+    the clip, the median is a covered frame's value. Teeth between lips that keep some of
+    their redness are a grin, not a hand. The flag is widened by `spread` frames: a hand
+    arrives and leaves in motion blur.
     """
     covered = _collapsed(redness, ratio, MIN_REDNESS)
+    if covered is not None and teeth is not None:
+        covered &= ~_grinning(redness, teeth)
     if covered is None and darkness is not None:
         covered = _collapsed(darkness, ratio, MIN_DARKNESS)
     if covered is None:
@@ -295,6 +341,13 @@ def covered_frames(
         kernel = np.ones(2 * spread + 1)
         covered = np.convolve(covered.astype(float), kernel, mode="same") > 0
     return covered
+
+
+def _grinning(redness: np.ndarray, teeth: np.ndarray) -> np.ndarray:
+    """Frames whose lips part over teeth (see TEETH_SHOWN)."""
+    typical = float(np.nanpercentile(redness, TYPICAL_PERCENTILE))
+    with np.errstate(invalid="ignore"):
+        return (teeth >= TEETH_SHOWN) & (redness >= TEETH_MIN_REDNESS * typical)
 
 
 def _collapsed(contrast: np.ndarray, ratio: float, floor: float) -> np.ndarray | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, median_filter
 
 from openlipsync.engine.audio_features import AudioFeatures, AudioLike, extract
 from openlipsync.engine.errors import InputTooLong
@@ -39,6 +39,8 @@ SMOOTH_SECONDS = 0.036
 TYPICAL_RANGE = np.array([0.16, 0.08, 0.08], np.float32)
 GENERAL_SPAN = 0.5  # of TYPICAL_RANGE at least, where the mapping is the general one
 TYPICAL_CLOSED_OPEN = 0.005
+EXPRESSION_SECONDS = 0.8  # see expression_width
+EXPRESSION_DEAD = TYPICAL_RANGE[2]
 JAW_PER_OPEN = 0.35  # nose-to-chin growth per unit of lip opening (median over GRID speakers)
 
 FEATURE_NAMES = ("bias", "f1", "level", "f1c", "f2c", "fric", "closure", "voicing")
@@ -265,6 +267,29 @@ def plan_mouth(
         mask[: given.size] = given
         shape[~mask] = person.neutral
     return shape
+
+
+def expression_width(measured: np.ndarray, person: PersonModel, fps: float) -> np.ndarray:
+    """Per source frame, how much wider (or narrower) than this person's neutral mouth their
+    expression holds it: a smile held for seconds, not a vowel's width for a tenth of one.
+
+    The audio gives the mouth's motion, not the face's mood: on a smiling frame a target of
+    neutral width pastes a neutral mouth under raised cheeks (and a grin on a neutral face
+    where speech opens it). Targets add this to their width. A slow median over
+    EXPRESSION_SECONDS keeps the held part; the first EXPRESSION_DEAD of it is speech's own
+    (its widths vary within the typical range), so a talking face gets nothing added.
+    `measured` is mouth_shape() per source frame, NaN rows where no face was found.
+    """
+    width = np.asarray(measured, np.float32).reshape(-1, 3)[:, 2]
+    finite = np.isfinite(width)
+    if not finite.any():
+        return np.zeros(len(width), np.float32)
+    if not finite.all():  # lost faces hold the nearest measured width
+        index = np.arange(len(width))
+        width = np.interp(index, index[finite], width[finite]).astype(np.float32)
+    size = max(1, int(round(EXPRESSION_SECONDS * fps)) | 1)
+    held = median_filter(width, size=size, mode="nearest") - person.neutral[2]
+    return (np.sign(held) * np.maximum(np.abs(held) - EXPRESSION_DEAD, 0)).astype(np.float32)
 
 
 def _gain(temperature: float) -> float:

@@ -19,6 +19,7 @@ from openlipsync.engine.fallback_mouth import paint_gap, paint_interior, paint_s
 from openlipsync.engine.library import (
     CROP_X,
     CROP_Y,
+    LipContrast,
     MouthLibrary,
     contrast_box,
     covered_frames,
@@ -81,6 +82,11 @@ OWN_BONUS = 3.0
 CLOSED_OPEN = 0.04  # targets below this ask for closed lips
 CLOSED_SCALE = 0.015  # tolerance for a parted sample behind a closed target
 THICKNESS_SCALE = 0.02  # tolerance for lips thicker or thinner than the person's typical
+# reshape_mouth scales a sample's width by at most these factors; what is left over shows (a
+# grin narrowed to a neutral width stays a grin): per eye distance left, a cost this steep.
+WIDTH_RATIO = (0.85, 1.2)
+UNMET_WIDTH_SCALE = 0.02
+FLAT = 0.05  # a warp triangle squashed to this fraction of its area is dropped
 SWITCH_FADE = (0.6, 0.3)  # weight of the previous sequence on the frames after a jump
 CANDIDATES = 16
 VITERBI_CHUNK = 256
@@ -106,7 +112,7 @@ class MouthRenderer:
         self.library = MouthLibrary(quality)
         self._interp = cv2.INTER_CUBIC if quality == "pro" else cv2.INTER_LINEAR
         self._prepared = False
-        self._contrast: dict[int, tuple[float, float]] = {}  # redness, darkness
+        self._contrast: dict[int, LipContrast] = {}
         self._hands: HandWatch | None = None
         self._hands_ahead: MadeAhead[HandWatch] | None = None
         self._hand_covered = np.zeros(0, bool)
@@ -161,11 +167,11 @@ class MouthRenderer:
         """bool (n_src,): source frames whose mouth is covered (its lip contrast collapsed, or
         a hand was seen on it), never to be pasted over nor from. Known once the tracking
         pass is done (this stops the hand model)."""
-        contrast = np.full((n_src, 2), np.nan)
+        contrast = np.full((n_src, 3), np.nan)
         for index, value in self._contrast.items():
             if index < n_src:
                 contrast[index] = value
-        covered = covered_frames(contrast[:, 0], contrast[:, 1])
+        covered = covered_frames(contrast[:, 0], contrast[:, 1], contrast[:, 2])
         if self._hands is not None:  # the hand model is done once the tracking pass is
             self._hand_covered = self._hands.covered(n_src)
         self._stop_hands()
@@ -475,7 +481,7 @@ def reshape_mouth(
     """
     out = points.copy()
     centre = (points[MOUTH_LEFT] + points[MOUTH_RIGHT]) / 2
-    width_ratio = float(np.clip(target[2] / max(shape[2], 1e-3), 0.85, 1.2))
+    width_ratio = float(np.clip(target[2] / max(shape[2], 1e-3), *WIDTH_RATIO))
     lips = LIPS_OUTER + LIPS_INNER
     out[lips, 0] = centre[0] + (points[lips, 0] - centre[0]) * width_ratio
     skin = UPPER_SKIN + LOWER_SKIN
@@ -575,7 +581,11 @@ def _piecewise_affine(
 ) -> tuple[np.ndarray, np.ndarray]:
     """remap() maps from dst (box pixels) to src (crop pixels), one affine per triangle.
 
-    Pixels outside every triangle use the rigid crop-to-box similarity, inverted.
+    Pixels outside every triangle use the rigid crop-to-box similarity, inverted. A triangle
+    the reshape turned over or squashed flat (a corner pulled onto the line of two cheek
+    points) is left out: its affine fetches pixels from across its edge or from anywhere,
+    and even a flat triangle is drawn as a line, a streak on the cheek; its neighbours,
+    folded over its place, cover it.
     """
     height, width = box
     step = 2 if max(height, width) > 200 else 1
@@ -583,12 +593,13 @@ def _piecewise_affine(
     label = np.full((gh, gw), -1.0, np.float32)  # float: dilate() below needs it
     d = dst[triangles]  # (T, 3, 2)
     s = src[triangles]
-    e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
-    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    area, src_area = _signed_areas(d), _signed_areas(s)
+    src_area = src_area * abs(np.linalg.det(crop_to_box[:, :2]))  # in box pixels
+    kept = (area * src_area >= 0) & (np.abs(area) >= np.maximum(1e-3, FLAT * np.abs(src_area)))
     lo, hi = d.min(axis=1), d.max(axis=1)
     inside = (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < width) & (lo[:, 1] < height)
     corners = np.round(d / step * 16).astype(np.int32)
-    for k in np.flatnonzero(inside & (np.abs(area) >= 1e-3)).tolist():
+    for k in np.flatnonzero(inside & kept).tolist():
         cv2.fillConvexPoly(label, corners[k], float(k), cv2.LINE_8, 4)
     # Rounding leaves one-pixel cracks between triangles: give them a neighbour's triangle (its
     # affine agrees along the shared edge, so the crack pixels are exact).
@@ -609,6 +620,12 @@ def _piecewise_affine(
     else:
         map_x, map_y = map_x[:height, :width], map_y[:height, :width]
     return np.ascontiguousarray(map_x), np.ascontiguousarray(map_y)
+
+
+def _signed_areas(corners: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each (3, 2) triangle; the sign is its orientation."""
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    return e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
 
 
 def _triangle_affines(d: np.ndarray, s: np.ndarray, area: np.ndarray) -> np.ndarray:
@@ -689,7 +706,10 @@ def _unary_costs(
     shut = np.clip((CLOSED_OPEN - targets[:, None, 0]) / CLOSED_OPEN, 0, 1)
     parted = np.maximum(lib.shapes[None, :, 0] - targets[:, None, 0], 0) / CLOSED_SCALE
     pose_err = (poses[:, None, :] - lib.poses[None, :, :]) / POSE_SCALE
+    reachable = np.clip(targets[:, None, 2], *(k * lib.shapes[None, :, 2] for k in WIDTH_RATIO))
+    unmet = (targets[:, None, 2] - reachable) / UNMET_WIDTH_SCALE
     unary = (shape_err**2).sum(-1) + short**2 + np.nan_to_num((pose_err**2).sum(-1), nan=0)
+    unary = unary + unmet**2
     unary = unary + shut * parted**2 + _thickness_cost(lib)[None, :]
     unary = unary - OWN_BONUS * (lib.src[None, :] == shown[:, None])
     return np.where(usable[None, :], unary, 1e9)  # covered mouths are never pasted from
