@@ -369,6 +369,10 @@ def sync_cases() -> list[tuple[str, Path, Path]]:
     pexels = MEDIA / "video/pexels_woman_expressions.mp4"
     cases.append(("pexels<-librivox", pexels, MEDIA / "speech/librivox_austen_0870.wav"))
     cases.append(("pexels<-jfk", pexels, MEDIA / "speech/jfk_inaugural.flac"))
+    # A face that never speaks in its source and grins through most of it.
+    cases.append(
+        ("pyfeat<-jfk", MEDIA / "video/pyfeat_single_face.mp4", MEDIA / "speech/jfk_inaugural.flac")
+    )
     cases.append(
         ("astronaut<-arctic", MEDIA / "photo/astronaut.png", MEDIA / "speech/arctic_a0009.wav")
     )
