@@ -471,3 +471,42 @@ def test_a_warp_triangle_squashed_flat_or_turned_over_fetches_nothing_from_afar(
     identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
     map_x, map_y = _piecewise_affine(src, dst, triangles, (41, 41), identity)
     assert map_x.min() > -2 and map_x.max() < 42 and map_y.min() > -2 and map_y.max() < 42
+
+
+def test_skin_pushed_across_a_cheek_point_is_pulled_back_and_the_lips_stay() -> None:
+    """Skin beside the mouth pushed past a fixed cheek point folds the warp (a seam on the
+    cheek): _unfolded pulls the skin back until no triangle is turned over; the lips keep
+    their target."""
+    from scipy.spatial import Delaunay
+
+    from openlipsync.engine.mouth import LIPS_OUTER
+    from openlipsync.engine.render import (
+        CONTROL,
+        LOWER_SKIN,
+        MOVING,
+        UPPER_SKIN,
+        _signed_areas,
+        _unfolded,
+    )
+
+    frame = read_video(media_path("video/grid_bbaf2n.mpg"))[0]
+    sample = track_video([frame]).landmarks[0].astype(np.float64)
+    src = sample[CONTROL]
+    triangles = Delaunay(src).simplices
+    iod = float(face_scale(sample))
+    dst = src.copy()
+    for point in (410, 322):  # upper skin right of the mouth, pushed out past the cheek
+        dst[CONTROL.index(point)] += [0.35 * iod, 0.05 * iod]
+    lips = [CONTROL.index(k) for k in LIPS_OUTER]
+    dst[lips] += [0.0, 0.02 * iod]
+
+    skin = np.isin(triangles, [CONTROL.index(k) for k in UPPER_SKIN + LOWER_SKIN]).any(axis=1)
+
+    def turned(points: np.ndarray) -> int:
+        flips = _signed_areas(points[triangles]) * _signed_areas(src[triangles]) < 0
+        return int((flips & skin).sum())
+
+    assert turned(dst) > 0
+    fixed = _unfolded(dst, src, triangles, src[: len(MOVING)])
+    assert turned(fixed) == 0
+    np.testing.assert_array_equal(fixed[lips], dst[lips])

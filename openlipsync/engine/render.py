@@ -87,6 +87,8 @@ THICKNESS_SCALE = 0.02  # tolerance for lips thicker or thinner than the person'
 WIDTH_RATIO = (0.85, 1.2)
 UNMET_WIDTH_SCALE = 0.02
 FLAT = 0.05  # a warp triangle squashed to this fraction of its area is dropped
+SQUASHED = 0.3  # of the typical area ratio: skin triangles _unfolded relaxes
+UNFOLD_STEPS = 4
 SWITCH_FADE = (0.6, 0.3)  # weight of the previous sequence on the frames after a jump
 CANDIDATES = 16
 VITERBI_CHUNK = 256
@@ -98,6 +100,7 @@ _ROW = {k: i for i, k in enumerate(CONTROL)}
 _MASK_ROWS = [_ROW[k] for k in MASK_POINTS]
 _INNER_ROWS = [_ROW[k] for k in LIPS_INNER]
 _OUTER_ROWS = [_ROW[k] for k in LIPS_OUTER]
+_SKIN_ROWS = np.array([_ROW[k] for k in UPPER_SKIN + LOWER_SKIN + CHIN_POINTS])
 
 
 class MouthRenderer:
@@ -262,10 +265,11 @@ class MouthRenderer:
         iod_crop = float(face_scale(sample))
         shaped = reshape_mouth(sample, lib.shapes[entry], target, iod_crop)
         to_frame = _similarity(sample[STABLE_POINTS], current[STABLE_POINTS].astype(np.float64))
-        moved = _apply(to_frame, shaped[MOVING])
         ring_dst = _apply(to_frame, self._ring)
-        dst = np.vstack([moved, current[FIXED].astype(np.float64), ring_dst])
         src = np.vstack([sample[CONTROL], self._ring])
+        dst = np.vstack([_apply(to_frame, shaped[MOVING]), current[FIXED], ring_dst])
+        dst = _unfolded(dst, src, self._triangles, _apply(to_frame, sample[MOVING]))
+        moved = dst[: len(MOVING)]
 
         iod = float(face_scale(current))
         target_pts = np.vstack([moved, current[FIXED]])
@@ -620,6 +624,25 @@ def _piecewise_affine(
     else:
         map_x, map_y = map_x[:height, :width], map_y[:height, :width]
     return np.ascontiguousarray(map_x), np.ascontiguousarray(map_y)
+
+
+def _unfolded(
+    dst: np.ndarray, src: np.ndarray, triangles: np.ndarray, rigid: np.ndarray
+) -> np.ndarray:
+    """`dst` with the skin around the lips pulled back toward where the sample has it (placed
+    rigidly, `rigid`: MOVING's rows) wherever its triangles turn over or squash: skin
+    pushed out with the lips' width across a fixed cheek point folds the warp, and a fold
+    shows as a seam on the cheek. The lips themselves keep their target."""
+    dst = dst.copy()
+    for _ in range(UNFOLD_STEPS):
+        area, src_area = _signed_areas(dst[triangles]), _signed_areas(src[triangles])
+        ratio = area / np.where(np.abs(src_area) < 1e-9, 1e-9, src_area)
+        bad = ratio < SQUASHED * np.median(ratio)
+        rows = np.intersect1d(triangles[bad].ravel(), _SKIN_ROWS)
+        if not len(rows):
+            break
+        dst[rows] = rigid[rows] + 0.5 * (dst[rows] - rigid[rows])
+    return dst
 
 
 def _signed_areas(corners: np.ndarray) -> np.ndarray:
