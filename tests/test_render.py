@@ -367,7 +367,7 @@ def test_a_grin_is_not_narrowed_into_a_speaking_mouth() -> None:
     """The measured shapes of pyfeat_single_face's closed mouth and grin: a neutral-width open
     target picks the closed mouth (opened over a painted interior), since the warp narrows a
     grin by 15 % at most and a grin on a neutral face flashes a smile on every syllable; a
-    grin-width target (a smiling frame, see motion.expression_width) picks the grin."""
+    grin-width target (a smiling frame, see motion.held_expression) picks the grin."""
     from types import SimpleNamespace
 
     from openlipsync.engine.render import _unary_costs

@@ -4,7 +4,9 @@ pyfeat_single_face.mp4 (72 frames at 30 fps) holds a neutral closed mouth for fr
 then grins, teeth showing, to frame 69. Before: the grin's stretched lips lost half their
 redness and read as a covered mouth, so every grinning frame passed through unchanged (the
 grin held open through pauses); and a target of neutral width pasted neutral mouths under
-raised cheeks. The output is measured with dlib, not the engine's face mesh.
+raised cheeks. pexels_woman_expressions.mp4 laughs with her jaw low for seconds: a target of
+neutral jaw lifted the chin a fifth of an eye distance and left a dark band along the jaw.
+The output is measured with dlib, not the engine's face mesh.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openlipsync.engine.motion import EXPRESSION_DEAD, expression_width, fit_person
+from openlipsync.engine.motion import EXPRESSION_DEAD, fit_person, held_expression
 from openlipsync.engine.mouth import mouth_shape
 from openlipsync.engine.tracking import track_video
 from openlipsync.media.video import VideoReader
@@ -37,15 +39,19 @@ def _measured(relative: str) -> np.ndarray:
     return mouth_shape(track_video(_frames(relative)).landmarks)
 
 
-def test_a_held_smile_widens_the_targets_and_speech_does_not() -> None:
+def test_held_smiles_widen_and_laughs_lower_the_targets_speech_does_neither() -> None:
     measured = _measured("video/pyfeat_single_face.mp4")
-    held = expression_width(measured, fit_person(None, measured, 30.0), 30.0)
-    assert np.all(held[NEUTRAL] == 0)
-    assert held[GRIN].min() > 0.15  # the grin is 0.28 wider than the closed mouth
+    held = held_expression(measured, fit_person(None, measured, 30.0), 30.0)
+    assert np.all(held[NEUTRAL] == 0) and np.all(held[:, 0] == 0)  # the audio opens the lips
+    assert held[GRIN, 2].min() > 0.15  # the grin is 0.28 wider than the closed mouth
+    # pexels_woman_expressions.mp4 laughs, jaw low, from about frame 245 to 340.
+    measured = _measured("video/pexels_woman_expressions.mp4")
+    held = held_expression(measured, fit_person(None, measured, 23.976), 23.976)
+    assert held[250:330, 1].min() > 0.03
     for clip in ("bbaf2n", "lbax4n", "pwij3p", "sbwe5n", "swiz3n"):  # talking, not smiling
         measured = _measured(f"video/grid_{clip}.mpg")
-        held = expression_width(measured, fit_person(None, measured, 25.0), 25.0)
-        assert np.abs(held).max() < 0.25 * EXPRESSION_DEAD, clip
+        held = held_expression(measured, fit_person(None, measured, 25.0), 25.0)
+        assert np.all(np.abs(held) < 0.25 * EXPRESSION_DEAD), clip
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -79,3 +85,21 @@ def test_a_grinning_face_is_lip_synced_and_keeps_its_smile(tmp_path: Path) -> No
     assert (grin & quiet).sum() >= 10
     assert np.nanmedian(opening[grin & quiet]) < 0.3 * source_grin  # closed in the pauses
     assert np.nanmedian(width[grin]) > np.nanmedian(width[neutral]) + 0.1  # still smiling
+
+
+def test_a_laugh_closed_by_a_pause_keeps_its_chin_near_its_place(tmp_path: Path) -> None:
+    """pexels_woman_expressions.mp4 laughs, jaw low, while JFK pauses (output frames 245-258
+    close the lips): the chin rose 0.19-0.20 eye distances (measured by dlib), leaving the
+    neck's shadow along the jaw; holding the laugh's jaw halves that."""
+    from openlipsync.engine import GenerateRequest, generate
+
+    video = media_path("video/pexels_woman_expressions.mp4")
+    out = tmp_path / "laugh.mp4"
+    speech = media_path("speech/jfk_inaugural.flac")
+    generate(GenerateRequest(video, speech, out, sync_mode="cut_off"))
+    shown, _ = dlib_landmarks.read_rgb_frames(out)
+    before = dlib_landmarks.measure_frames(_frames("video/pexels_woman_expressions.mp4")[245:259])
+    after = dlib_landmarks.measure_frames(shown[245:259])
+    eyes = np.linalg.norm(before[:, EYES[0]] - before[:, EYES[1]], axis=-1)
+    rise = (before[:, 8, 1] - after[:, 8, 1]) / eyes
+    assert np.median(rise) < 0.13, rise

@@ -39,8 +39,8 @@ SMOOTH_SECONDS = 0.036
 TYPICAL_RANGE = np.array([0.16, 0.08, 0.08], np.float32)
 GENERAL_SPAN = 0.5  # of TYPICAL_RANGE at least, where the mapping is the general one
 TYPICAL_CLOSED_OPEN = 0.005
-EXPRESSION_SECONDS = 0.8  # see expression_width
-EXPRESSION_DEAD = TYPICAL_RANGE[2]
+EXPRESSION_SECONDS = 0.8  # see held_expression
+EXPRESSION_DEAD = TYPICAL_RANGE
 JAW_PER_OPEN = 0.35  # nose-to-chin growth per unit of lip opening (median over GRID speakers)
 
 FEATURE_NAMES = ("bias", "f1", "level", "f1c", "f2c", "fric", "closure", "voicing")
@@ -269,27 +269,35 @@ def plan_mouth(
     return shape
 
 
-def expression_width(measured: np.ndarray, person: PersonModel, fps: float) -> np.ndarray:
-    """Per source frame, how much wider (or narrower) than this person's neutral mouth their
-    expression holds it: a smile held for seconds, not a vowel's width for a tenth of one.
+def held_expression(measured: np.ndarray, person: PersonModel, fps: float) -> np.ndarray:
+    """Per source frame, (0, jaw, width) offsets from this person's neutral mouth that their
+    expression holds: a smile held for seconds, not a vowel's shape for a tenth of one.
 
-    The audio gives the mouth's motion, not the face's mood: on a smiling frame a target of
-    neutral width pastes a neutral mouth under raised cheeks (and a grin on a neutral face
-    where speech opens it). Targets add this to their width. A slow median over
-    EXPRESSION_SECONDS keeps the held part; the first EXPRESSION_DEAD of it is speech's own
-    (its widths vary within the typical range), so a talking face gets nothing added.
+    The audio gives the mouth's motion, not the face's mood. On a smiling frame a target of
+    neutral width pastes a neutral mouth under raised cheeks (and a grin goes on a neutral
+    face where speech opens it); on a frame whose jaw a laugh holds low, a target of neutral
+    jaw lifts the chin by a fifth of an eye distance while the jaw's sides stay, and the neck
+    under the old chin shows as a dark smear. Targets add these offsets. A slow median over
+    EXPRESSION_SECONDS keeps the held part; the first EXPRESSION_DEAD of it (the typical
+    speaking range) is speech's own, so a talking face gets nothing added. The opening is
+    left to the audio: lips close in pauses whatever the face holds.
     `measured` is mouth_shape() per source frame, NaN rows where no face was found.
     """
-    width = np.asarray(measured, np.float32).reshape(-1, 3)[:, 2]
-    finite = np.isfinite(width)
-    if not finite.any():
-        return np.zeros(len(width), np.float32)
-    if not finite.all():  # lost faces hold the nearest measured width
-        index = np.arange(len(width))
-        width = np.interp(index, index[finite], width[finite]).astype(np.float32)
+    shapes = np.asarray(measured, np.float32).reshape(-1, 3)
+    held = np.zeros_like(shapes)
     size = max(1, int(round(EXPRESSION_SECONDS * fps)) | 1)
-    held = median_filter(width, size=size, mode="nearest") - person.neutral[2]
-    return (np.sign(held) * np.maximum(np.abs(held) - EXPRESSION_DEAD, 0)).astype(np.float32)
+    for column in (1, 2):
+        values = shapes[:, column]
+        finite = np.isfinite(values)
+        if not finite.any():
+            continue
+        if not finite.all():  # lost faces hold the nearest measured value
+            index = np.arange(len(values))
+            values = np.interp(index, index[finite], values[finite])
+        offset = median_filter(values, size=size, mode="nearest") - person.neutral[column]
+        dead = EXPRESSION_DEAD[column]
+        held[:, column] = np.sign(offset) * np.maximum(np.abs(offset) - dead, 0)
+    return held
 
 
 def _gain(temperature: float) -> float:
