@@ -83,6 +83,11 @@ def test_lips_that_stand_out_by_neither_cue_give_no_evidence() -> None:
     flat = np.r_[np.full(20, 0.4), np.full(20, 0.0)]  # colourless and as light as the skin
     assert not covered_frames(flat, flat).any()
     assert not covered_frames(np.full(2, np.nan), np.full(2, np.nan)).any()
+    from openlipsync.engine.library import clear_frames
+
+    assert not clear_frames(flat, flat).any()  # and none is vouched for as clear either
+    grey = np.r_[np.full(20, 0.0), np.full(5, 0.0)], np.r_[np.full(20, 25.0), np.full(5, 4.0)]
+    np.testing.assert_array_equal(clear_frames(*grey), np.arange(25) < 20)  # darkness decides
 
 
 def test_a_grin_is_not_a_hand() -> None:
@@ -99,3 +104,30 @@ def test_a_grin_is_not_a_hand() -> None:
     assert (contrast[grin, 0] < 0.6 * typical).mean() > 0.5  # the redness alone would flag it
     assert (contrast[grin, 2] > 0.15).all() and (contrast[:19, 2] == 0).all()  # teeth, or none
     assert not covered_frames(*contrast.T)[:66].any()
+
+
+def test_a_hand_arriving_between_two_samples_leaves_the_clear_frames_lip_synced(
+    pexels: tuple[list[np.ndarray], list[np.ndarray]],
+) -> None:
+    """The hand model samples every 15th frame: the one at 60 sees the hand, the one at 45
+    does not, so 45-59 were all flagged, though the lips stay clear until about 56."""
+    from openlipsync.engine.library import clear_frames
+    from openlipsync.engine.tracking import HandWatch
+
+    frames, landmarks = pexels
+    watch = HandWatch(every=15)
+    try:
+        for index, (frame, points) in enumerate(zip(frames, landmarks, strict=True)):
+            watch.observe(index, frame, points)
+        samples = watch.samples()
+        assert samples[45] is False and samples[60] is True
+        contrast = np.array([lip_contrast(f, p) for f, p in zip(frames, landmarks, strict=True)])
+        before = watch.covered(len(frames))
+        after = watch.covered(len(frames), clear_frames(contrast[:, 0], contrast[:, 1]))
+    finally:
+        watch.close()
+    assert before[CLEAR].any()  # 45-51 flagged on the sample's word alone
+    assert not after[CLEAR].any()
+    assert after[60:75].all()  # around the sample that saw the hand
+    hand_or_contrast = after | covered_frames(*contrast.T)
+    assert hand_or_contrast[COVERED].mean() > 0.9

@@ -63,6 +63,7 @@ TEETH_LIGHTER = 1.12
 TEETH_GREYER = 0.8
 TEETH_SHOWN = 0.08
 TEETH_MIN_REDNESS = 0.3  # of the typical: lips still there around the teeth (not a white cup)
+CLEAR_RATIO = 0.8  # of the typical contrast: lips as plain as usual (clear_frames)
 
 
 class MouthLibrary:
@@ -341,6 +342,23 @@ def covered_frames(
         kernel = np.ones(2 * spread + 1)
         covered = np.convolve(covered.astype(float), kernel, mode="same") > 0
     return covered
+
+
+def clear_frames(redness: np.ndarray, darkness: np.ndarray | None = None) -> np.ndarray:
+    """Frames whose lips stand out as plainly as usual (at least CLEAR_RATIO of the typical
+    contrast, by the cue covered_frames uses): nothing is over them. None are clear where the
+    lips stand out by neither cue, or cannot be measured."""
+    for contrast, floor in ((redness, MIN_REDNESS), (darkness, MIN_DARKNESS)):
+        if contrast is None:
+            continue
+        finite = np.isfinite(contrast)
+        if finite.sum() < 3:
+            continue
+        typical = float(np.percentile(contrast[finite], TYPICAL_PERCENTILE))
+        if typical >= floor:
+            with np.errstate(invalid="ignore"):
+                return finite & (contrast >= CLEAR_RATIO * typical)
+    return np.zeros(len(redness), bool)
 
 
 def _grinning(redness: np.ndarray, teeth: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from openlipsync.engine.library import (
     CROP_Y,
     LipContrast,
     MouthLibrary,
+    clear_frames,
     contrast_box,
     covered_frames,
     head_pose,
@@ -176,7 +177,8 @@ class MouthRenderer:
                 contrast[index] = value
         covered = covered_frames(contrast[:, 0], contrast[:, 1], contrast[:, 2])
         if self._hands is not None:  # the hand model is done once the tracking pass is
-            self._hand_covered = self._hands.covered(n_src)
+            clear = clear_frames(contrast[:, 0], contrast[:, 1])
+            self._hand_covered = self._hands.covered(n_src, clear)
         self._stop_hands()
         if len(self._hand_covered) == n_src:
             covered |= self._hand_covered

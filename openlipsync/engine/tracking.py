@@ -547,12 +547,26 @@ class HandWatch:
                 return True
         return False
 
-    def covered(self, n_frames: int) -> np.ndarray:
-        """bool (n_frames,): frames within one sampling step of a sample that saw a hand."""
+    def covered(self, n_frames: int, clear: np.ndarray | None = None) -> np.ndarray:
+        """bool (n_frames,): frames within one sampling step of a sample that saw a hand.
+
+        A hand arrives or leaves somewhere between a sample that saw it and one that did not;
+        with `clear` (per frame: the lips plainly uncovered, see library.clear_frames) the
+        frames next to the sample without a hand that are still clear are not flagged: up to
+        a step (0.6 s at 25 fps in the standard preset) of lip-sync kept per hand."""
+        samples = self.samples()
         flags = np.zeros(n_frames, bool)
-        for index, seen in self.samples().items():
-            if seen:
-                flags[max(0, index - self.every) : index + self.every + 1] = True
+        for index, seen in samples.items():
+            if not seen:
+                continue
+            start, stop = max(0, index - self.every), min(n_frames, index + self.every + 1)
+            if clear is not None and samples.get(index - self.every) is False:
+                while start < index and clear[start]:
+                    start += 1
+            if clear is not None and samples.get(index + self.every) is False:
+                while stop - 1 > index and clear[stop - 1]:
+                    stop -= 1
+            flags[start:stop] = True
         return flags
 
     def close(self) -> None:
