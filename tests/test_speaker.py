@@ -200,3 +200,39 @@ def test_a_film_of_many_shots_costs_memory_per_face_seen_not_per_identity(
     assert film.frame_count == 3000 and len(film.identities) == 400
     assert choice is not None and (choice.identity >= 0).all()
     assert peak < 64 * 2**20, peak
+
+
+def test_two_small_faces_of_a_wide_shot_are_found_and_the_speaker_picked(
+    side_by_side: list[np.ndarray],
+) -> None:
+    """The two speakers shrunk to faces about 31 px wide on a 1280 x 720 wall: the whole-frame
+    detector sees neither (asserted); tiles find them and their meshes follow them between
+    searches, so both are tracked on every frame and auto-detect still hears who speaks."""
+    import cv2
+
+    from openlipsync.engine.detection import FaceDetector
+    from openlipsync.media.picture import RgbPicture
+
+    def wide(frame: np.ndarray) -> np.ndarray:
+        canvas = np.full((720, 1280, 3), 110, np.uint8)
+        small = cv2.resize(frame, None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA)
+        canvas[300 : 300 + small.shape[0], 420 : 420 + small.shape[1]] = small
+        return canvas
+
+    frames = [wide(frame) for frame in side_by_side]
+    detector = FaceDetector()
+    try:
+        assert detector.whole(RgbPicture(frames[0])) == []
+    finally:
+        detector.close()
+    with MultiFaceTracker(max_faces=3) as tracker:
+        for frame in frames:
+            tracker.push(frame)
+        small = tracker.finish()
+    assert len(small.identities) == 2
+    for identity in small.identities:
+        assert small.seen(identity).mean() > 0.95
+    loudness = _loudness(RIGHT, small.frame_count)
+    choice = choose_face({"auto_detect": True}, small, FPS, source_loudness=loudness)
+    centre = (choice.boxes[:, 0] + choice.boxes[:, 2]) / 2
+    assert np.mean(centre > 420 + 0.22 * WIDTH) > 0.95  # the right-hand speaker

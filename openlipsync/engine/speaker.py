@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from openlipsync.engine.detection import FaceBox, FaceDetector
 from openlipsync.engine.mouth import face_scale, mouth_shape
 from openlipsync.engine.scenes import shot_ranges
+from openlipsync.engine.tracking import TILED_EVERY
 from openlipsync.media.mapped import release
-from openlipsync.media.picture import padded_square
+from openlipsync.media.picture import RgbPicture, padded_square
 
 N_LANDMARKS = 478
 MESH_INPUT_CAP = 384
@@ -48,7 +50,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class FaceFinder:
-    """All faces of a frame: full-range detection, then a face mesh per detected face."""
+    """All faces of a frame: full-range detection, then a face mesh per detected face.
+
+    The small faces of a wide shot (a panel, a room) escape the whole-frame detector (see
+    engine/detection.py): while fewer than `max_faces` are detected, the frame's tiles are
+    searched too, on the first frame and every TILED_EVERY-th; in between, a face of the
+    previous frame that no detection holds is followed by its face mesh where it was.
+    """
 
     def __init__(self, max_faces: int = 5) -> None:
         import mediapipe as mp
@@ -56,12 +64,11 @@ class FaceFinder:
         if not 1 <= int(max_faces) <= 20:
             raise ValueError(f"max_faces must be in 1..20, got {max_faces}")
         self.max_faces = int(max_faces)
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=0.5
-        )
+        self._detector = FaceDetector()
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True
         )
+        self._calls = 0
 
     def __enter__(self) -> FaceFinder:
         return self
@@ -73,22 +80,28 @@ class FaceFinder:
         self._mesh.close()
         self._detector.close()
 
-    def find(self, frame: np.ndarray) -> list[np.ndarray]:
-        """(478, 2) float32 pixel landmarks of every face, largest first."""
+    def find(self, frame: np.ndarray, known: Sequence[np.ndarray] = ()) -> list[np.ndarray]:
+        """(478, 2) float32 pixel landmarks of every face, largest first; `known`: the faces
+        of the previous frame of the same shot, followed where no detection holds them."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or frame.size == 0:
             raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.shape}")
-        height, width = frame.shape[:2]
-        result = self._detector.process(np.ascontiguousarray(frame))
-        boxes = [d.location_data.relative_bounding_box for d in result.detections or []]
-        boxes.sort(key=lambda b: -b.width * b.height)
+        picture = RgbPicture(np.ascontiguousarray(frame))
+        boxes = self._detector.whole(picture)
+        if len(boxes) < self.max_faces and self._calls % TILED_EVERY == 0:
+            boxes += [b for b in self._detector.tiled(picture) if not _held(b, boxes)]
+        self._calls += 1
+        boxes.sort(key=lambda b: -b.area)
+        crops = [(b.cx, b.cy, 2.0 * max(b.width, b.height)) for b in boxes[: self.max_faces]]
+        for points in known:
+            followed = _followed_box(points)
+            if len(crops) < self.max_faces and not _held(followed, boxes):
+                crops.append((followed.cx, followed.cy, 2.0 * followed.width))
         faces: list[np.ndarray] = []
-        for box in boxes[: self.max_faces]:
-            cx = (box.xmin + box.width / 2) * width
-            cy = (box.ymin + box.height / 2) * height
-            side = 2.0 * max(box.width * width, box.height * height)
+        for cx, cy, side in crops:
             landmarks = self._mesh_in(frame, cx, cy, side)
             if landmarks is not None and not _duplicate(landmarks, faces):
                 faces.append(landmarks)
+        faces.sort(key=lambda f: -float(np.prod(np.ptp(f, axis=0))))
         return faces
 
     def _mesh_in(self, frame: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray | None:
@@ -106,6 +119,17 @@ class FaceFinder:
         face = result.multi_face_landmarks[0].landmark
         points = np.array([(p.x * n, p.y * n) for p in face], np.float32)[:N_LANDMARKS]
         return points / factor + np.array([x0, y0], np.float32)
+
+
+def _followed_box(points: np.ndarray) -> FaceBox:
+    """The square box of a face's landmarks (as the single-face tracker crops around it)."""
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    side = float(max(x1 - x0, y1 - y0))
+    return FaceBox(float(x0 + x1) / 2, float(y0 + y1) / 2, side, side)
+
+
+def _held(face: FaceBox, boxes: Sequence[FaceBox]) -> bool:
+    return any(box.holds(face) or face.holds(box) for box in boxes)
 
 
 def detect_faces(frame: np.ndarray, max_faces: int = 5) -> list[np.ndarray]:
@@ -192,7 +216,9 @@ class MultiFaceTracker:
         """Faces of this frame by identity; `new_shot` (e.g. SceneDetector.push) calls `cut()`."""
         if new_shot:
             self.cut()
-        return self.push_faces(self._finder.find(frame))
+        live = {k for k, (_, seen) in self._live.items() if seen == len(self._rows) - 1}
+        known = [face for k, face in self._rows[-1].items() if k in live] if self._rows else []
+        return self.push_faces(self._finder.find(frame, known))
 
     def push_faces(self, faces: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
         index = len(self._rows)
