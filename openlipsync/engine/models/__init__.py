@@ -1,0 +1,1 @@
+"""Model files that ship inside the package (no download at run time), with their licences."""
