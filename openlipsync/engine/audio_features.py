@@ -259,13 +259,14 @@ def _hop_analysis(samples: np.ndarray) -> dict[str, np.ndarray]:
 
 def _denoised(power: np.ndarray) -> np.ndarray:
     """The power spectra less the recording's steady noise (hiss, hum, room tone, an even
-    music bed): per frequency, the NOISE_PERCENTILE of the chunk's hops, subtracted
-    NOISE_OVER times over, floored at NOISE_FLOOR of the original so nothing goes negative.
+    music bed): the mean spectrum of the chunk's quietest NOISE_PERCENTILE % of hops (its
+    pauses), subtracted NOISE_OVER times over, floored at NOISE_FLOOR of the original so
+    nothing goes negative. A percentile per frequency would not do: a noise bin's power
+    scatters exponentially, and its tenth percentile is a tenth of its mean.
 
-    Speech pauses leave that much of every chunk at the noise alone; clean recordings have
-    next to nothing there, so they are left as they were. Without it the noise fills the
-    pauses and the closures between syllables, and the speech swings shrink: arctic speech
-    under white noise at -26 dB planned its openings at a third of their clean size.
+    Clean recordings have next to nothing in their pauses, so they are left as they were.
+    Without it the noise fills the pauses and the closures between syllables, and the speech
+    swings shrink (see _bed for the gate's part).
     """
     if len(power) < 20:
         return power
