@@ -341,13 +341,14 @@ def covered_frames(
     their redness are a grin, not a hand. The flag is widened by `spread` frames: a hand
     arrives and leaves in motion blur.
     """
-    covered = _collapsed(redness, ratio, MIN_REDNESS)
-    if covered is not None and teeth is not None:
-        covered &= ~_grinning(redness, teeth)
-    if covered is None and darkness is not None:
-        covered = _collapsed(darkness, ratio, MIN_DARKNESS)
-    if covered is None:
+    cue = _cue(redness, darkness)
+    if cue is None:
         return np.zeros(len(redness), bool)
+    contrast, typical = cue
+    with np.errstate(invalid="ignore"):  # NaN (no measure) is never under anything
+        covered = contrast < ratio * typical
+        if teeth is not None and contrast is redness:
+            covered &= ~((teeth >= TEETH_SHOWN) & (redness >= TEETH_MIN_REDNESS * typical))
     if spread and covered.any():
         kernel = np.ones(2 * spread + 1)
         covered = np.convolve(covered.astype(float), kernel, mode="same") > 0
@@ -358,6 +359,17 @@ def clear_frames(redness: np.ndarray, darkness: np.ndarray | None = None) -> np.
     """Frames whose lips stand out as plainly as usual (at least CLEAR_RATIO of the typical
     contrast, by the cue covered_frames uses): nothing is over them. None are clear where the
     lips stand out by neither cue, or cannot be measured."""
+    cue = _cue(redness, darkness)
+    if cue is None:
+        return np.zeros(len(redness), bool)
+    contrast, typical = cue
+    with np.errstate(invalid="ignore"):
+        return contrast >= CLEAR_RATIO * typical
+
+
+def _cue(redness: np.ndarray, darkness: np.ndarray | None) -> tuple[np.ndarray, float] | None:
+    """The contrast that gives evidence and its typical value: redness where the lips stand
+    out by it, else darkness (film without colour); None when neither reaches its floor."""
     for contrast, floor in ((redness, MIN_REDNESS), (darkness, MIN_DARKNESS)):
         if contrast is None:
             continue
@@ -366,27 +378,5 @@ def clear_frames(redness: np.ndarray, darkness: np.ndarray | None = None) -> np.
             continue
         typical = float(np.percentile(contrast[finite], TYPICAL_PERCENTILE))
         if typical >= floor:
-            with np.errstate(invalid="ignore"):
-                return finite & (contrast >= CLEAR_RATIO * typical)
-    return np.zeros(len(redness), bool)
-
-
-def _grinning(redness: np.ndarray, teeth: np.ndarray) -> np.ndarray:
-    """Frames whose lips part over teeth (see TEETH_SHOWN)."""
-    typical = float(np.nanpercentile(redness, TYPICAL_PERCENTILE))
-    with np.errstate(invalid="ignore"):
-        return (teeth >= TEETH_SHOWN) & (redness >= TEETH_MIN_REDNESS * typical)
-
-
-def _collapsed(contrast: np.ndarray, ratio: float, floor: float) -> np.ndarray | None:
-    """Frames whose contrast is under `ratio` times the typical one; None when the typical
-    contrast is under `floor` (no evidence either way)."""
-    finite = np.isfinite(contrast)
-    if finite.sum() < 3:
-        return None
-    typical = float(np.percentile(contrast[finite], TYPICAL_PERCENTILE))
-    if typical < floor:
-        return None
-    covered = np.zeros(len(contrast), bool)
-    covered[finite] = contrast[finite] < ratio * typical
-    return covered
+            return contrast, typical
+    return None
