@@ -636,9 +636,10 @@ def _unfolded(
     pushed out with the lips' width across a fixed cheek point folds the warp, and a fold
     shows as a seam on the cheek. The lips themselves keep their target."""
     dst = dst.copy()
+    src_area = _signed_areas(src[triangles])
+    src_area = np.where(np.abs(src_area) < 1e-9, 1e-9, src_area)
     for _ in range(UNFOLD_STEPS):
-        area, src_area = _signed_areas(dst[triangles]), _signed_areas(src[triangles])
-        ratio = area / np.where(np.abs(src_area) < 1e-9, 1e-9, src_area)
+        ratio = _signed_areas(dst[triangles]) / src_area
         bad = ratio < SQUASHED * np.median(ratio)
         rows = np.intersect1d(triangles[bad].ravel(), _SKIN_ROWS)
         if not len(rows):
