@@ -312,7 +312,6 @@ class YuvPicture:
         block = 2 * step
         size = size // block * block
         small = size // step
-        canvas = np.zeros((small, small, 3), np.uint8)
 
         def inside(origin: int, limit: int) -> tuple[int, int]:
             """[first, last) offsets into the crop of whole blocks inside the frame."""
@@ -344,6 +343,8 @@ class YuvPicture:
                 canvas = rgb
             else:  # past the frame's edge (see padded)
                 canvas = padded(rgb, fy0 // step, fx0 // step, small, edge)
+        else:  # no whole block inside the frame
+            canvas = np.zeros((small, small, 3), np.uint8)
         # Output pixel o shows frame x0 + (o + 0.5) / factor - 0.5 (cv2.resize's pixel centres);
         # canvas pixel c shows ex0 + (c + 0.5) * step - 0.5.
         factor = cap / size
