@@ -12,6 +12,7 @@ stills and tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -109,10 +110,26 @@ def padded_square(frame: np.ndarray, x0: int, y0: int, size: int, edge: bool = F
     """size x size crop at (x0, y0) of an RGB frame; parts outside the frame are black, or
     (`edge`) repeat its edge (black when the crop misses the frame)."""
     height, width = frame.shape[:2]
-    sx0, sy0, sx1, sy1 = _clip((x0, y0, x0 + size, y0 + size), width, height)
+
+    def read(box: Box) -> np.ndarray:
+        return frame[box[1] : box[3], box[0] : box[2]]
+
+    return padded_read(read, (x0, y0, size), (width, height), edge)
+
+
+def padded_read(
+    read: Callable[[Box], np.ndarray],
+    square: tuple[int, int, int],
+    frame_size: tuple[int, int],
+    edge: bool,
+) -> np.ndarray:
+    """The (x0, y0, size) `square` of a picture of `frame_size` (width, height) whose RGB
+    pixels `read` gives for a box inside it, padded outside it as `padded` pads."""
+    x0, y0, size = square
+    sx0, sy0, sx1, sy1 = _clip((x0, y0, x0 + size, y0 + size), *frame_size)
     if sx1 <= sx0 or sy1 <= sy0:
         return np.zeros((size, size, 3), np.uint8)
-    return padded(frame[sy0:sy1, sx0:sx1], sy0 - y0, sx0 - x0, size, edge)
+    return padded(read((sx0, sy0, sx1, sy1)), sy0 - y0, sx0 - x0, size, edge)
 
 
 def padded(inside: np.ndarray, top: int, left: int, size: int, edge: bool) -> np.ndarray:
@@ -288,18 +305,9 @@ class YuvPicture:
     ) -> tuple[np.ndarray, float]:
         step = size // cap if size > cap else 1
         if step < 2:  # small faces: the exact pixels, through the RGB path
-            box = (x0, y0, x0 + size, y0 + size)
-            return RgbPicture(self._boxed(box, edge)).square(0, 0, size, cap)
+            crop = padded_read(self.region, (x0, y0, size), (self.width, self.height), edge)
+            return RgbPicture(crop).square(0, 0, size, cap)
         return self._averaged_square(x0, y0, size, cap, step, edge)
-
-    def _boxed(self, box: Box, edge: bool) -> np.ndarray:
-        """RGB of the square `box` (not clipped), padded outside the frame as padded_square
-        pads."""
-        x0, y0, x1, y1 = box
-        cx0, cy0, cx1, cy1 = _clip(box, self.width, self.height)
-        if cx1 <= cx0 or cy1 <= cy0:
-            return np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
-        return padded(self.region((cx0, cy0, cx1, cy1)), cy0 - y0, cx0 - x0, x1 - x0, edge)
 
     def _averaged_square(
         self, x0: int, y0: int, size: int, cap: int, step: int, edge: bool
