@@ -216,8 +216,8 @@ class MultiFaceTracker:
         """Faces of this frame by identity; `new_shot` (e.g. SceneDetector.push) calls `cut()`."""
         if new_shot:
             self.cut()
-        live = {k for k, (_, seen) in self._live.items() if seen == len(self._rows) - 1}
-        known = [face for k, face in self._rows[-1].items() if k in live] if self._rows else []
+        cut_here = bool(self._cuts) and self._cuts[-1] == len(self._rows)
+        known = list(self._rows[-1].values()) if self._rows and not cut_here else []
         return self.push_faces(self._finder.find(frame, known))
 
     def push_faces(self, faces: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
