@@ -307,10 +307,12 @@ def _voice(samples: np.ndarray, hops: int) -> np.ndarray:
     """0..1 per hop: the voice activity model hears a voice there (within VOICE_HOLD of it,
     so closures between syllables stay inside)."""
     probability = speech_probability(samples)
-    window = np.minimum(np.arange(hops) * HOP // VAD_WINDOW, max(probability.size - 1, 0))
-    soft = np.clip((probability[window] - 0.3) / 0.4, 0.0, 1.0) if probability.size else 0.0
+    if not probability.size:
+        return np.zeros(hops)
+    window = np.minimum(np.arange(hops) * HOP // VAD_WINDOW, probability.size - 1)
+    soft = np.clip((probability[window] - 0.3) / 0.4, 0.0, 1.0)
     hold = int(VOICE_HOLD * RATE / HOP)
-    return maximum_filter1d(np.zeros(hops) + soft, 2 * hold + 1, mode="nearest")
+    return maximum_filter1d(soft, 2 * hold + 1, mode="nearest")
 
 
 def _speech_threshold(level: np.ndarray) -> float:

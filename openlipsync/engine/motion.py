@@ -291,7 +291,7 @@ def held_expression(measured: np.ndarray, person: PersonModel, fps: float) -> np
         finite = np.isfinite(values)
         if not finite.any():
             continue
-        if not finite.all():  # lost faces hold the nearest measured value
+        if not finite.all():  # lost faces: interpolated between the measured frames
             index = np.arange(len(values))
             values = np.interp(index, index[finite], values[finite])
         offset = median_filter(values, size=size, mode="nearest") - person.neutral[column]
