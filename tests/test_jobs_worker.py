@@ -494,3 +494,15 @@ def test_reaper_resends_lost_webhook_and_batch_messages(local) -> None:  # type:
         session.commit()
     report = reaper.reap(job_sessions(settings), storage, settings)
     assert report.deliveries == 1 and report.batches == 1
+
+
+def test_process_handles_follow_the_settings_object_not_its_address(tmp_path: Path) -> None:
+    """A Settings that is garbage-collected frees its id(); a new one at the same address must
+    open its own database, not inherit the dead one's (the reaper once read a stale database)."""
+    for n in range(12):
+        settings = job_settings(tmp_path / str(n))
+        factory = job_sessions(settings)
+        with factory() as session:
+            database = session.get_bind().url.database
+        assert database is not None and database.startswith(str(tmp_path / str(n)))
+        del settings, factory

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import TYPE_CHECKING
 
 from openlipsync.jobs.celery_app import current_settings
@@ -18,14 +19,27 @@ if TYPE_CHECKING:
 
     from openlipsync.store.files import Storage
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a collected Settings may be forgotten mid-lookup
 _sessions: dict[tuple[int, int], sessionmaker[Session]] = {}
 _storages: dict[tuple[int, int], Storage] = {}
 
 
 def _key(settings: Settings) -> tuple[int, int]:
-    # Keyed by pid too: a forked child must not reuse its parent's pooled connections.
-    return (id(settings), os.getpid())
+    """Keyed by pid too: a forked child must not reuse its parent's pooled connections.
+
+    id() is only unique while the object lives: a later Settings at a freed one's address would
+    inherit its database, so an entry is forgotten when its Settings is collected.
+    """
+    key = (id(settings), os.getpid())
+    if key not in _sessions and key not in _storages:
+        weakref.finalize(settings, _forget, key)
+    return key
+
+
+def _forget(key: tuple[int, int]) -> None:
+    with _lock:
+        _sessions.pop(key, None)
+        _storages.pop(key, None)
 
 
 def sessions(settings: Settings | None = None) -> sessionmaker[Session]:
