@@ -3,10 +3,12 @@
 pyfeat_single_face.mp4 (72 frames at 30 fps) holds a neutral closed mouth for frames 0-18,
 then grins, teeth showing, to frame 69. Before: the grin's stretched lips lost half their
 redness and read as a covered mouth, so every grinning frame passed through unchanged (the
-grin held open through pauses); and a target of neutral width pasted neutral mouths under
+grin held open through speech); and a target of neutral width pasted neutral mouths under
 raised cheeks. pexels_woman_expressions.mp4 laughs with her jaw low for seconds: a target of
-neutral jaw lifted the chin a fifth of an eye distance and left a dark band along the jaw.
-The output is measured with dlib, not the engine's face mesh.
+neutral jaw lifted the chin a fifth of an eye distance and left a dark band along the jaw,
+and closing her grin in the dub's pauses folded her cheeks into seams along the smile lines:
+a grin in silence now keeps its parted lips. The output is measured with dlib, not the
+engine's face mesh.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openlipsync.engine.library import lip_contrast
 from openlipsync.engine.motion import EXPRESSION_DEAD, fit_person, held_expression
 from openlipsync.engine.mouth import mouth_shape
 from openlipsync.engine.tracking import track_video
@@ -39,11 +42,34 @@ def _measured(relative: str) -> np.ndarray:
     return mouth_shape(track_video(_frames(relative)).landmarks)
 
 
+def _measured_with_teeth(relative: str) -> tuple[np.ndarray, np.ndarray]:
+    frames = _frames(relative)
+    landmarks = track_video(frames).landmarks
+    teeth = [
+        lip_contrast(f, p).teeth if np.isfinite(p).all() else np.nan
+        for f, p in zip(frames, landmarks, strict=True)
+    ]
+    return mouth_shape(landmarks), np.array(teeth, np.float32)
+
+
+def test_a_silent_grin_holds_its_lips_apart_a_talking_one_does_not() -> None:
+    measured, teeth = _measured_with_teeth("video/pyfeat_single_face.mp4")
+    person = fit_person(None, measured, 30.0)
+    held = held_expression(measured, person, 30.0, teeth)
+    assert held[GRIN, 0].min() > 0.1  # parted 0.15 over its teeth, from its first frame
+    assert np.all(held[NEUTRAL, 0] == 0)
+    person.speaking = np.ones(len(measured), np.float32)  # as if their own sound were speech
+    assert np.all(held_expression(measured, person, 30.0, teeth)[:, 0] == 0)
+    person.speaking[:] = 0
+    no_teeth = np.zeros_like(teeth)  # a gaping mouth (or film without colour) is not a grin
+    assert np.all(held_expression(measured, person, 30.0, no_teeth)[:, 0] == 0)
+
+
 def test_held_smiles_widen_and_laughs_lower_the_targets_speech_does_neither() -> None:
     measured = _measured("video/pyfeat_single_face.mp4")
     held = held_expression(measured, fit_person(None, measured, 30.0), 30.0)
     assert np.all(held[NEUTRAL] == 0) and np.all(held[:, 0] == 0)  # the audio opens the lips
-    assert held[GRIN, 2].min() > 0.15  # the grin is 0.28 wider than the closed mouth
+    assert held[GRIN, 2].min() > 0.25  # the grin is 0.28 wider than the closed mouth
     # pexels_woman_expressions.mp4 laughs, jaw low, from about frame 245 to 340.
     measured = _measured("video/pexels_woman_expressions.mp4")
     held = held_expression(measured, fit_person(None, measured, 23.976), 23.976)
@@ -82,15 +108,19 @@ def test_a_grinning_face_is_lip_synced_and_keeps_its_smile(tmp_path: Path) -> No
             )
         )
     )
-    assert (grin & quiet).sum() >= 10
-    assert np.nanmedian(opening[grin & quiet]) < 0.3 * source_grin  # closed in the pauses
+    assert (grin & quiet).sum() >= 10 and (neutral & quiet).sum() >= 10
+    # In the pauses a grin stays a grin (lips apart over its teeth: closing them pasted
+    # closed lips under raised cheeks), and a neutral face closes its lips.
+    assert np.nanmedian(opening[grin & quiet]) > 0.6 * source_grin
+    assert np.nanmedian(opening[neutral & quiet]) < 0.2 * source_grin
     assert np.nanmedian(width[grin]) > np.nanmedian(width[neutral]) + 0.1  # still smiling
 
 
 def test_a_laugh_closed_by_a_pause_keeps_its_chin_near_its_place(tmp_path: Path) -> None:
-    """pexels_woman_expressions.mp4 laughs, jaw low, while JFK pauses (output frames 245-258
-    close the lips): the chin rose 0.19-0.20 eye distances (measured by dlib), leaving the
-    neck's shadow along the jaw; holding the laugh's jaw halves that."""
+    """pexels_woman_expressions.mp4 laughs, jaw low, while JFK pauses (output frames 245-258):
+    closing the lips raised the chin 0.19-0.20 eye distances (measured by dlib), leaving the
+    neck's shadow along the jaw; holding the laugh's jaw less a dead zone, 0.08; holding all
+    of it and the grin's parted lips, 0."""
     from openlipsync.engine import GenerateRequest, generate
 
     video = media_path("video/pexels_woman_expressions.mp4")
@@ -102,4 +132,18 @@ def test_a_laugh_closed_by_a_pause_keeps_its_chin_near_its_place(tmp_path: Path)
     after = dlib_landmarks.measure_frames(shown[245:259])
     eyes = np.linalg.norm(before[:, EYES[0]] - before[:, EYES[1]], axis=-1)
     rise = (before[:, 8, 1] - after[:, 8, 1]) / eyes
-    assert np.median(rise) < 0.13, rise
+    assert np.median(rise) < 0.04, rise
+
+
+def test_expressed_floors_the_jaw_and_offsets_the_opening_and_width() -> None:
+    from openlipsync.engine.motion import expressed
+
+    neutral = np.array([0.0, 0.7, 0.6], np.float32)
+    targets = np.array([[0.0, 0.7, 0.6], [0.2, 0.9, 0.6], [0.2, 0.9, 0.6]], np.float32)
+    held = np.array([[0.1, 0.15, 0.1], [0.1, 0.15, 0.1], [0.0, -0.05, -0.02]], np.float32)
+    plan = targets.copy()
+    out = expressed(targets, held, neutral)
+    np.testing.assert_allclose(out[0], [0.1, 0.85, 0.7], atol=1e-6)  # a pause: the laugh
+    np.testing.assert_allclose(out[1], [0.2, 0.9, 0.7], atol=1e-6)  # speech past it: not 1.05
+    np.testing.assert_allclose(out[2], [0.2, 0.85, 0.58], atol=1e-6)  # a raised jaw: offset
+    assert np.array_equal(targets, plan)  # the plan itself is left alone

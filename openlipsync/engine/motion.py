@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, median_filter
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d, median_filter
 
 from openlipsync.engine.audio_features import AudioFeatures, AudioLike, extract
 from openlipsync.engine.errors import InputTooLong
@@ -41,6 +42,9 @@ GENERAL_SPAN = 0.5  # of TYPICAL_RANGE at least, where the mapping is the genera
 TYPICAL_CLOSED_OPEN = 0.005
 EXPRESSION_SECONDS = 0.8  # see held_expression
 EXPRESSION_DEAD = TYPICAL_RANGE
+GRIN_OPEN_DEAD = 0.02  # lips parted less than this at rest are not a grin (see held_expression)
+GRIN_SPEECH = 0.5  # of speech's opening added to a grin's (see expressed)
+GRIN_TEETH = 0.08  # share of the opening showing teeth (library.TEETH_SHOWN): a grin, not a gape
 JAW_PER_OPEN = 0.35  # nose-to-chin growth per unit of lip opening (median over GRID speakers)
 
 FEATURE_NAMES = ("bias", "f1", "level", "f1c", "f2c", "fric", "closure", "voicing")
@@ -66,6 +70,9 @@ class PersonModel:
     fit_r: float = float("nan")  # in-sample correlation of the person fit (diagnostics)
     # (jaw, width) per unit of (opening, rounding), both as fractions of their spans.
     shape_weights: np.ndarray = field(default_factory=lambda: GENERAL_SHAPE.copy())
+    # Per source frame, 0..1: they were speaking (their own sound's speech gate); empty when
+    # the source has no sound or no face to learn from.
+    speaking: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 def _general_weights() -> np.ndarray:
@@ -136,6 +143,7 @@ def fit_person(source_audio: AudioLike | None, measured: np.ndarray, fps: float)
     if source_audio is None or fps <= 0:
         return _general(person)
     features = extract(source_audio, fps, measured.shape[0], lead=person.lead)
+    person.speaking = np.clip(features.speech, 0.0, 1.0).astype(np.float32)
     x, gate = design_matrix(features)
     x, gate = x[valid], gate[valid]
     if (gate > 0.5).sum() < MIN_SPEECH_FRAMES:
@@ -269,8 +277,13 @@ def plan_mouth(
     return shape
 
 
-def held_expression(measured: np.ndarray, person: PersonModel, fps: float) -> np.ndarray:
-    """Per source frame, (0, jaw, width) offsets from this person's neutral mouth that their
+def held_expression(
+    measured: np.ndarray,
+    person: PersonModel,
+    fps: float,
+    teeth: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per source frame, (open, jaw, width) offsets from this person's neutral mouth that their
     expression holds: a smile held for seconds, not a vowel's shape for a tenth of one.
 
     The audio gives the mouth's motion, not the face's mood. On a smiling frame a target of
@@ -278,26 +291,91 @@ def held_expression(measured: np.ndarray, person: PersonModel, fps: float) -> np
     face where speech opens it); on a frame whose jaw a laugh holds low, a target of neutral
     jaw lifts the chin by a fifth of an eye distance while the jaw's sides stay, and the neck
     under the old chin shows as a dark smear. Targets add these offsets. A slow median over
-    EXPRESSION_SECONDS keeps the held part; the first EXPRESSION_DEAD of it (the typical
-    speaking range) is speech's own, so a talking face gets nothing added. The opening is
-    left to the audio: lips close in pauses whatever the face holds.
-    `measured` is mouth_shape() per source frame, NaN rows where no face was found.
+    EXPRESSION_SECONDS keeps the held part; up to EXPRESSION_DEAD (the typical speaking range)
+    it is speech's own, so a talking face gets nothing added, and from twice that all of it
+    is held (a grin's mouth the width it is on the frame, not a dead zone narrower).
+    The opening (see _grin_opening) is held only by a grin in silence: lips apart over teeth.
+    `measured` is mouth_shape() per source frame, NaN rows where no face was found; `teeth`
+    the share of each frame's opening that shows teeth (NaN: not measured).
     """
-    shapes = np.asarray(measured, np.float32).reshape(-1, 3)
-    held = np.zeros_like(shapes)
+    measured = np.asarray(measured, np.float32).reshape(-1, 3)
+    held = np.zeros_like(measured)
+    shapes = _interpolated(measured)
+    if shapes is None or not len(shapes):
+        return held
     size = max(1, int(round(EXPRESSION_SECONDS * fps)) | 1)
     for column in (1, 2):
-        values = shapes[:, column]
-        finite = np.isfinite(values)
-        if not finite.any():
-            continue
-        if not finite.all():  # lost faces: interpolated between the measured frames
-            index = np.arange(len(values))
-            values = np.interp(index, index[finite], values[finite])
-        offset = median_filter(values, size=size, mode="nearest") - person.neutral[column]
+        offset = median_filter(shapes[:, column], size=size, mode="nearest")
+        offset -= person.neutral[column]
         dead = EXPRESSION_DEAD[column]
-        held[:, column] = np.sign(offset) * np.maximum(np.abs(offset) - dead, 0)
+        held[:, column] = offset * np.clip((np.abs(offset) - dead) / dead, 0.0, 1.0)
+    if teeth is not None:
+        held[:, 0] = _grin_opening(shapes[:, 0], held, person, teeth, size)
     return held
+
+
+def _interpolated(shapes: np.ndarray) -> np.ndarray | None:
+    """Lost faces filled in between the measured frames; None when no frame has a face."""
+    finite = np.isfinite(shapes).all(axis=1)
+    if finite.all():
+        return shapes
+    if not finite.any():
+        return None
+    index = np.arange(len(shapes))
+    return np.column_stack(
+        [np.interp(index, index[finite], shapes[finite, c]) for c in range(3)]
+    ).astype(np.float32)
+
+
+def _grin_opening(
+    opening: np.ndarray, held: np.ndarray, person: PersonModel, teeth: np.ndarray, size: int
+) -> np.ndarray:
+    """How far a grin holds the lips apart, where the person grins in silence.
+
+    A broad grin parts the lips over closed teeth. Closing them in the dub's pauses asks for
+    a mouth this face has never shown (closed lips, cheeks raised, jaw low) and the warp
+    folds the cheeks into seams along the smile lines; a person grinning in silence shows
+    teeth anyway. So there the opening the grin keeps (its 20th percentile: a talking mouth
+    closes between syllables) is the least the lips open, read over half of
+    EXPRESSION_SECONDS on either side so the grin is held from its first frame to its last.
+    Only where the jaw or width holds an expression, teeth show, and the person's own
+    sound is not speech: a talking mouth in a muted source stays the audio's to close.
+    """
+    half = size // 2
+    floor = _either_side(opening, half, 20) - person.neutral[0] - GRIN_OPEN_DEAD
+    strength = np.clip(np.abs(held[:, 1:]).max(axis=1) / (0.25 * EXPRESSION_DEAD[1]), 0, 1)
+    shown = np.nan_to_num(np.asarray(teeth, np.float32).reshape(-1), nan=0.0)[: len(opening)]
+    shown = np.pad(shown, (0, len(opening) - len(shown)))
+    grinning = _either_side((shown >= GRIN_TEETH).astype(np.float32), half, 50)
+    quiet = np.ones(len(opening), np.float32)
+    if len(person.speaking) == len(opening):
+        quiet -= maximum_filter1d(person.speaking, size=half | 1, mode="nearest")  # +-0.2 s
+    return (np.maximum(floor, 0.0) * strength * grinning * quiet).astype(np.float32)
+
+
+def _either_side(values: np.ndarray, half: int, q: float) -> np.ndarray:
+    """The larger of the q-th percentiles over the `half` frames up to and from each frame:
+    a state that starts or ends here is read in full on its own side."""
+    windows = sliding_window_view(np.pad(values, half, mode="edge"), half + 1)
+    n = len(values)
+    back = np.percentile(windows[:n], q, axis=1)
+    ahead = np.percentile(windows[half : half + n], q, axis=1)
+    return np.maximum(back, ahead)
+
+
+def expressed(targets: np.ndarray, held: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Targets with a held expression. The width is offset by it: speech rounds and spreads a
+    smile's lips around the smile. The jaw drops at least as far as the expression holds it
+    and speech lowers it further only past that: a laugh's low jaw plus a vowel's whole drop
+    would pull the chin below anything the face has shown. Behind a grin's parted lips speech
+    parts the teeth by GRIN_SPEECH of its own opening (all of it read as a shout, not talk)."""
+    out = np.asarray(targets, np.float32).copy()
+    out[:, 1] = np.maximum(out[:, 1], neutral[1] + np.maximum(held[:, 1], 0.0))
+    out[:, 1] += np.minimum(held[:, 1], 0.0)
+    grin = neutral[0] + held[:, 0] + GRIN_SPEECH * (out[:, 0] - neutral[0])
+    out[:, 0] = np.maximum(out[:, 0], grin)
+    out[:, 2] += held[:, 2]
+    return out
 
 
 def _gain(temperature: float) -> float:

@@ -37,7 +37,13 @@ from openlipsync.engine.errors import (
     UnsupportedSize,
     VideoMissing,
 )
-from openlipsync.engine.motion import PersonModel, fit_person, held_expression, plan_mouth
+from openlipsync.engine.motion import (
+    PersonModel,
+    expressed,
+    fit_person,
+    held_expression,
+    plan_mouth,
+)
 from openlipsync.engine.mouth import mouth_shape
 from openlipsync.engine.phonemes import closure_frames, viseme_targets
 from openlipsync.engine.presets import Preset, preset_for
@@ -156,8 +162,9 @@ def _planned(
             person = fit_person(sound.source, measured, video.fps)
             sound.source = None  # done with (64 KB per second): not held through the rest
             targets = _plan_targets(request, audio_an, timeline, person)
-            held = held_expression(measured, person, video.fps)
-            targets += held[timeline.src_index] * timeline.lipsync[:, None]
+            held = held_expression(measured, person, video.fps, renderer.teeth(len(measured)))
+            held = held[timeline.src_index] * timeline.lipsync[:, None]
+            targets = expressed(targets, held, person.neutral)
             look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
         del analysis, sound, audio_an, targets, person  # the render pass needs only the look
         yield Planned(video, timeline, look, kept)

@@ -167,6 +167,15 @@ class MouthRenderer:
 
     # -- planning --------------------------------------------------------------------------
 
+    def teeth(self, n_src: int) -> np.ndarray:
+        """float (n_src,): share of each source frame's lip opening that shows teeth (NaN
+        where the lips were not measured)."""
+        teeth = np.full(n_src, np.nan, np.float32)
+        for index, value in self._contrast.items():
+            if index < n_src:
+                teeth[index] = value.teeth
+        return teeth
+
     def _covered(self, n_src: int) -> np.ndarray:
         """bool (n_src,): source frames whose mouth is covered (its lip contrast collapsed, or
         a hand was seen on it), never to be pasted over nor from. Known once the tracking
