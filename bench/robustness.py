@@ -4,7 +4,7 @@ The product is judged on real clips that are not in ../shared/media, while every
 feeds the engine the same few well-lit, frontal, centred faces. This one derives harder
 variants from grid_bbaf2n.mpg and the first 5 s of pexels_woman_expressions.mp4 (PyAV +
 numpy/cv2, near-lossless H.264 at the source's fps): a small face on a big canvas, a rolled or
-rolling head, dark / noisy / black-and-white film, the face at the bottom or left edge, two
+rolling head, dark / noisy / black-and-white film, the face at the bottom, left or top edge, two
 faces, a face that appears mid-clip, fast camera shake, a mirrored picture, clips of 1 or 3
 frames and 0.3 s of speech, a 1920x1080 and a 720x1280 frame. Each is driven by speech it has
 never heard (jfk_inaugural.flac, sync_mode cut_off) and gets one row:
@@ -78,6 +78,7 @@ SHORT_SPEECH = MEDIA / "speech" / "arctic_a0009.wav"
 MARK = "ROBUSTNESS-RESULT "
 MIN_SYNC_FRAMES = 2 * MAX_LAG + 4
 CHIN, LOWER_LIP, MOUTH_LEFT, MOUTH_RIGHT = 8, 57, 48, 54  # iBUG 68-point indices
+EYES = slice(36, 48)
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1
 
 
@@ -272,6 +273,18 @@ def edge_left(src: Source) -> Variant:
     return Variant("edge_left", frames, src.fps, src.audio, mats, src.size, note=note)
 
 
+def edge_top(src: Source) -> Variant:
+    """Cut the frame off just under the eyes: an extreme close-up whose eyes, the anchor of
+    every pose and alignment, the face mesh has to infer."""
+    width, height = src.size
+    eyes = np.nanmedian(src.points[:, EYES, 1].max(axis=1))
+    y0 = _even(eyes + 3)
+    frames = [np.ascontiguousarray(f[y0:]) for f in src.frames]
+    mats = _scale_shift(len(frames), 1.0, 1.0, 0.0, -y0)
+    note = f"{width}x{height - y0}: top {y0} px cut, the eyes just above the frame"
+    return Variant("edge_top", frames, src.fps, src.audio, mats, src.size, note=note)
+
+
 def two_faces(src: Source) -> Variant:
     """This clip full size on the left, another person at 0.6x on the right: the big one is
     lip-synced, the small one must come out exactly as it went in."""
@@ -386,6 +399,7 @@ def variants(workdir: Path) -> dict[str, Callable[[], Variant]]:
             "grey": lambda s=src: greyscale(s()),
             "edge_mouth": lambda s=src: edge_bottom(s(), LOWER_LIP),
             "edge_left": lambda s=src: edge_left(s()),
+            "edge_top": lambda s=src: edge_top(s()),
             "face_appears": lambda s=src, t=tag: face_appears(s(), background=t == "pexels"),
             "fast_motion": lambda s=src: shaken(s()),
             "mirror": lambda s=src: mirrored(s()),
