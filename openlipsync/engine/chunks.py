@@ -165,7 +165,7 @@ def _save_sound(clip: AudioClip, path: Path) -> None:
         clip.window(start, min(SOUND_BLOCK, count - start))
         for start in range(0, count, SOUND_BLOCK)
     )
-    _save_rows(path, (count,), np.dtype("<f4"), windows)
+    _save_rows(path, clip.samples.shape, np.dtype("<f4"), windows)
 
 
 def _save_rows(

@@ -230,7 +230,11 @@ def _load_sound(
             audio_an = max((clips[1] for clips in drivers.values()), key=lambda c: c.duration)
         else:
             audio_out = load_audio_to_file(
-                request.audio, scratch / "output.f32", OUTPUT_AUDIO_RATE, request.max_seconds
+                request.audio,
+                scratch / "output.f32",
+                OUTPUT_AUDIO_RATE,
+                request.max_seconds,
+                stereo=True,
             )
             audio_an = load_audio_to_file(
                 request.audio, scratch / "analysis.f32", ANALYSIS_RATE, request.max_seconds

@@ -1,10 +1,12 @@
-"""Audio as one mono float32 array: the form both the lip model and the encoder want.
+"""Audio as float32 arrays: mono for the lip model, mono or stereo for the output.
 
-Every container FFmpeg reads works, including the audio track of a video. Channels are averaged
-to mono here (FFmpeg's own downmix adds +3 dB when channels agree, clipping loud speech); FFmpeg's
-resampler converts the rate. Sample counts follow
-``round(seconds * sample_rate)`` everywhere so that durations derived from frame counts map
-onto whole samples the same way in every module.
+Every container FFmpeg reads works, including the audio track of a video. For analysis the
+channels are averaged to mono here (FFmpeg's own downmix adds +3 dB when channels agree,
+clipping loud speech). The output keeps a stereo mix stereo (a dub's music and effects are
+mixed wide); any other layout is averaged to mono as well (FFmpeg cannot rematrix every
+layout to stereo: a 64-channel WAV fails). FFmpeg's resampler converts the rate. Sample
+counts follow ``round(seconds * sample_rate)`` everywhere so that durations derived from
+frame counts map onto whole samples the same way in every module.
 """
 
 from __future__ import annotations
@@ -29,12 +31,19 @@ NPY_HEADERS = {
 
 @dataclass
 class AudioClip:
-    samples: np.ndarray  # float32 mono in [-1, 1]
+    samples: np.ndarray  # float32 in [-1, 1]: (n,) mono, or (n, channels)
     sample_rate: int
 
     @property
     def duration(self) -> float:
         return len(self.samples) / self.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.samples.ndim == 1 else int(self.samples.shape[1])
+
+    def _silence(self, count: int) -> np.ndarray:
+        return np.zeros((count, *self.samples.shape[1:]), np.float32)
 
     def _index(self, seconds: float) -> int:
         return round_half_up(seconds * self.sample_rate)
@@ -54,13 +63,13 @@ class AudioClip:
         if count <= len(self.samples):
             kept = self.samples[:count]
             return AudioClip(kept.copy() if copy else kept, self.sample_rate)
-        out = np.zeros(count, dtype=np.float32)
+        out = self._silence(count)
         out[: len(self.samples)] = self.samples
         return AudioClip(out, self.sample_rate)
 
     def window(self, start: int, count: int) -> np.ndarray:
         """samples[start:start+count] as a new float32 array, silence beyond the end."""
-        out = np.zeros(count, np.float32)
+        out = self._silence(count)
         available = self.samples[start : start + count]
         out[: len(available)] = available
         return out
@@ -84,48 +93,60 @@ class FileAudioClip(AudioClip):
 
     @classmethod
     def open(
-        cls, path: Path, sample_rate: int, count: int | None = None, offset: int = 0
+        cls,
+        path: Path,
+        sample_rate: int,
+        count: int | None = None,
+        offset: int = 0,
+        channels: int = 1,
     ) -> FileAudioClip:
-        """The first `count` samples of the file after `offset` (all of them by default)."""
-        size = (path.stat().st_size - offset) // 4
+        """The first `count` samples (of every channel, interleaved in the file) after `offset`
+        (all of them by default)."""
+        shape: tuple[int, ...] = () if channels == 1 else (channels,)
+        size = (path.stat().st_size - offset) // (4 * channels)
         count = size if count is None else count
         if count == 0:  # np.memmap cannot map nothing
-            return cls(np.zeros(0, np.float32), sample_rate, path, offset)
-        samples = np.memmap(path, np.float32, "r", offset=offset, shape=(count,))
+            return cls(np.zeros((0, *shape), np.float32), sample_rate, path, offset)
+        samples = np.memmap(path, np.float32, "r", offset=offset, shape=(count, *shape))
         return cls(samples, sample_rate, path, offset)
 
     @classmethod
     def open_npy(cls, path: Path, sample_rate: int) -> FileAudioClip:
-        """The samples of a 1-D little-endian float32 .npy file (ValueError for anything else)."""
+        """The samples of a little-endian float32 .npy file, (n,) or (n, channels) in C order
+        (ValueError for anything else)."""
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
             if version not in NPY_HEADERS:
                 raise ValueError(f"{path.name}: unsupported .npy version {version}")
-            shape, _, dtype = NPY_HEADERS[version](handle)
+            shape, fortran, dtype = NPY_HEADERS[version](handle)
             offset = handle.tell()
-        if len(shape) != 1 or dtype != np.dtype("<f4"):
-            raise ValueError(f"{path.name}: expected 1-D float32 samples, got {dtype} {shape}")
-        if (path.stat().st_size - offset) // 4 < shape[0]:
+        channels = shape[1] if len(shape) == 2 else 1
+        if len(shape) not in (1, 2) or fortran or dtype != np.dtype("<f4") or channels < 1:
+            raise ValueError(f"{path.name}: expected float32 samples, got {dtype} {shape}")
+        if (path.stat().st_size - offset) // (4 * channels) < shape[0]:
             raise ValueError(f"{path.name}: the file is shorter than its header says")
-        return cls.open(path, sample_rate, shape[0], offset)
+        return cls.open(path, sample_rate, shape[0], offset, channels)
 
     def padded_to(self, seconds: float, copy: bool = True) -> AudioClip:
         """Cut by a shorter view of the same file; padded by appending silence to the file
         (never shortened: an earlier, longer view may still map it). `copy` does not apply:
         nothing writes into a file-backed clip's samples."""
         count = max(0, self._index(seconds))
-        if count > (self.path.stat().st_size - self.offset) // 4:
+        step = 4 * self.channels  # bytes per sample of every channel
+        if count > (self.path.stat().st_size - self.offset) // step:
             with open(self.path, "r+b") as handle:
-                handle.truncate(self.offset + count * 4)  # the new tail reads as zeros
-        return FileAudioClip.open(self.path, self.sample_rate, count, self.offset)
+                handle.truncate(self.offset + count * step)  # the new tail reads as zeros
+        return FileAudioClip.open(self.path, self.sample_rate, count, self.offset, self.channels)
 
     def window(self, start: int, count: int) -> np.ndarray:
-        out = np.zeros(count, np.float32)
+        out = self._silence(count)
         stop = min(start + count, len(self.samples))
         if stop > start:
+            step = 4 * self.channels
             with open(self.path, "rb") as handle:
-                handle.seek(self.offset + start * 4)
-                out[: stop - start] = np.frombuffer(handle.read((stop - start) * 4), np.float32)
+                handle.seek(self.offset + start * step)
+                read = np.frombuffer(handle.read((stop - start) * step), np.float32)
+                out[: stop - start] = read.reshape(out[: stop - start].shape)
         return out
 
 
@@ -144,18 +165,32 @@ def load_audio(
 
 
 def load_audio_to_file(
-    path: str | Path, dest: Path, sample_rate: int, max_seconds: float = MAX_DECODE_SECONDS
+    path: str | Path,
+    dest: Path,
+    sample_rate: int,
+    max_seconds: float = MAX_DECODE_SECONDS,
+    stereo: bool = False,
 ) -> FileAudioClip:
-    """load_audio's samples, written to `dest` as they are decoded instead of held in memory."""
+    """load_audio's samples, written to `dest` as they are decoded instead of held in memory.
+    With `stereo`, a stereo source stays stereo (interleaved in the file)."""
+    channels = 2 if stereo and _channels(Path(path)) == 2 else 1
     with open(dest, "wb") as out:
-        for chunk in _decoded(Path(path), sample_rate, max_seconds):
+        for chunk in _decoded(Path(path), sample_rate, max_seconds, channels):
             # file.write, not tofile: a full disk is then OSError(ENOSPC), with its message
             out.write(np.clip(chunk, -1.0, 1.0).astype(np.float32, copy=False).tobytes())
-    return FileAudioClip.open(dest, sample_rate)
+    return FileAudioClip.open(dest, sample_rate, channels=channels)
 
 
-def _decoded(path: Path, sample_rate: int, max_seconds: float) -> Iterator[np.ndarray]:
-    """Mono float32 chunks of the first audio stream at `sample_rate`, as FFmpeg decodes them."""
+def _channels(path: Path) -> int:
+    info = probe(path).audio
+    return info.channels if info is not None else 1
+
+
+def _decoded(
+    path: Path, sample_rate: int, max_seconds: float, channels: int = 1
+) -> Iterator[np.ndarray]:
+    """Float32 chunks of the first audio stream at `sample_rate`, as FFmpeg decodes them: mono
+    (n,), or (n, 2) with `channels` 2."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     info = probe(path).audio  # also rejects truncated and non-media files
@@ -171,23 +206,28 @@ def _decoded(path: Path, sample_rate: int, max_seconds: float) -> Iterator[np.nd
         stream.thread_type = "AUTO"
         # Packed, not planar: PyAV 18 segfaults reading a planar frame of 8 or more channels
         # (a real crash from a 64-channel WAV), and one interleaved plane has no such limit.
-        resampler = av.AudioResampler(format="flt", rate=sample_rate)
+        layout = "stereo" if channels == 2 else None
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
         try:
             for frame in chain(container.decode(stream), [None]):  # None: flush
                 if frame is not None:
                     frame.pts = None  # let the resampler run on sample counts, not jittery stamps
                 for resampled in resampler.resample(frame):
                     empty = False
-                    yield _mono(resampled)
+                    yield _mono(resampled) if channels == 1 else _interleaved(resampled)
         except av.error.FFmpegError as exc:
             raise MediaUnreadable(f"{path.name}: audio cannot be decoded ({exc})") from exc
     if empty:
         raise AudioMissing(f"{path.name}: audio stream holds no samples")
 
 
+def _interleaved(frame: av.AudioFrame) -> np.ndarray:
+    """(samples, channels) of a packed float frame."""
+    return frame.to_ndarray().reshape(-1, len(frame.layout.channels))
+
+
 def _mono(frame: av.AudioFrame) -> np.ndarray:
-    channels = len(frame.layout.channels)
-    interleaved = frame.to_ndarray().reshape(-1, channels)  # (samples, channels) for packed float
-    if channels == 1:
+    interleaved = _interleaved(frame)
+    if interleaved.shape[1] == 1:
         return interleaved[:, 0]
     return interleaved.mean(axis=1, dtype=np.float32)

@@ -10,9 +10,10 @@ Choices and why:
 * RGB -> YUV 4:2:0 is OpenCV's BT.601 limited-range conversion (6x faster than swscale at 720p,
   identical values), and the stream is tagged BT.601 so players invert it exactly, also for HD
   (players honour the tag; they only guess BT.709 for untagged HD).
-* Audio is AAC-LC mono, interleaved with the video as frames arrive. The clip's sample rate is
-  kept when AAC supports it (16 kHz speech stays 16 kHz), otherwise resampled to 48 kHz. On
-  `close` the audio is cut or padded with silence to exactly ``frames / fps`` seconds.
+* Audio is AAC-LC, mono or stereo as the clip is, interleaved with the video as frames
+  arrive. The clip's sample rate is kept when AAC supports it (16 kHz speech stays 16 kHz),
+  otherwise resampled to 48 kHz. On `close` the audio is cut or padded with silence to
+  exactly ``frames / fps`` seconds.
 * A 4:2:0 source picture with a patch (the new mouth) is copied plane by plane and only the
   patch's box goes through RGB (`encodable`): the rest of the frame is the decoder's own pixels
   (a whole-frame RGB round trip moves a few by up to 4 levels) at a fraction of the cost.
@@ -102,10 +103,7 @@ class VideoWriter:
 
     def _add_audio(self):
         assert self._audio is not None
-        rate = self._audio.sample_rate
-        stream = self._container.add_stream("aac", rate=rate, layout="mono")
-        stream.bit_rate = 64000 if rate <= 24000 else 128000
-        return stream
+        return add_aac_stream(self._container, self._audio)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -218,11 +216,7 @@ class VideoWriter:
         chunk = self._audio_stream.codec_context.frame_size or 1024
         while target - self._audio_sent >= chunk or (final and target > self._audio_sent):
             count = min(chunk, target - self._audio_sent)
-            samples = self._audio.window(self._audio_sent, count)
-            frame = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = self._audio_sent
-            frame.time_base = Fraction(1, rate)
+            frame = aac_frame(self._audio.window(self._audio_sent, count), rate, self._audio_sent)
             self._mux(self._audio_stream.encode(frame))
             self._audio_sent += count
 
@@ -302,8 +296,33 @@ class _AudioFeed:
 def _audio_for_aac(clip: AudioClip) -> AudioClip:
     if clip.sample_rate in AAC_RATES:
         return clip
-    resampled = resample_poly(clip.samples, FALLBACK_AUDIO_RATE, clip.sample_rate)
+    resampled = resample_poly(clip.samples, FALLBACK_AUDIO_RATE, clip.sample_rate, axis=0)
     return AudioClip(np.clip(resampled, -1, 1).astype(np.float32), FALLBACK_AUDIO_RATE)
+
+
+AAC_LAYOUTS = {1: "mono", 2: "stereo"}
+
+
+def add_aac_stream(container, clip: AudioClip):  # type: ignore[no-untyped-def]
+    """An AAC-LC stream for `clip` (mono or stereo): 64 kb/s per channel up to 24 kHz, 128
+    above, a stereo pair at one and a half times that (its channels share most of the sound)."""
+    layout = AAC_LAYOUTS.get(clip.channels)
+    if layout is None:
+        raise ValueError(f"AAC output is mono or stereo, not {clip.channels} channels")
+    stream = container.add_stream("aac", rate=clip.sample_rate, layout=layout)
+    mono = 64000 if clip.sample_rate <= 24000 else 128000
+    stream.bit_rate = mono if clip.channels == 1 else mono * 3 // 2
+    return stream
+
+
+def aac_frame(samples: np.ndarray, rate: int, pts: int) -> av.AudioFrame:
+    """(n,) or (n, 2) samples as one planar float frame at sample `pts`."""
+    planar = samples[None, :] if samples.ndim == 1 else np.ascontiguousarray(samples.T)
+    frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=AAC_LAYOUTS[len(planar)])
+    frame.sample_rate = rate
+    frame.pts = pts
+    frame.time_base = Fraction(1, rate)
+    return frame
 
 
 def _paint_patch(planes: list[np.ndarray], picture: Picture, patch: Patch) -> None:

@@ -16,7 +16,7 @@ import av
 
 from openlipsync.engine.errors import EngineError
 from openlipsync.media.audio import AudioClip
-from openlipsync.media.encode import _audio_for_aac, frame_rate
+from openlipsync.media.encode import _audio_for_aac, aac_frame, add_aac_stream, frame_rate
 from openlipsync.media.probe import round_half_up
 
 
@@ -103,9 +103,7 @@ class _AudioTrack:
         self.sent = 0
 
     def add(self) -> None:
-        rate = self.clip.sample_rate
-        self.stream = self.container.add_stream("aac", rate=rate, layout="mono")
-        self.stream.bit_rate = 64000 if rate <= 24000 else 128000
+        self.stream = add_aac_stream(self.container, self.clip)
 
     def send_until(self, seconds: Fraction, final: bool = False) -> None:
         assert self.stream is not None
@@ -114,12 +112,7 @@ class _AudioTrack:
         size = self.stream.codec_context.frame_size or 1024
         while target - self.sent >= size or (final and target > self.sent):
             count = min(size, target - self.sent)
-            frame = av.AudioFrame.from_ndarray(
-                self.clip.window(self.sent, count)[None, :], format="fltp", layout="mono"
-            )
-            frame.sample_rate = rate
-            frame.pts = self.sent
-            frame.time_base = Fraction(1, rate)
+            frame = aac_frame(self.clip.window(self.sent, count), rate, self.sent)
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
             self.sent += count

@@ -1,0 +1,163 @@
+"""A stereo driving track stays stereo in the output.
+
+A dub's sound is a mix: dialogue in the middle, music and effects spread wide. The output once
+carried it as mono, an audible loss on every stereo mix. Here the left channel is one real
+recording (ARCTIC a0009) and the right another (LibriVox), so a swap, a downmix or a lost
+channel all show: each output channel must follow its own recording and not the other.
+Layouts other than stereo (mono, 64 channels) stay mono, and the lips still follow the mix.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from openlipsync.engine import GenerateRequest, generate
+from openlipsync.engine.chunks import (
+    _save_sound,
+    chunk_bounds,
+    join,
+    load_plan,
+    render_chunk,
+    write_plan,
+)
+from openlipsync.media.audio import AudioClip, FileAudioClip, load_audio, load_audio_to_file
+from openlipsync.media.encode import VideoWriter
+from tests.conftest import media_path
+from tests.poison_media import many_channels_wav
+
+RATE = 16000
+SECONDS = 3.0
+
+
+def _speech(name: str) -> np.ndarray:
+    return load_audio(media_path(f"speech/{name}"), RATE).samples[: int(SECONDS * RATE)]
+
+
+@pytest.fixture(scope="module")
+def sides() -> np.ndarray:
+    """(n, 2): ARCTIC on the left, LibriVox on the right, 3 s at 16 kHz."""
+    left, right = _speech("arctic_a0009.wav"), _speech("librivox_austen_0870.wav")
+    return np.column_stack([left, right]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def stereo_wav(tmp_path_factory: pytest.TempPathFactory, sides: np.ndarray) -> Path:
+    path = tmp_path_factory.mktemp("stereo") / "two_voices.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes((np.clip(sides, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def _follows(heard: np.ndarray, sides: np.ndarray, rate: int) -> None:
+    """Each channel of `heard` (at `rate`) tracks its own side's envelope, not the other's."""
+
+    def envelope(x: np.ndarray, r: int) -> np.ndarray:
+        hop = r // 50  # 20 ms
+        n = len(x) // hop
+        return np.sqrt((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
+
+    assert heard.ndim == 2 and heard.shape[1] == 2, heard.shape
+    for channel in (0, 1):
+        got = envelope(heard[:, channel], rate)
+        own, other = (envelope(sides[:, c], RATE) for c in (channel, 1 - channel))
+        n = min(len(got), len(own))
+        same = np.corrcoef(got[:n], own[:n])[0, 1]
+        swapped = np.corrcoef(got[:n], other[:n])[0, 1]
+        assert same > 0.95 and swapped < 0.5, (channel, same, swapped)
+
+
+def _output_sound(path: Path) -> tuple[int, np.ndarray, int]:
+    """(channels, (n, channels) samples, rate) of the first audio stream."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        channels, rate = stream.codec_context.channels, stream.codec_context.sample_rate
+        planes = [f.to_ndarray() for f in container.decode(stream)]
+    return channels, np.concatenate(planes, axis=1).T, rate
+
+
+def test_a_stereo_file_loads_as_two_channels_and_anything_else_as_one(
+    tmp_path: Path, stereo_wav: Path, sides: np.ndarray
+) -> None:
+    clip = load_audio_to_file(stereo_wav, tmp_path / "s.f32", 48000, stereo=True)
+    assert clip.channels == 2 and clip.duration == pytest.approx(SECONDS, abs=1e-3)
+    _follows(np.asarray(clip.samples), sides, 48000)
+    mixed = load_audio_to_file(stereo_wav, tmp_path / "m.f32", RATE)  # analysis: the mix
+    assert mixed.channels == 1
+    np.testing.assert_allclose(mixed.samples, sides.mean(axis=1), atol=2e-4)
+    mono = load_audio_to_file(
+        media_path("speech/arctic_a0009.wav"), tmp_path / "1.f32", 48000, stereo=True
+    )
+    assert mono.channels == 1 and mono.samples.ndim == 1
+    wide = load_audio_to_file(many_channels_wav(tmp_path), tmp_path / "64.f32", 48000, True)
+    assert wide.channels == 1  # FFmpeg cannot rematrix 64 channels to stereo: their mean
+
+
+def test_a_file_backed_stereo_clip_pads_cuts_reads_and_saves_whole_frames(
+    tmp_path: Path, stereo_wav: Path
+) -> None:
+    clip = load_audio_to_file(stereo_wav, tmp_path / "s.f32", RATE, stereo=True)
+    whole = np.array(clip.samples)
+    longer = clip.padded_to(SECONDS + 1.0)
+    assert longer.samples.shape == (int((SECONDS + 1) * RATE), 2)
+    assert np.array_equal(longer.samples[: len(whole)], whole)
+    assert not np.asarray(longer.samples[len(whole) :]).any()  # silence on both sides
+    shorter = clip.padded_to(1.0)
+    assert np.array_equal(shorter.samples, whole[:RATE])
+    window = shorter.window(RATE - 10, 20)  # runs past the end: silence there
+    assert window.shape == (20, 2)
+    assert np.array_equal(window[:10], whole[RATE - 10 : RATE]) and not window[10:].any()
+    in_memory = AudioClip(whole, RATE)
+    assert np.array_equal(in_memory.padded_to(4.0).samples[: len(whole)], whole)
+    assert in_memory.window(len(whole) - 1, 3).shape == (3, 2)
+    _save_sound(clip, tmp_path / "sound.npy")  # the chunk plan's sound, read by the join
+    saved = FileAudioClip.open_npy(tmp_path / "sound.npy", RATE)
+    assert saved.channels == 2 and np.array_equal(saved.samples, whole)
+    np.save(tmp_path / "three.npy", np.zeros((5, 3, 2), np.float32))
+    with pytest.raises(ValueError, match="expected float32 samples"):
+        FileAudioClip.open_npy(tmp_path / "three.npy", RATE)
+
+
+def test_the_writer_encodes_each_channel_as_its_own(tmp_path: Path, sides: np.ndarray) -> None:
+    out = tmp_path / "stereo.mp4"
+    frame = np.full((64, 64, 3), 128, np.uint8)
+    with VideoWriter(out, 64, 64, 25.0, AudioClip(sides, RATE)) as writer:
+        for _ in range(int(SECONDS * 25)):
+            writer.write(frame)
+    channels, heard, rate = _output_sound(out)
+    assert channels == 2 and rate == RATE
+    _follows(heard, sides, rate)
+
+
+def test_a_stereo_dub_comes_out_stereo_from_the_single_pass_and_the_chunked_join(
+    tmp_path: Path, stereo_wav: Path, sides: np.ndarray
+) -> None:
+    video = media_path("video/grid_bbaf2n.mpg")
+    request = GenerateRequest(video, stereo_wav, tmp_path / "single.mp4", sync_mode="cut_off")
+    result = generate(request)
+    channels, heard, rate = _output_sound(result.output)
+    assert channels == 2 and len(heard) / rate == pytest.approx(result.duration, abs=0.03)
+    _follows(heard, sides, rate)
+
+    plan_path = tmp_path / "plan.npz"
+    summary = write_plan(request, plan_path)
+    plan, parts = load_plan(plan_path), []
+    for index, (start, stop) in enumerate(chunk_bounds(summary.frame_count, summary.fps, 1.0)):
+        parts.append(tmp_path / f"chunk-{index}.mp4")
+        render_chunk(plan, video, start, stop, parts[-1])
+    joined = join(load_plan(plan_path, sound=True), parts, tmp_path / "joined.mp4")
+    channels, heard, rate = _output_sound(joined.output)
+    assert channels == 2
+    _follows(heard, sides, rate)
+
+    mono = GenerateRequest(
+        video, media_path("speech/arctic_a0009.wav"), tmp_path / "mono.mp4", sync_mode="cut_off"
+    )
+    assert _output_sound(generate(mono).output)[0] == 1
