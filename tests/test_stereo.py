@@ -3,8 +3,9 @@
 A dub's sound is a mix: dialogue in the middle, music and effects spread wide. The output once
 carried it as mono, an audible loss on every stereo mix. Here the left channel is one real
 recording (ARCTIC a0009) and the right another (LibriVox), so a swap, a downmix or a lost
-channel all show: each output channel must follow its own recording and not the other.
-Layouts other than stereo (mono, 64 channels) stay mono, and the lips still follow the mix.
+channel all show: each output channel must follow its own recording and not the other; in
+the single pass, the chunked join and a segments mix. Layouts other than stereo (mono, 64
+channels) stay mono; the lip model hears the mix in mono.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from openlipsync.engine.chunks import (
     render_chunk,
     write_plan,
 )
+from openlipsync.engine.request import SegmentAudio
 from openlipsync.media.audio import AudioClip, FileAudioClip, load_audio, load_audio_to_file
 from openlipsync.media.encode import VideoWriter
 from tests.conftest import media_path
@@ -161,3 +163,27 @@ def test_a_stereo_dub_comes_out_stereo_from_the_single_pass_and_the_chunked_join
         video, media_path("speech/arctic_a0009.wav"), tmp_path / "mono.mp4", sync_mode="cut_off"
     )
     assert _output_sound(generate(mono).output)[0] == 1
+
+
+def test_a_stereo_segment_over_a_mono_video_makes_a_stereo_mix(
+    tmp_path: Path, stereo_wav: Path, sides: np.ndarray
+) -> None:
+    """GRID's own sound is mono; the segment [1, 2) s lays the stereo track's [1, 2) s over it:
+    the mix is stereo, its two sides apart inside the segment and equal (mono) outside."""
+    video = media_path("video/grid_bbaf2n.mpg")
+    segment = SegmentAudio(1.0, 2.0, stereo_wav, 1.0, 2.0)
+    request = GenerateRequest(
+        video,
+        stereo_wav,
+        tmp_path / "out.mp4",
+        segments=[segment],
+        segment_output=tmp_path / "segments.mp4",
+    )
+    result = generate(request)
+    channels, heard, rate = _output_sound(result.output)
+    assert channels == 2
+    inside, outside = heard[int(1.1 * rate) : int(1.9 * rate)], heard[: int(0.9 * rate)]
+    _follows(inside, sides[int(1.1 * RATE) : int(1.9 * RATE)], rate)
+    assert np.abs(outside[:, 0] - outside[:, 1]).max() < 0.02 < np.abs(outside).max()
+    channels, heard, rate = _output_sound(tmp_path / "segments.mp4")
+    assert channels == 2 and len(heard) / rate == pytest.approx(1.0, abs=0.03)

@@ -282,7 +282,10 @@ def _load_drivers(
             number = len(drivers)
             drivers[segment.audio] = (
                 load_audio_to_file(
-                    segment.audio, scratch / f"driver{number}.out.f32", OUTPUT_AUDIO_RATE
+                    segment.audio,
+                    scratch / f"driver{number}.out.f32",
+                    OUTPUT_AUDIO_RATE,
+                    stereo=True,
                 ),
                 load_audio_to_file(
                     segment.audio, scratch / f"driver{number}.analysis.f32", ANALYSIS_RATE
@@ -311,7 +314,7 @@ def _segment_plan(
     own = {
         ANALYSIS_RATE: source_audio or AudioClip.silence(0.0, ANALYSIS_RATE),
         OUTPUT_AUDIO_RATE: load_audio_to_file(
-            request.video, scratch / "source.out.f32", OUTPUT_AUDIO_RATE
+            request.video, scratch / "source.out.f32", OUTPUT_AUDIO_RATE, stereo=True
         )
         if source_audio is not None
         else AudioClip.silence(0.0, OUTPUT_AUDIO_RATE),

@@ -78,13 +78,16 @@ def lipsync_mask(segments: Sequence[SegmentAudio], fps: float, frame_count: int)
     return mask
 
 
-def fit_audio(segment: SegmentAudio, clip: AudioClip, samples: int) -> np.ndarray:
-    """The segment's audio cropped to its audioInput window, then cut/padded to `samples`."""
+def fit_audio(
+    segment: SegmentAudio, clip: AudioClip, samples: int, channels: int = 1
+) -> np.ndarray:
+    """The segment's audio cropped to its audioInput window, then cut/padded to `samples`
+    (with `channels` 2, a mono clip is heard on both sides)."""
     if segment.audio_start is not None and segment.audio_end is not None:
         clip = clip.slice(segment.audio_start, segment.audio_end)
-    out = np.zeros(samples, np.float32)
+    out = np.zeros((samples,) if channels == 1 else (samples, channels), np.float32)
     take = clip.samples[:samples]
-    out[: len(take)] = take
+    out[: len(take)] = take if take.ndim == out.ndim else take[:, None]
     return out
 
 
@@ -95,12 +98,14 @@ def compose_audio(
     frame_count: int,
     into: Path | None = None,
 ) -> AudioClip:
-    """The output audio: `base` (the video's own sound) with each segment's audio laid over it.
+    """The output audio: `base` (the video's own sound) with each segment's audio laid over it,
+    in stereo when any of them is (a mono one is heard on both sides).
 
     With `into`, the mix is written to that scratch file and read back as a FileAudioClip: the
     whole video's length of 48 kHz sound is 0.7 GB per hour."""
     rate = base.sample_rate
-    out = _canvas(base, frame_count / fps, into)
+    channels = max([base.channels, *(clip.channels for _, clip in parts)])
+    out = _canvas(base, frame_count / fps, into, channels)
     ramp = max(1, round_half_up(EDGE_FADE_SECONDS * rate))
     for segment, clip in parts:
         if clip.sample_rate != rate:
@@ -109,26 +114,31 @@ def compose_audio(
         if stop <= first:
             continue
         a, b = _sample(first, fps, rate), min(_sample(stop, fps, rate), len(out))
-        new = fit_audio(segment, clip, b - a)
+        new = fit_audio(segment, clip, b - a, channels)
         weight = _edge_weights(b - a, ramp)
+        weight = weight if channels == 1 else weight[:, None]
         out[a:b] = out[a:b] * (1 - weight) + new * weight
         release(clip.samples)
         release(out)
     if into is None or not isinstance(out, np.memmap):
         return AudioClip(out, rate)
     out.flush()
-    return FileAudioClip.open(into, rate, len(out))
+    return FileAudioClip.open(into, rate, len(out), channels=channels)
 
 
-def _canvas(base: AudioClip, seconds: float, into: Path | None) -> np.ndarray:
-    """`base` cut or silence-padded to `seconds`: a copy in memory, or in the file `into`."""
+def _canvas(base: AudioClip, seconds: float, into: Path | None, channels: int) -> np.ndarray:
+    """`base` cut or silence-padded to `seconds`, in `channels`: a copy in memory, or in the
+    file `into`."""
     count = max(0, round_half_up(seconds * base.sample_rate))
+    shape = (count,) if channels == 1 else (count, channels)
     if into is None or count == 0:  # np.memmap cannot map nothing
-        return base.padded_to(seconds).samples
-    out = scratch_array(into, (count,), np.float32)
+        out = np.zeros(shape, np.float32)
+    else:
+        out = scratch_array(into, shape, np.float32)
     for start in range(0, count, MIX_BLOCK):
         stop = min(start + MIX_BLOCK, count)
-        out[start:stop] = base.window(start, stop - start)
+        block = base.window(start, stop - start)
+        out[start:stop] = block if block.ndim == out.ndim else block[:, None]
         release(out)
     return out
 
@@ -165,7 +175,7 @@ def segment_only_audio(audio: AudioClip, runs: Sequence[tuple[int, int]], fps: f
     """The output audio of the covered frames only, runs concatenated in time order."""
     rate = audio.sample_rate
     pieces = [audio.samples[_sample(a, fps, rate) : _sample(b, fps, rate)] for a, b in runs]
-    samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    samples = np.concatenate(pieces) if pieces else audio.samples[:0]
     return AudioClip(samples.astype(np.float32, copy=False), rate)
 
 
