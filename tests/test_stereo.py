@@ -187,3 +187,21 @@ def test_a_stereo_segment_over_a_mono_video_makes_a_stereo_mix(
     assert np.abs(outside[:, 0] - outside[:, 1]).max() < 0.02 < np.abs(outside).max()
     channels, heard, rate = _output_sound(tmp_path / "segments.mp4")
     assert channels == 2 and len(heard) / rate == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_side_with_inverted_polarity_does_not_cancel_the_voice(
+    tmp_path: Path, sides: np.ndarray
+) -> None:
+    """L = speech, R = -speech: their mean is silence, and the lips would never move."""
+    path = tmp_path / "inverted.wav"
+    voice = sides[:, 0]
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        pcm = (np.clip(np.column_stack([voice, -voice]), -1, 1) * 32767).astype("<i2")
+        out.writeframes(pcm.tobytes())
+    heard = load_audio(path, RATE).samples
+    n = min(len(heard), len(voice))
+    assert np.corrcoef(heard[:n], voice[:n])[0, 1] > 0.99
+    assert np.sqrt(np.mean(heard**2)) > 0.5 * np.sqrt(np.mean(voice**2))

@@ -22,6 +22,7 @@ import numpy as np
 from openlipsync.engine.errors import AudioMissing, InputTooLong, MediaUnreadable
 from openlipsync.media.probe import open_container, probe, round_half_up
 
+INVERTED = 0.5  # correlation of two channels below minus this: one side's polarity is flipped
 MAX_DECODE_SECONDS = 3 * 3600.0  # the engine's own ceiling (GenerateRequest.max_seconds)
 NPY_HEADERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -227,7 +228,13 @@ def _interleaved(frame: av.AudioFrame) -> np.ndarray:
 
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """The channels' mean; a stereo pair with one side's polarity inverted (a miswired mic, a
+    bad mix: L = -R) would cancel to silence, so there the difference is taken instead."""
     interleaved = _interleaved(frame)
     if interleaved.shape[1] == 1:
         return interleaved[:, 0]
+    if interleaved.shape[1] == 2:
+        left, right = interleaved[:, 0].astype(np.float64), interleaved[:, 1].astype(np.float64)
+        if left @ right < -INVERTED * np.sqrt((left @ left) * (right @ right)):
+            return ((left - right) / 2).astype(np.float32)
     return interleaved.mean(axis=1, dtype=np.float32)
