@@ -4,8 +4,8 @@ A dub's sound is a mix: dialogue in the middle, music and effects spread wide. T
 carried it as mono, an audible loss on every stereo mix. Here the left channel is one real
 recording (ARCTIC a0009) and the right another (LibriVox), so a swap, a downmix or a lost
 channel all show: each output channel must follow its own recording and not the other; in
-the single pass, the chunked join and a segments mix. Layouts other than stereo (mono, 64
-channels) stay mono; the lip model hears the mix in mono.
+the single pass, the chunked join and a segments mix. A 5.1 mix is folded down to stereo;
+mono, and a layout FFmpeg cannot fold (64 channels), stay mono; the lip model hears mono.
 """
 
 from __future__ import annotations
@@ -205,3 +205,29 @@ def test_a_side_with_inverted_polarity_does_not_cancel_the_voice(
     n = min(len(heard), len(voice))
     assert np.corrcoef(heard[:n], voice[:n])[0, 1] > 0.99
     assert np.sqrt(np.mean(heard**2)) > 0.5 * np.sqrt(np.mean(voice**2))
+
+
+def test_a_5_1_mix_folds_down_to_stereo_with_its_centre_dialogue_on_both_sides(
+    tmp_path: Path, sides: np.ndarray
+) -> None:
+    """Dialogue in the centre channel only, as film mixes have it: the mean of six channels
+    left it at a sixth (-16 dB); FFmpeg's downmix puts it on both sides at -3 dB."""
+    voice = sides[:, 0]
+    path = tmp_path / "film.m4a"
+    planes = np.zeros((6, len(voice)), np.float32)
+    planes[2] = voice  # FL FR FC LFE BL BR
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=RATE, layout="5.1")
+        for start in range(0, len(voice), 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(planes[:, start : start + 1024]), format="fltp", layout="5.1"
+            )
+            frame.sample_rate, frame.pts = RATE, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    clip = load_audio_to_file(path, tmp_path / "film.f32", RATE, stereo=True)
+    assert clip.channels == 2
+    level = np.sqrt(np.mean(np.asarray(clip.samples) ** 2, axis=0)) / np.sqrt(np.mean(voice**2))
+    assert np.all((level > 0.6) & (level < 0.8)), level

@@ -2,11 +2,11 @@
 
 Every container FFmpeg reads works, including the audio track of a video. For analysis the
 channels are averaged to mono here (FFmpeg's own downmix adds +3 dB when channels agree,
-clipping loud speech). The output keeps a stereo mix stereo (a dub's music and effects are
-mixed wide); any other layout is averaged to mono as well (FFmpeg cannot rematrix every
-layout to stereo: a 64-channel WAV fails). FFmpeg's resampler converts the rate. Sample
-counts follow ``round(seconds * sample_rate)`` everywhere so that durations derived from
-frame counts map onto whole samples the same way in every module.
+clipping loud speech). The output is stereo when the source has several channels (a dub's
+music and effects are mixed wide; 5.1 is folded down by FFmpeg), mono when it has one or
+FFmpeg cannot rematrix its layout (a 64-channel WAV). FFmpeg's resampler converts the rate.
+Sample counts follow ``round(seconds * sample_rate)`` everywhere so that durations derived
+from frame counts map onto whole samples the same way in every module.
 """
 
 from __future__ import annotations
@@ -173,10 +173,26 @@ def load_audio_to_file(
     stereo: bool = False,
 ) -> FileAudioClip:
     """load_audio's samples, written to `dest` as they are decoded instead of held in memory.
-    With `stereo`, a stereo source stays stereo (interleaved in the file)."""
-    channels = 2 if stereo and _channels(Path(path)) == 2 else 1
+
+    With `stereo`, a source of several channels comes out stereo (interleaved in the file):
+    FFmpeg's downmix puts a 5.1 mix's centre dialogue on both sides at -3 dB, where the mean
+    of six channels left it at a sixth. A layout FFmpeg cannot rematrix falls back to mono.
+    """
+    path = Path(path)
+    if stereo and _channels(path) >= 2:
+        try:
+            return _write(path, dest, sample_rate, max_seconds, 2)
+        except MediaUnreadable:
+            if _channels(path) == 2:
+                raise
+    return _write(path, dest, sample_rate, max_seconds, 1)
+
+
+def _write(
+    path: Path, dest: Path, sample_rate: int, max_seconds: float, channels: int
+) -> FileAudioClip:
     with open(dest, "wb") as out:
-        for chunk in _decoded(Path(path), sample_rate, max_seconds, channels):
+        for chunk in _decoded(path, sample_rate, max_seconds, channels):
             # file.write, not tofile: a full disk is then OSError(ENOSPC), with its message
             out.write(np.clip(chunk, -1.0, 1.0).astype(np.float32, copy=False).tobytes())
     return FileAudioClip.open(dest, sample_rate, channels=channels)
