@@ -636,7 +636,9 @@ def run_variant(name: str, build: Callable[[], Variant], out: Path, timeout: flo
     frames_in = len(variant.frames)
     variant.frames = []  # the decoded input is what gets compared
     driving = read_audio(variant.driving)
-    audio_frames = int(np.floor(driving.samples.size / driving.sample_rate * variant.fps + 1e-6))
+    # The engine's rule (media/timeline.audio_frames): the frames the sound spans, rounded half
+    # up (0.3 s at 25 fps is 8 frames, 0.32 s; flooring said 7 and flagged a correct output).
+    audio_frames = int(np.floor(driving.samples.size / driving.sample_rate * variant.fps + 0.5))
     output_path = out / f"{name}_out.mp4"
     output_path.unlink(missing_ok=True)
     outcome = run_isolated(input_path, variant.driving, output_path, timeout)
