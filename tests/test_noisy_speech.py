@@ -66,11 +66,13 @@ def test_the_voice_model_hears_speech_and_not_the_bed() -> None:
         assert probability[times < LEAD - 0.1].max() < 0.2, bed
 
 
-def test_clean_speech_has_no_bed() -> None:
+def test_clean_speech_has_next_to_no_bed() -> None:
+    """0 before the analysis high-passed at 70 Hz; since, ARCTIC's pauses lose their rumble,
+    fall silent, and its floor is read higher (0.08 of a bed, the noise beds 1.0)."""
     for samples in (_with_bed("clean"), _speech()):
         heard = _hop_analysis(samples)["heard_db"]
         audible = heard > -55
-        assert _bed(heard - _speech_level(heard), audible) == 0.0
+        assert _bed(heard - _speech_level(heard), audible) < 0.1
 
 
 @pytest.mark.parametrize("bed", ["noise", "music"])
