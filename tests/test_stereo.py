@@ -207,27 +207,58 @@ def test_a_side_with_inverted_polarity_does_not_cancel_the_voice(
     assert np.sqrt(np.mean(heard**2)) > 0.5 * np.sqrt(np.mean(voice**2))
 
 
+def _surround(path: Path, planes: np.ndarray) -> Path:
+    """A 5.1 AAC file (FL FR FC LFE BL BR) of six planes at RATE."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=RATE, layout="5.1")
+        for start in range(0, planes.shape[1], 1024):
+            part = np.ascontiguousarray(planes[:, start : start + 1024], np.float32)
+            frame = av.AudioFrame.from_ndarray(part, format="fltp", layout="5.1")
+            frame.sample_rate, frame.pts = RATE, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
 def test_a_5_1_mix_folds_down_to_stereo_with_its_centre_dialogue_on_both_sides(
     tmp_path: Path, sides: np.ndarray
 ) -> None:
     """Dialogue in the centre channel only, as film mixes have it: the mean of six channels
     left it at a sixth (-16 dB); FFmpeg's downmix puts it on both sides at -3 dB."""
     voice = sides[:, 0]
-    path = tmp_path / "film.m4a"
     planes = np.zeros((6, len(voice)), np.float32)
-    planes[2] = voice  # FL FR FC LFE BL BR
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=RATE, layout="5.1")
-        for start in range(0, len(voice), 1024):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(planes[:, start : start + 1024]), format="fltp", layout="5.1"
-            )
-            frame.sample_rate, frame.pts = RATE, start
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    clip = load_audio_to_file(path, tmp_path / "film.f32", RATE, stereo=True)
+    planes[2] = voice
+    clip = load_audio_to_file(
+        _surround(tmp_path / "film.m4a", planes), tmp_path / "f.f32", RATE, stereo=True
+    )
     assert clip.channels == 2
     level = np.sqrt(np.mean(np.asarray(clip.samples) ** 2, axis=0)) / np.sqrt(np.mean(voice**2))
     assert np.all((level > 0.6) & (level < 0.8)), level
+
+
+def test_the_lips_hear_a_surround_mixs_dialogue_channel_not_its_music(
+    tmp_path: Path, sides: np.ndarray
+) -> None:
+    """ARCTIC in the centre, LibriVox (standing in for music and effects) on the four other
+    full channels: the analysis follows ARCTIC. With the centre unused it takes the mean."""
+    dialogue, bed = sides[:, 0], sides[:, 1]
+    planes = np.zeros((6, len(dialogue)), np.float32)
+    planes[2], planes[[0, 1, 4, 5]] = dialogue, bed
+    film = _surround(tmp_path / "film.m4a", planes)
+    planes[2] = 0.0
+    no_centre = _surround(tmp_path / "music.m4a", planes)
+    for heard in (
+        load_audio(film, RATE).samples,
+        load_audio_to_file(film, tmp_path / "a", RATE).samples,
+    ):
+        heard = heard[: len(bed)]  # AAC's priming and padding
+        _follows(np.column_stack([heard, bed[: len(heard)]]), sides[: len(heard)], RATE)
+    for heard in (
+        load_audio(no_centre, RATE).samples,
+        load_audio_to_file(no_centre, tmp_path / "b", RATE).samples,
+    ):
+        heard = heard[: len(dialogue)]
+        _follows(np.column_stack([dialogue[: len(heard)], heard]), sides[: len(heard)], RATE)
+    assert not list(tmp_path.glob("*.centre"))  # the side file is gone either way

@@ -2,19 +2,24 @@
 
 Every container FFmpeg reads works, including the audio track of a video. For analysis the
 channels are averaged to mono here (FFmpeg's own downmix adds +3 dB when channels agree,
-clipping loud speech). The output is stereo when the source has several channels (a dub's
-music and effects are mixed wide; 5.1 is folded down by FFmpeg), mono when it has one or
-FFmpeg cannot rematrix its layout (a 64-channel WAV). FFmpeg's resampler converts the rate.
+clipping loud speech), except that a surround mix's front centre, where films put their
+dialogue, is taken alone when it carries sound. The output is stereo when the source has
+several channels (a dub's music and effects are mixed wide; 5.1 is folded down by FFmpeg),
+mono when it has one or FFmpeg cannot rematrix its layout (a 64-channel WAV). FFmpeg's
+resampler converts the rate.
 Sample counts follow ``round(seconds * sample_rate)`` everywhere so that durations derived
 from frame counts map onto whole samples the same way in every module.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -161,6 +166,9 @@ def load_audio(
     """
     chunks = list(_decoded(Path(path), sample_rate, max_seconds))
     samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    if samples.ndim == 2:  # [front centre, mean] of a surround mix: see _mono
+        centre, mean = samples[:, 0], samples[:, 1]
+        samples = centre if _dialogue(centre @ centre, mean @ mean) else mean
     np.clip(samples, -1.0, 1.0, out=samples)
     return AudioClip(np.ascontiguousarray(samples), sample_rate)
 
@@ -191,11 +199,35 @@ def load_audio_to_file(
 def _write(
     path: Path, dest: Path, sample_rate: int, max_seconds: float, channels: int
 ) -> FileAudioClip:
-    with open(dest, "wb") as out:
-        for chunk in _decoded(path, sample_rate, max_seconds, channels):
-            # file.write, not tofile: a full disk is then OSError(ENOSPC), with its message
-            out.write(np.clip(chunk, -1.0, 1.0).astype(np.float32, copy=False).tobytes())
+    centre = dest.with_name(dest.name + ".centre")  # a surround mix's front centre (_mono)
+    energy = np.zeros(2)  # of the centre, of the mean
+    try:
+        with open(dest, "wb") as out, ExitStack() as files:
+            side = None
+            for chunk in _decoded(path, sample_rate, max_seconds, channels):
+                if channels == 1 and chunk.ndim == 2:
+                    side = side or files.enter_context(open(centre, "wb"))
+                    energy += (chunk.astype(np.float64) ** 2).sum(axis=0)
+                    _append(side, chunk[:, 0])
+                    chunk = chunk[:, 1]
+                _append(out, chunk)
+        if centre.exists() and _dialogue(*energy):
+            os.replace(centre, dest)
+    finally:
+        centre.unlink(missing_ok=True)
     return FileAudioClip.open(dest, sample_rate, channels=channels)
+
+
+def _append(out: BinaryIO, chunk: np.ndarray) -> None:
+    # file.write, not tofile: a full disk is then OSError(ENOSPC), with its message
+    out.write(np.clip(chunk, -1.0, 1.0).astype(np.float32, copy=False).tobytes())
+
+
+def _dialogue(centre_energy: float, mean_energy: float) -> bool:
+    """Whether a surround mix's front centre carries its voice: at least as much sound as the
+    mean of all its channels (a film's dialogue channel does, several times over; an unused
+    centre is next to silent)."""
+    return centre_energy >= mean_energy > 0
 
 
 def _channels(path: Path) -> int:
@@ -245,10 +277,17 @@ def _interleaved(frame: av.AudioFrame) -> np.ndarray:
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:
     """The channels' mean; a stereo pair with one side's polarity inverted (a miswired mic, a
-    bad mix: L = -R) would cancel to silence, so there the difference is taken instead."""
+    bad mix: L = -R) would cancel to silence, so there the difference is taken instead. A
+    surround mix with a front centre gives (n, 2): the centre and the mean, for the caller to
+    choose from once it has heard them all (_dialogue): films put their dialogue in the
+    centre, and the mean of six channels is mostly music and effects."""
     interleaved = _interleaved(frame)
     if interleaved.shape[1] == 1:
         return interleaved[:, 0]
+    names = [channel.name for channel in frame.layout.channels]
+    if len(names) >= 3 and "FC" in names:
+        mean = interleaved.mean(axis=1, dtype=np.float32)
+        return np.column_stack([interleaved[:, names.index("FC")], mean])
     if interleaved.shape[1] == 2:
         left, right = interleaved[:, 0].astype(np.float64), interleaved[:, 1].astype(np.float64)
         if left @ right < -INVERTED * np.sqrt((left @ left) * (right @ right)):
