@@ -10,7 +10,6 @@ mono, and a layout FFmpeg cannot fold (64 channels), stay mono; the lip model he
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import av
@@ -30,7 +29,7 @@ from openlipsync.engine.request import SegmentAudio
 from openlipsync.media.audio import AudioClip, FileAudioClip, load_audio, load_audio_to_file
 from openlipsync.media.encode import VideoWriter
 from tests.conftest import media_path
-from tests.poison_media import many_channels_wav
+from tests.poison_media import many_channels_wav, pcm_wav
 
 RATE = 16000
 SECONDS = 3.0
@@ -49,13 +48,12 @@ def sides() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def stereo_wav(tmp_path_factory: pytest.TempPathFactory, sides: np.ndarray) -> Path:
-    path = tmp_path_factory.mktemp("stereo") / "two_voices.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes((np.clip(sides, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return _wav(tmp_path_factory.mktemp("stereo") / "two_voices.wav", sides)
+
+
+def _wav(path: Path, samples: np.ndarray) -> Path:
+    """16-bit PCM of float (frames, channels) samples at RATE."""
+    return pcm_wav(path, (np.clip(samples, -1, 1) * 32767).astype(np.int16), RATE)
 
 
 def _follows(heard: np.ndarray, sides: np.ndarray, rate: int) -> None:
@@ -193,14 +191,8 @@ def test_a_side_with_inverted_polarity_does_not_cancel_the_voice(
     tmp_path: Path, sides: np.ndarray
 ) -> None:
     """L = speech, R = -speech: their mean is silence, and the lips would never move."""
-    path = tmp_path / "inverted.wav"
     voice = sides[:, 0]
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        pcm = (np.clip(np.column_stack([voice, -voice]), -1, 1) * 32767).astype("<i2")
-        out.writeframes(pcm.tobytes())
+    path = _wav(tmp_path / "inverted.wav", np.column_stack([voice, -voice]))
     heard = load_audio(path, RATE).samples
     n = min(len(heard), len(voice))
     assert np.corrcoef(heard[:n], voice[:n])[0, 1] > 0.99
