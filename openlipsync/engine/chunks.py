@@ -35,7 +35,7 @@ from openlipsync.media.audio import AudioClip, FileAudioClip
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.join import join_streams
 from openlipsync.media.mapped import blocks
-from openlipsync.media.probe import probe
+from openlipsync.media.probe import Colour, probe
 from openlipsync.media.seek import SeekingSource, backward_jumps
 from openlipsync.media.video import FrameSource
 
@@ -62,6 +62,7 @@ class PlanSummary:
     width: int
     height: int
     duration: float
+    colour: Colour = Colour()  # the source's, for the chunks' encoders
 
 
 @dataclass
@@ -124,6 +125,7 @@ def write_plan(
             width=video.width,
             height=video.height,
             duration=timeline.duration,
+            colour=video.colour,
         )
         scalars, arrays = look.renderer.export_state()
         meta = {
@@ -229,7 +231,9 @@ def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
         track = _empty_track() if sound else _mapped_track(path, arrays)
     except (OSError, ValueError, KeyError) as exc:
         raise PlanUnusable(f"the render plan cannot be read: {exc}") from exc
-    summary = PlanSummary(**meta["summary"])
+    fields = dict(meta["summary"])
+    fields["colour"] = Colour(*fields.get("colour", Colour()))  # a list, once through JSON
+    summary = PlanSummary(**fields)
     state = {
         name[len(_RENDERER_PREFIX) :]: value
         for name, value in arrays.items()
@@ -305,7 +309,14 @@ def _render_range(
     pictures = prefetch(source.picture(int(i)) for i in indices)
     try:
         writer = VideoWriter(
-            partial, summary.width, summary.height, summary.fps, None, plan.crf, plan.x264
+            partial,
+            summary.width,
+            summary.height,
+            summary.fps,
+            None,
+            plan.crf,
+            plan.x264,
+            colour=summary.colour,
         )
         with writer:
             sink = BackgroundSink(writer.write_picture)

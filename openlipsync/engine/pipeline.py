@@ -485,6 +485,7 @@ def _render_pass(
                     timeline.audio,
                     crf=preset.crf,
                     preset=preset.x264,
+                    colour=video.colour,
                 )
             )
             segment_writer = _segment_writer(request, video, timeline, scratch, preset)
@@ -552,6 +553,7 @@ def _segment_writer(
         audio,
         crf=preset.crf,
         preset=preset.x264,
+        colour=video.colour,
     )
 
 

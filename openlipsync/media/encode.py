@@ -9,7 +9,8 @@ Choices and why:
   ``height + height % 2``. `VideoWriter.width`/`height` report the encoded size.
 * RGB -> YUV 4:2:0 is OpenCV's BT.601 limited-range conversion (6x faster than swscale at 720p,
   identical values), and the stream is tagged BT.601 so players invert it exactly, also for HD
-  (players honour the tag; they only guess BT.709 for untagged HD).
+  (players honour the tag; they only guess BT.709 for untagged HD). A stream whose planes are
+  copied from a 4:2:0 source instead carries the source's colour tags (`_tag_colour`).
 * Audio is AAC-LC, mono or stereo as the clip is, interleaved with the video as frames
   arrive. The clip's sample rate is kept when AAC supports it (16 kHz speech stays 16 kHz),
   otherwise resampled to 48 kHz. On `close` the audio is cut or padded with silence to
@@ -39,7 +40,7 @@ from scipy.signal import resample_poly
 from openlipsync.engine.errors import EngineError
 from openlipsync.media.audio import AudioClip
 from openlipsync.media.picture import Patch, Picture, even_box, plane_array
-from openlipsync.media.probe import round_half_up
+from openlipsync.media.probe import Colour, round_half_up
 
 AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000})
 FALLBACK_AUDIO_RATE = 48000
@@ -68,10 +69,13 @@ class VideoWriter:
         audio: AudioClip | None,
         crf: int = 18,
         preset: str = "veryfast",
+        colour: Colour | None = None,
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"bad frame size {width}x{height}")
         self.path = Path(path)
+        self._colour = colour or Colour()  # the source's (see _tag_colour)
+        self._planes_copied = False
         self.source_width, self.source_height = width, height
         self.width, self.height = width + width % 2, height + height % 2
         self.rate = frame_rate(fps)
@@ -94,12 +98,24 @@ class VideoWriter:
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
         stream.time_base = 1 / self.rate
         stream.options = {"crf": str(crf), "preset": preset}
-        ctx = stream.codec_context
-        ctx.colorspace = 6  # AVColorSpace smpte170m (BT.601): what cv2's conversion computes
-        ctx.color_primaries = 1  # bt709: the primaries of sRGB content, whatever the matrix
-        ctx.color_trc = 1
-        ctx.color_range = 1  # limited ("tv")
+        stream.codec_context.color_range = 1  # limited ("tv")
         return stream
+
+    def _tag_colour(self) -> None:
+        """Tag the stream, before its first frame, so players show it as they showed the
+        source. Planes copied from the source keep its matrix, whatever it is (untagged stays
+        untagged: players then guess for the output as they did for the source); tagging them
+        BT.601 shifted every colour of a BT.709 source (most HD): a cyan backdrop by 15 levels.
+        Frames converted from RGB went through cv2's BT.601. Primaries and transfer belong to
+        the pictures whichever the matrix: the source's when known, else sRGB's."""
+        ctx = self._video.codec_context
+        source = self._colour
+        if self._planes_copied:
+            ctx.colorspace, ctx.color_primaries, ctx.color_trc = source
+            return
+        ctx.colorspace = 6  # AVColorSpace smpte170m (BT.601): what cv2's conversion computes
+        ctx.color_primaries = source.primaries if source.primaries != 2 else 1  # bt709
+        ctx.color_trc = source.transfer if source.transfer != 2 else 1
 
     def _add_audio(self):
         assert self._audio is not None
@@ -150,6 +166,7 @@ class VideoWriter:
             return self.picture(rgb)
         if self._closed:
             raise ValueError("write() after close()")
+        self._planes_copied = True  # every picture of a source takes the same path
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         out = [plane_array(plane) for plane in frame.planes]
         for dst, src in zip(out, planes, strict=True):
@@ -167,6 +184,8 @@ class VideoWriter:
                 f"picture must be yuv420p {self.width}x{self.height}, got "
                 f"{frame.format.name} {frame.width}x{frame.height}"
             )
+        if self.frames == 0:
+            self._tag_colour()
         frame.pts = self.frames
         frame.time_base = Fraction(1) / self.rate  # codec units; the muxer has its own
         self._mux(self._video.encode(frame))

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 
@@ -50,6 +51,16 @@ _NON_MEDIA_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
 """FFmpeg's ANSI-art demuxers happily 'decode' any text file; a text file is not a video."""
 
 
+class Colour(NamedTuple):
+    """How a video's YUV values are to be shown: FFmpeg's AVColorSpace (the matrix),
+    AVColorPrimaries and AVColorTransferCharacteristic; 2 is unspecified (players guess,
+    BT.709 for HD and BT.601 below)."""
+
+    matrix: int = 2
+    primaries: int = 2
+    transfer: int = 2
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     width: int
@@ -60,6 +71,7 @@ class VideoInfo:
     rotation: int
     codec: str
     is_still: bool
+    colour: Colour = Colour()
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,7 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
     codec = stream.codec_context.name
     if is_still:
         return VideoInfo(width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, rotation, codec, True)
+    colour = Colour(int(first.colorspace), int(first.color_primaries), int(first.color_trc))
     span = spans[stream.index]
     duration = span.duration if span.packets and math.isfinite(span.start) else 0.0
     if duration <= 0 and stream.duration is not None and stream.time_base is not None:
@@ -206,7 +219,7 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
         raise MediaMetadataMissing(f"{name}: video duration is unreadable")
     fps = _frame_rate(stream, span.packets, duration)
     frame_count = max(1, round_half_up(duration * fps))
-    return VideoInfo(width, height, fps, frame_count, duration, rotation, codec, False)
+    return VideoInfo(width, height, fps, frame_count, duration, rotation, codec, False, colour)
 
 
 def _check_size(width: int, height: int, name: str) -> None:

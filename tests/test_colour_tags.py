@@ -1,0 +1,113 @@
+"""The output is shown in the colours the source was shown in.
+
+Most HD video is tagged BT.709. The engine copies a 4:2:0 source's planes into the output, so
+the output must carry the source's tags: tagged BT.601 (as every output once was), players
+decoded the same YUV values with the other matrix and every colour of the frame moved (GRID's
+cyan backdrop by 15 levels of red, 8 of green). PyAV decodes by each file's own tags, as players
+do, so comparing decoded RGB is comparing what a viewer sees.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from openlipsync.engine import GenerateRequest, generate
+from openlipsync.media.encode import VideoWriter
+from openlipsync.media.probe import Colour, probe
+from openlipsync.media.video import VideoReader
+from tests.conftest import media_path
+
+BT709 = Colour(1, 1, 1)
+GRID = media_path("video/grid_bbaf2n.mpg")
+
+
+def _tagged(path: Path, colour: Colour | None, pix_fmt: str = "yuv420p") -> Path:
+    """GRID's first second at 1280x720, tagged `colour` (None: untagged)."""
+    with av.open(str(GRID)) as src, av.open(str(path), "w") as dst:
+        stream = dst.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, pix_fmt
+        stream.options = {"crf": "12", "preset": "veryfast"}
+        if colour is not None:
+            ctx = stream.codec_context
+            ctx.colorspace, ctx.color_primaries, ctx.color_trc = colour
+        for index, frame in enumerate(src.decode(video=0)):
+            if index == 25:
+                break
+            scaled = frame.reformat(width=1280, height=720, format=pix_fmt)
+            scaled.pts, scaled.time_base = index, Fraction(1, 25)
+            for packet in stream.encode(scaled):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return path
+
+
+def _shown(path: Path) -> tuple[np.ndarray, int]:
+    """(first frame as a player shows it, the stream's matrix tag)."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return frame.to_ndarray(format="rgb24").astype(int), int(frame.colorspace)
+
+
+BACKGROUND, SHIRT = (slice(40, 200), slice(40, 300)), (slice(650, 710), slice(300, 1000))
+
+
+def test_a_bt709_source_is_lip_synced_in_its_own_colours(tmp_path: Path) -> None:
+    source = _tagged(tmp_path / "hd.mp4", BT709)
+    assert probe(source).video.colour == BT709
+    out = tmp_path / "out.mp4"
+    generate(GenerateRequest(source, GRID, out, sync_mode="cut_off"))
+    before, _ = _shown(source)
+    after, matrix = _shown(out)
+    assert matrix == 1
+    for region in (BACKGROUND, SHIRT):  # untouched by the mouth: only the encoder differs
+        assert np.abs(after[region].mean(axis=(0, 1)) - before[region].mean(axis=(0, 1))).max() < 2
+
+
+def test_an_untagged_source_stays_untagged_and_rgb_pictures_say_bt601(tmp_path: Path) -> None:
+    """Untagged, players guess by size for the output as they did for the source. Pictures
+    given as RGB (a photo, a 10-bit source) are converted with BT.601 and tagged so, keeping
+    the source's primaries and transfer."""
+    source = _tagged(tmp_path / "untagged.mp4", None)
+    assert probe(source).video.colour == Colour()
+    for colour, copy, expected in ((Colour(), True, 2), (BT709, False, 6), (Colour(), False, 6)):
+        out = tmp_path / f"{expected}-{copy}.mp4"
+        with (
+            VideoReader(source) as reader,
+            VideoWriter(out, 1280, 720, 25, None, colour=colour) as writer,
+        ):
+            for picture in reader.pictures():
+                frame = writer.encodable(picture) if copy else writer.picture(picture.rgb())
+                writer.write_picture(frame)
+        before, _ = _shown(source)
+        after, matrix = _shown(out)
+        assert matrix == expected, (colour, copy)
+        with av.open(str(out)) as container:
+            ctx = container.streams.video[0].codec_context
+            assert (ctx.color_primaries, ctx.color_trc) == ((2, 2) if copy else (1, 1))
+        if copy or expected == 6:
+            for region in (BACKGROUND, SHIRT):
+                diff = after[region].mean(axis=(0, 1)) - before[region].mean(axis=(0, 1))
+                assert np.abs(diff).max() < 2, (colour, copy, diff)
+
+
+@pytest.mark.parametrize("tagged", [True, False])
+def test_the_chunked_path_tags_its_chunks_like_the_single_pass(
+    tmp_path: Path, tagged: bool
+) -> None:
+    from openlipsync.engine.chunks import chunk_bounds, join, load_plan, render_chunk, write_plan
+
+    source = _tagged(tmp_path / "in.mp4", BT709 if tagged else None)
+    request = GenerateRequest(source, GRID, tmp_path / "unused.mp4", sync_mode="cut_off")
+    summary = write_plan(request, tmp_path / "plan.npz")
+    plan, parts = load_plan(tmp_path / "plan.npz"), []
+    for index, (start, stop) in enumerate(chunk_bounds(summary.frame_count, summary.fps, 0.5)):
+        parts.append(tmp_path / f"chunk-{index}.mp4")
+        render_chunk(plan, source, start, stop, parts[-1])
+    joined = join(load_plan(tmp_path / "plan.npz", sound=True), parts, tmp_path / "joined.mp4")
+    assert _shown(joined.output)[1] == (1 if tagged else 2)
