@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -63,6 +64,7 @@ class PlanSummary:
     height: int
     duration: float
     colour: Colour = Colour()  # the source's, for the chunks' encoders
+    aspect: tuple[int, int] = (1, 1)  # the source's pixel shape (numerator, denominator)
 
 
 @dataclass
@@ -126,6 +128,7 @@ def write_plan(
             height=video.height,
             duration=timeline.duration,
             colour=video.colour,
+            aspect=(video.aspect.numerator, video.aspect.denominator),
         )
         scalars, arrays = look.renderer.export_state()
         meta = {
@@ -232,7 +235,8 @@ def load_plan(path: Path, sound: bool = False) -> ChunkPlan:
     except (OSError, ValueError, KeyError) as exc:
         raise PlanUnusable(f"the render plan cannot be read: {exc}") from exc
     fields = dict(meta["summary"])
-    fields["colour"] = Colour(*fields.get("colour", Colour()))  # a list, once through JSON
+    fields["colour"] = Colour(*fields.get("colour", Colour()))  # lists, once through JSON
+    fields["aspect"] = tuple(fields.get("aspect", (1, 1)))
     summary = PlanSummary(**fields)
     state = {
         name[len(_RENDERER_PREFIX) :]: value
@@ -317,6 +321,7 @@ def _render_range(
             plan.crf,
             plan.x264,
             colour=summary.colour,
+            aspect=Fraction(*summary.aspect),
         )
         with writer:
             sink = BackgroundSink(writer.write_picture)

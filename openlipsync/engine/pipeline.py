@@ -486,6 +486,7 @@ def _render_pass(
                     crf=preset.crf,
                     preset=preset.x264,
                     colour=video.colour,
+                    aspect=video.aspect,
                 )
             )
             segment_writer = _segment_writer(request, video, timeline, scratch, preset)
@@ -554,6 +555,7 @@ def _segment_writer(
         crf=preset.crf,
         preset=preset.x264,
         colour=video.colour,
+        aspect=video.aspect,
     )
 
 

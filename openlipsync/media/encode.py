@@ -70,10 +70,12 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         colour: Colour | None = None,
+        aspect: Fraction = Fraction(1),
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"bad frame size {width}x{height}")
         self.path = Path(path)
+        self._aspect = aspect  # the source's pixel shape: anamorphic pictures stay wide
         self._colour = colour or Colour()  # the source's (see _tag_colour)
         self._planes_copied = False
         self.source_width, self.source_height = width, height
@@ -99,6 +101,8 @@ class VideoWriter:
         stream.time_base = 1 / self.rate
         stream.options = {"crf": str(crf), "preset": preset}
         stream.codec_context.color_range = 1  # limited ("tv")
+        if self._aspect != 1:
+            stream.codec_context.sample_aspect_ratio = self._aspect
         return stream
 
     def _tag_colour(self) -> None:

@@ -72,6 +72,7 @@ class VideoInfo:
     codec: str
     is_still: bool
     colour: Colour = Colour()
+    aspect: Fraction = Fraction(1)  # of a pixel, width / height, as shown (anamorphic: not 1)
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
     if is_still:
         return VideoInfo(width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, rotation, codec, True)
     colour = Colour(int(first.colorspace), int(first.color_primaries), int(first.color_trc))
+    aspect = _pixel_aspect(stream, rotation)
     span = spans[stream.index]
     duration = span.duration if span.packets and math.isfinite(span.start) else 0.0
     if duration <= 0 and stream.duration is not None and stream.time_base is not None:
@@ -219,7 +221,18 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
         raise MediaMetadataMissing(f"{name}: video duration is unreadable")
     fps = _frame_rate(stream, span.packets, duration)
     frame_count = max(1, round_half_up(duration * fps))
-    return VideoInfo(width, height, fps, frame_count, duration, rotation, codec, False, colour)
+    return VideoInfo(
+        width, height, fps, frame_count, duration, rotation, codec, False, colour, aspect
+    )
+
+
+def _pixel_aspect(stream, rotation: int) -> Fraction:  # type: ignore[no-untyped-def]
+    """The shape of a pixel as shown (DV, HDV and DVD store wide pictures in narrow pixels),
+    turned with the picture; 1 when unset or nonsense."""
+    aspect = stream.sample_aspect_ratio
+    if not aspect or aspect <= 0 or not 0.1 <= aspect <= 10:
+        return Fraction(1)
+    return 1 / Fraction(aspect) if rotation in (90, 270) else Fraction(aspect)
 
 
 def _check_size(width: int, height: int, name: str) -> None:

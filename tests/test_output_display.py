@@ -1,10 +1,11 @@
-"""The output is shown in the colours the source was shown in.
+"""The output is shown as the source was: in its colours, and at its shape.
 
 Most HD video is tagged BT.709. The engine copies a 4:2:0 source's planes into the output, so
 the output must carry the source's tags: tagged BT.601 (as every output once was), players
 decoded the same YUV values with the other matrix and every colour of the frame moved (GRID's
 cyan backdrop by 15 levels of red, 8 of green). PyAV decodes by each file's own tags, as players
-do, so comparing decoded RGB is comparing what a viewer sees.
+do, so comparing decoded RGB is comparing what a viewer sees. Anamorphic video (DV, HDV, DVD:
+wide pictures stored in narrow pixels) lost its pixel shape and came out squeezed.
 """
 
 from __future__ import annotations
@@ -26,19 +27,27 @@ BT709 = Colour(1, 1, 1)
 GRID = media_path("video/grid_bbaf2n.mpg")
 
 
-def _tagged(path: Path, colour: Colour | None, pix_fmt: str = "yuv420p") -> Path:
-    """GRID's first second at 1280x720, tagged `colour` (None: untagged)."""
+def _tagged(
+    path: Path,
+    colour: Colour | None,
+    size: tuple[int, int] = (1280, 720),
+    aspect: Fraction | None = None,
+) -> Path:
+    """GRID's first second at `size`, tagged `colour` (None: untagged) and `aspect`."""
+    width, height = size
     with av.open(str(GRID)) as src, av.open(str(path), "w") as dst:
         stream = dst.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, pix_fmt
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "12", "preset": "veryfast"}
+        if aspect is not None:
+            stream.codec_context.sample_aspect_ratio = aspect
         if colour is not None:
             ctx = stream.codec_context
             ctx.colorspace, ctx.color_primaries, ctx.color_trc = colour
         for index, frame in enumerate(src.decode(video=0)):
             if index == 25:
                 break
-            scaled = frame.reformat(width=1280, height=720, format=pix_fmt)
+            scaled = frame.reformat(width=width, height=height, format="yuv420p")
             scaled.pts, scaled.time_base = index, Fraction(1, 25)
             for packet in stream.encode(scaled):
                 dst.mux(packet)
@@ -102,7 +111,8 @@ def test_the_chunked_path_tags_its_chunks_like_the_single_pass(
 ) -> None:
     from openlipsync.engine.chunks import chunk_bounds, join, load_plan, render_chunk, write_plan
 
-    source = _tagged(tmp_path / "in.mp4", BT709 if tagged else None)
+    wide = Fraction(4, 3)  # 270 stored pixels shown as 360
+    source = _tagged(tmp_path / "in.mp4", BT709 if tagged else None, (270, 288), wide)
     request = GenerateRequest(source, GRID, tmp_path / "unused.mp4", sync_mode="cut_off")
     summary = write_plan(request, tmp_path / "plan.npz")
     plan, parts = load_plan(tmp_path / "plan.npz"), []
@@ -111,3 +121,22 @@ def test_the_chunked_path_tags_its_chunks_like_the_single_pass(
         render_chunk(plan, source, start, stop, parts[-1])
     joined = join(load_plan(tmp_path / "plan.npz", sound=True), parts, tmp_path / "joined.mp4")
     assert _shown(joined.output)[1] == (1 if tagged else 2)
+    assert _aspect(joined.output) == wide
+
+
+def _aspect(path: Path) -> Fraction | None:
+    with av.open(str(path)) as container:
+        return container.streams.video[0].sample_aspect_ratio
+
+
+def test_anamorphic_pixels_keep_their_shape(tmp_path: Path) -> None:
+    wide = Fraction(4, 3)
+    source = _tagged(tmp_path / "dv.mp4", None, (270, 288), wide)
+    assert probe(source).video.aspect == wide
+    out = tmp_path / "out.mp4"
+    generate(GenerateRequest(source, GRID, out, sync_mode="cut_off"))
+    assert _aspect(out) == wide  # shown 360 wide, as the source; unset, 270 (squeezed)
+    square = _tagged(tmp_path / "square.mp4", None, (360, 288))
+    assert probe(square).video.aspect == 1
+    generate(GenerateRequest(square, GRID, tmp_path / "sq.mp4", sync_mode="cut_off"))
+    assert _aspect(tmp_path / "sq.mp4") in (None, 1)
