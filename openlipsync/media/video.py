@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from openlipsync.engine.errors import MediaUnreadable, VideoMissing
+from openlipsync.media.deinterlace import progressive
 from openlipsync.media.picture import Picture, RgbPicture, YuvPicture, plane_array
 from openlipsync.media.probe import (
     VideoInfo,
@@ -149,7 +150,7 @@ class VideoReader:
 
     def _decode(self, container, stream) -> Iterator[av.VideoFrame]:
         try:
-            yield from container.decode(stream)
+            yield from progressive(container.decode(stream))
         except av.error.FFmpegError as exc:
             raise MediaUnreadable(f"{self.path.name}: video cannot be decoded ({exc})") from exc
 
