@@ -90,3 +90,15 @@ def test_an_interlaced_source_is_lip_synced_without_combing(
         render_chunk(plan, interlaced, start, stop, parts[-1])  # chunks seek: their own decoder
     joined = join(load_plan(tmp_path / "plan.npz", sound=True), parts, tmp_path / "joined.mp4")
     assert _combing(joined.output)[0] < 0.4 * before
+
+
+def test_a_stream_that_changes_size_is_deinterlaced_on_both_sides(interlaced: Path) -> None:
+    """A broadcast can switch formats mid-stream; the filter is built for one size."""
+    with av.open(str(interlaced)) as container:
+        frames = list(container.decode(video=0))[:6]
+    smaller = [f.reformat(width=320, height=180) for f in frames[3:]]  # flag not kept
+    for frame, original in zip(smaller, frames[3:], strict=True):
+        frame.pts, frame.time_base = original.pts, original.time_base
+    out = list(progressive(frames[:3] + smaller))  # the filter, once started, sees them all
+    assert [(f.width, f.height) for f in out] == [(640, 360)] * 3 + [(320, 180)] * 3
+    assert [f.time for f in out] == pytest.approx([f.time for f in frames])

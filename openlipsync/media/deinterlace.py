@@ -21,19 +21,32 @@ SETTINGS = "mode=send_frame:parity=auto:deint=interlaced"
 
 def progressive(frames: Iterable[av.VideoFrame]) -> Iterator[av.VideoFrame]:
     """`frames` in order, every interlaced one deinterlaced. Frames before the first
-    interlaced one pass untouched; from it on all go through the filter, one frame behind."""
-    graph = None
+    interlaced one pass untouched; from it on all go through the filter, one frame behind
+    (a new filter when the stream changes size or format: a filter is built for one)."""
+    graph, shape = None, None
     for frame in frames:
         if graph is None and not frame.interlaced_frame:
             yield frame
             continue
+        if graph is not None and _shape(frame) != shape:
+            yield from _flushed(graph)
+            graph = None
         if graph is None:
-            graph = _graph(frame)
+            graph, shape = _graph(frame), _shape(frame)
         graph.push(frame)
         yield from _pulled(graph)
     if graph is not None:
-        graph.push(None)  # flush the frame it holds back
-        yield from _pulled(graph)
+        yield from _flushed(graph)
+
+
+def _shape(frame: av.VideoFrame) -> tuple[int, int, str]:
+    return frame.width, frame.height, frame.format.name
+
+
+def _flushed(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
+    """The frame the filter holds back, and the end of its stream."""
+    graph.push(None)
+    yield from _pulled(graph)
 
 
 def _graph(frame: av.VideoFrame) -> av.filter.Graph:
