@@ -140,3 +140,19 @@ def test_anamorphic_pixels_keep_their_shape(tmp_path: Path) -> None:
     assert probe(square).video.aspect == 1
     generate(GenerateRequest(square, GRID, tmp_path / "sq.mp4", sync_mode="cut_off"))
     assert _aspect(tmp_path / "sq.mp4") in (None, 1)
+
+
+def test_the_segment_output_is_tagged_like_the_main_output(tmp_path: Path) -> None:
+    """The segment output's frames are the main writer's (converted once for both)."""
+    from openlipsync.engine.request import SegmentAudio
+
+    source = _tagged(tmp_path / "in.mp4", BT709, (360, 288))
+    request = GenerateRequest(
+        source,
+        GRID,
+        tmp_path / "out.mp4",
+        segments=[SegmentAudio(0.2, 0.8, GRID, 0.2, 0.8)],
+        segment_output=tmp_path / "segments.mp4",
+    )
+    generate(request)
+    assert _shown(tmp_path / "out.mp4")[1] == _shown(tmp_path / "segments.mp4")[1] == 1

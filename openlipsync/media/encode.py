@@ -42,6 +42,7 @@ from openlipsync.media.audio import AudioClip
 from openlipsync.media.picture import Patch, Picture, even_box, plane_array
 from openlipsync.media.probe import Colour, round_half_up
 
+BT601 = 6  # AVColorSpace smpte170m: the matrix of cv2's RGB <-> YUV conversions
 AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000})
 FALLBACK_AUDIO_RATE = 48000
 # How far (seconds of picture) the audio thread may fall behind before `write` waits for it:
@@ -77,7 +78,6 @@ class VideoWriter:
         self.path = Path(path)
         self._aspect = aspect  # the source's pixel shape: anamorphic pictures stay wide
         self._colour = colour or Colour()  # the source's (see _tag_colour)
-        self._planes_copied = False
         self.source_width, self.source_height = width, height
         self.width, self.height = width + width % 2, height + height % 2
         self.rate = frame_rate(fps)
@@ -105,21 +105,24 @@ class VideoWriter:
             stream.codec_context.sample_aspect_ratio = self._aspect
         return stream
 
-    def _tag_colour(self) -> None:
+    def _tag_colour(self, first: av.VideoFrame) -> None:
         """Tag the stream, before its first frame, so players show it as they showed the
-        source. Planes copied from the source keep its matrix, whatever it is (untagged stays
-        untagged: players then guess for the output as they did for the source); tagging them
-        BT.601 shifted every colour of a BT.709 source (most HD): a cyan backdrop by 15 levels.
-        Frames converted from RGB went through cv2's BT.601. Primaries and transfer belong to
-        the pictures whichever the matrix: the source's when known, else sRGB's."""
+        source. The frame says its matrix (`encodable` and `picture` set it; a frame may come
+        from another writer of the same source, as the segment output's do): planes copied
+        from the source keep the source's, whatever it is (untagged stays untagged: players
+        then guess for the output as they did for the source); tagging them BT.601 shifted
+        every colour of a BT.709 source (most HD): a cyan backdrop by 15 levels. Frames
+        converted from RGB went through cv2's BT.601. Primaries and transfer belong to the
+        pictures whichever the matrix: the source's, or sRGB's where the source has none and
+        the pixels were converted."""
         ctx = self._video.codec_context
         source = self._colour
-        if self._planes_copied:
-            ctx.colorspace, ctx.color_primaries, ctx.color_trc = source
-            return
-        ctx.colorspace = 6  # AVColorSpace smpte170m (BT.601): what cv2's conversion computes
-        ctx.color_primaries = source.primaries if source.primaries != 2 else 1  # bt709
-        ctx.color_trc = source.transfer if source.transfer != 2 else 1
+        ctx.colorspace = int(first.colorspace)
+        if ctx.colorspace == source.matrix:
+            ctx.color_primaries, ctx.color_trc = source.primaries, source.transfer
+        else:
+            ctx.color_primaries = source.primaries if source.primaries != 2 else 1  # bt709
+            ctx.color_trc = source.transfer if source.transfer != 2 else 1
 
     def _add_audio(self):
         assert self._audio is not None
@@ -159,7 +162,9 @@ class VideoWriter:
                 cv2.BORDER_REPLICATE,
             )
         yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
-        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.colorspace = BT601  # cv2's matrix (see _tag_colour)
+        return frame
 
     def encodable(self, picture: Picture, patch: Patch | None = None) -> av.VideoFrame:
         """`picture` with `patch` painted on, converted for `write_picture` (any thread, as
@@ -170,8 +175,8 @@ class VideoWriter:
             return self.picture(rgb)
         if self._closed:
             raise ValueError("write() after close()")
-        self._planes_copied = True  # every picture of a source takes the same path
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        frame.colorspace = self._colour.matrix  # the source's values, shown as it was shown
         out = [plane_array(plane) for plane in frame.planes]
         for dst, src in zip(out, planes, strict=True):
             dst[...] = src
@@ -189,7 +194,7 @@ class VideoWriter:
                 f"{frame.format.name} {frame.width}x{frame.height}"
             )
         if self.frames == 0:
-            self._tag_colour()
+            self._tag_colour(frame)
         frame.pts = self.frames
         frame.time_base = Fraction(1) / self.rate  # codec units; the muxer has its own
         self._mux(self._video.encode(frame))
