@@ -290,11 +290,12 @@ def held_expression(
     neutral width pastes a neutral mouth under raised cheeks (and a grin goes on a neutral
     face where speech opens it); on a frame whose jaw a laugh holds low, a target of neutral
     jaw lifts the chin by a fifth of an eye distance while the jaw's sides stay, and the neck
-    under the old chin shows as a dark smear. Targets add these offsets. A slow median over
-    EXPRESSION_SECONDS keeps the held part; up to EXPRESSION_DEAD (the typical speaking range)
-    it is speech's own, so a talking face gets nothing added, and from twice that all of it
-    is held (a grin's mouth the width it is on the frame, not a dead zone narrower).
-    The opening (see _grin_opening) is held only by a grin in silence: lips apart over teeth.
+    under the old chin shows as a dark smear. `expressed` applies these to the targets. A
+    slow median over EXPRESSION_SECONDS keeps the held part; up to EXPRESSION_DEAD (the
+    typical speaking range) it is speech's own, so a talking face gets nothing added, and
+    from twice that all of it is held (a grin's mouth the width it is on the frame, not a
+    dead zone narrower). The opening (see _grin_opening) is held only by a grin in silence:
+    lips apart over teeth.
     `measured` is mouth_shape() per source frame, NaN rows where no face was found; `teeth`
     the share of each frame's opening that shows teeth (NaN: not measured).
     """
