@@ -153,9 +153,7 @@ def _hz_to_mel(hz: float) -> float:
     return 2595.0 * np.log10(1.0 + hz / 700.0)
 
 
-def _frames(
-    samples: np.ndarray, first: int, count: int, cleaning: np.ndarray = _HIGH_PASS
-) -> np.ndarray:
+def _frames(samples: np.ndarray, first: int, count: int, cleaning: np.ndarray) -> np.ndarray:
     """`count` overlapping 25 ms windows from hop `first`, every 10 ms, each centred on its hop
     (hop k is time k*10 ms); silence before the start and after the end of `samples`. The
     samples go through `cleaning` first (see _cleaned)."""
@@ -296,11 +294,11 @@ def extract(audio: AudioLike, fps: float, frame_count: int, lead: float = 0.0) -
     return AudioFeatures(**per_frame)
 
 
-def _hop_analysis(samples: np.ndarray, cleaning: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _hop_analysis(samples: np.ndarray) -> dict[str, np.ndarray]:
     """Spectral measures of every 10 ms hop, computed in chunks so that a 30-minute input needs
-    a few MB of working memory instead of gigabytes (and no padded copy of the audio).
-    `cleaning` defaults to what _cleaning chooses for these samples."""
-    cleaning = _cleaning(samples) if cleaning is None else cleaning
+    a few MB of working memory instead of gigabytes (and no padded copy of the audio), each
+    chunk first cleaned as _cleaning chooses for these samples."""
+    cleaning = _cleaning(samples)
     hops = max(1, int(np.ceil(samples.size / HOP)))
     filters, freqs = _mel_filters()
     window = np.hanning(WINDOW).astype(np.float32)
