@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from openlipsync.engine.errors import AudioMissing, InputTooLong, MediaUnreadable
-from openlipsync.media.probe import open_container, probe, round_half_up
+from openlipsync.media.probe import AudioInfo, open_container, probe, round_half_up
 
 INVERTED = 0.5  # correlation of two channels below minus this: one side's polarity is flipped
 MAX_DECODE_SECONDS = 3 * 3600.0  # the engine's own ceiling (GenerateRequest.max_seconds)
@@ -164,7 +164,8 @@ def load_audio(
     The declared length is checked before decoding: a few kilobytes of 1 Hz PCM claim hours,
     and resampling them to 48 kHz would allocate gigabytes before any later check ran.
     """
-    chunks = list(_decoded(Path(path), sample_rate, max_seconds))
+    path = Path(path)
+    chunks = list(_decoded(path, _audio_of(path, max_seconds), sample_rate))
     samples = np.concatenate(chunks).astype(np.float32, copy=False)
     if samples.ndim == 2:  # [front centre, mean] of a surround mix: see _mono
         centre, mean = samples[:, 0], samples[:, 1]
@@ -187,26 +188,28 @@ def load_audio_to_file(
     of six channels left it at a sixth. A layout FFmpeg cannot rematrix falls back to mono.
     """
     path = Path(path)
-    if stereo and _channels(path) >= 2:
+    info = _audio_of(path, max_seconds)
+    if stereo and info.channels >= 2:
         try:
-            return _write(path, dest, sample_rate, max_seconds, 2)
+            return _write(path, info, dest, sample_rate, 2)
         except MediaUnreadable:
-            if _channels(path) == 2:
+            if info.channels == 2:
                 raise
-    return _write(path, dest, sample_rate, max_seconds, 1)
+    return _write(path, info, dest, sample_rate, 1)
 
 
 def _write(
-    path: Path, dest: Path, sample_rate: int, max_seconds: float, channels: int
+    path: Path, info: AudioInfo, dest: Path, sample_rate: int, channels: int
 ) -> FileAudioClip:
     centre = dest.with_name(dest.name + ".centre")  # a surround mix's front centre (_mono)
     energy = np.zeros(2)  # of the centre, of the mean
     try:
         with open(dest, "wb") as out, ExitStack() as files:
             side = None
-            for chunk in _decoded(path, sample_rate, max_seconds, channels):
+            for chunk in _decoded(path, info, sample_rate, channels):
                 if channels == 1 and chunk.ndim == 2:
-                    side = side or files.enter_context(open(centre, "wb"))
+                    if side is None:
+                        side = files.enter_context(open(centre, "wb"))
                     energy += (chunk.astype(np.float64) ** 2).sum(axis=0)
                     _append(side, chunk[:, 0])
                     chunk = chunk[:, 1]
@@ -230,18 +233,8 @@ def _dialogue(centre_energy: float, mean_energy: float) -> bool:
     return centre_energy >= mean_energy > 0
 
 
-def _channels(path: Path) -> int:
-    info = probe(path).audio
-    return info.channels if info is not None else 1
-
-
-def _decoded(
-    path: Path, sample_rate: int, max_seconds: float, channels: int = 1
-) -> Iterator[np.ndarray]:
-    """Float32 chunks of the first audio stream at `sample_rate`, as FFmpeg decodes them: mono
-    (n,), or (n, 2) with `channels` 2."""
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+def _audio_of(path: Path, max_seconds: float) -> AudioInfo:
+    """The first audio stream's probe, once per load (probing reads every packet)."""
     info = probe(path).audio  # also rejects truncated and non-media files
     if info is None:
         raise AudioMissing(f"{path.name}: no audio stream")
@@ -249,6 +242,16 @@ def _decoded(
         raise InputTooLong(
             f"the input lasts {info.duration:.0f} s; the limit is {max_seconds:.0f} s"
         )
+    return info
+
+
+def _decoded(
+    path: Path, info: AudioInfo, sample_rate: int, channels: int = 1
+) -> Iterator[np.ndarray]:
+    """Float32 chunks of the first audio stream (`info`, its probe) at `sample_rate`, as FFmpeg
+    decodes them: mono (n,), or (n, 2) with `channels` 2."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     empty = True
     with open_container(path) as container:
         stream = container.streams.audio[0]
