@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -82,3 +83,32 @@ def write_vfr(dst: Path, starts_ms: list[int], size: tuple[int, int] = (64, 48))
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def scaled_copy(
+    src: Path,
+    dst: Path,
+    size: tuple[int, int],
+    count: int,
+    options: dict[str, str],
+    configure: Callable[[av.video.stream.VideoStream], None] | None = None,
+) -> Path:
+    """The first `count` frames of `src` scaled to `size`, as H.264 4:2:0 at 25 fps with x264
+    `options`; `configure` sets the stream up further (colour tags, pixel aspect) first."""
+    width, height = size
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = options
+        if configure is not None:
+            configure(stream)
+        for index, frame in enumerate(inp.decode(video=0)):
+            if index == count:
+                break
+            scaled = frame.reformat(width=width, height=height, format="yuv420p")
+            scaled.pts, scaled.time_base = index, Fraction(1, 25)
+            for packet in stream.encode(scaled):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return dst

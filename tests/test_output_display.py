@@ -22,6 +22,7 @@ from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import Colour, probe
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
+from tests.media_helpers import scaled_copy
 
 BT709 = Colour(1, 1, 1)
 GRID = media_path("video/grid_bbaf2n.mpg")
@@ -34,26 +35,15 @@ def _tagged(
     aspect: Fraction | None = None,
 ) -> Path:
     """GRID's first second at `size`, tagged `colour` (None: untagged) and `aspect`."""
-    width, height = size
-    with av.open(str(GRID)) as src, av.open(str(path), "w") as dst:
-        stream = dst.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "12", "preset": "veryfast"}
+
+    def tag(stream: av.video.stream.VideoStream) -> None:
         if aspect is not None:
             stream.codec_context.sample_aspect_ratio = aspect
         if colour is not None:
             ctx = stream.codec_context
             ctx.colorspace, ctx.color_primaries, ctx.color_trc = colour
-        for index, frame in enumerate(src.decode(video=0)):
-            if index == 25:
-                break
-            scaled = frame.reformat(width=width, height=height, format="yuv420p")
-            scaled.pts, scaled.time_base = index, Fraction(1, 25)
-            for packet in stream.encode(scaled):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return path
+
+    return scaled_copy(GRID, path, size, 25, {"crf": "12", "preset": "veryfast"}, tag)
 
 
 def _shown(path: Path) -> tuple[np.ndarray, int]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from openlipsync.media.encode import VideoWriter
 from openlipsync.media.picture import Patch, RgbPicture, YuvPicture, padded_square, shrink_square
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
-from tests.media_helpers import transcode
+from tests.media_helpers import scaled_copy, transcode
 
 PEXELS = "video/pexels_woman_expressions.mp4"
 
@@ -27,20 +25,8 @@ PEXELS = "video/pexels_woman_expressions.mp4"
 def _scaled(dst: Path, height: int, count: int) -> Path:
     """The Pexels face scaled to `height` (H.264, 4:2:0): a face whose mesh crop is shrunk."""
     width = round(16 / 9 * height / 2) * 2
-    with av.open(str(media_path(PEXELS))) as src, av.open(str(dst), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18", "preset": "ultrafast"}
-        for index, frame in enumerate(src.decode(video=0)):
-            if index == count:
-                break
-            scaled = frame.reformat(width=width, height=height, format="yuv420p")
-            scaled.pts, scaled.time_base = index, Fraction(1, 25)
-            for packet in stream.encode(scaled):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return dst
+    options = {"crf": "18", "preset": "ultrafast"}
+    return scaled_copy(media_path(PEXELS), dst, (width, height), count, options)
 
 
 @pytest.fixture(scope="module")
