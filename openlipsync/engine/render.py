@@ -170,20 +170,21 @@ class MouthRenderer:
     def teeth(self, n_src: int) -> np.ndarray:
         """float (n_src,): share of each source frame's lip opening that shows teeth (NaN
         where the lips were not measured)."""
-        teeth = np.full(n_src, np.nan, np.float32)
+        return self._contrasts(n_src)[:, 2].astype(np.float32)
+
+    def _contrasts(self, n_src: int) -> np.ndarray:
+        """(n_src, 3) LipContrast (redness, darkness, teeth) per source frame, NaN unmeasured."""
+        contrast = np.full((n_src, 3), np.nan)
         for index, value in self._contrast.items():
             if index < n_src:
-                teeth[index] = value.teeth
-        return teeth
+                contrast[index] = value
+        return contrast
 
     def _covered(self, n_src: int) -> np.ndarray:
         """bool (n_src,): source frames whose mouth is covered (its lip contrast collapsed, or
         a hand was seen on it), never to be pasted over nor from. Known once the tracking
         pass is done (this stops the hand model)."""
-        contrast = np.full((n_src, 3), np.nan)
-        for index, value in self._contrast.items():
-            if index < n_src:
-                contrast[index] = value
+        contrast = self._contrasts(n_src)
         covered = covered_frames(contrast[:, 0], contrast[:, 1], contrast[:, 2])
         if self._hands is not None:  # the hand model is done once the tracking pass is
             clear = clear_frames(contrast[:, 0], contrast[:, 1])
