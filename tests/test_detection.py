@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 from conftest import media_path
+from media_helpers import write_frames
 
 import openlipsync.engine.tracking as tracking
 from openlipsync.engine import GenerateRequest, generate
@@ -127,18 +126,7 @@ def test_tiles_are_searched_on_the_first_miss_and_then_now_and_then(
 
 def test_a_wide_shot_with_a_small_face_is_lip_synced(tmp_path: Path) -> None:
     frames = _grid_frames(50)
-    video = tmp_path / "wide.mp4"
-    with av.open(str(video), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDE[1], WIDE[0], "yuv420p"
-        stream.options = {"crf": "12"}
-        for index, frame in enumerate(frames):
-            picture = av.VideoFrame.from_ndarray(_wide_shot(frame, 0.12), format="rgb24")
-            picture.pts, picture.time_base = index, Fraction(1, 25)
-            for packet in stream.encode(picture):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    video = write_frames(tmp_path / "wide.mp4", (_wide_shot(frame, 0.12) for frame in frames))
     output = tmp_path / "out.mp4"
     speech = media_path("speech/librivox_austen_0890.wav")
     result = generate(GenerateRequest(video, speech, output, sync_mode="cut_off"))

@@ -13,6 +13,7 @@ import pytest
 from openlipsync.engine import GenerateRequest, generate
 from openlipsync.engine.tracking import FaceTracker
 from tests.conftest import media_path
+from tests.media_helpers import write_frames
 
 pytestmark = pytest.mark.slow
 
@@ -198,16 +199,7 @@ def test_a_scene_cut_is_found_and_both_shots_are_lip_synced(tmp_path: Path) -> N
         decode(media_path("video/grid_bbaf2n.mpg")),
         decode(media_path("video/grid_lbax4n.mpg")),
     )
-    spliced = tmp_path / "spliced.mp4"
-    with av.open(str(spliced), "w") as dst:
-        video = dst.add_stream("libx264", rate=25)
-        video.width, video.height, video.pix_fmt = 360, 288, "yuv420p"
-        video.options = {"crf": "12"}
-        for index, frame in enumerate(np.concatenate([first[:50], second[:50]])):
-            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            picture.pts, picture.time_base = index, Fraction(1, 25)
-            dst.mux(video.encode(picture))
-        dst.mux(video.encode())
+    spliced = write_frames(tmp_path / "spliced.mp4", np.concatenate([first[:50], second[:50]]))
     info = probe(spliced).video
     assert info is not None
     analysis = analyse(spliced, info, MouthRenderer(360, 288, 25.0), RunState())

@@ -296,7 +296,7 @@ def test_long_timeline_plans_quickly(driven: Driven) -> None:
 def test_closed_targets_are_not_warped_from_parted_samples(driven: Driven) -> None:
     """Lips warped shut from a parted sample keep a sliver that reads as open (grid_bbaf2n at
     1.04 s and 1.36 s): when the target is closed and the library has closed mouths, they win."""
-    from openlipsync.engine.render import _viterbi
+    from openlipsync.engine.render import _allowed, _viterbi
 
     raw = track_video(driven.frames)
     renderer = MouthRenderer(360, 288, 25.0)
@@ -311,7 +311,7 @@ def test_closed_targets_are_not_warped_from_parted_samples(driven: Driven) -> No
     targets = np.tile(lib.shapes[closed].mean(axis=0), (n, 1)).astype(np.float32)
     shown = np.arange(n)
     poses = lib.poses[np.searchsorted(lib.src, shown).clip(0, lib.count - 1)]
-    path = _viterbi(lib, targets, poses, np.ones(lib.count, bool), shown)
+    path = _viterbi(lib, targets, poses, _allowed(np.ones(lib.count, bool), None, None), shown)
     chosen = lib.shapes[path, 0]
     assert chosen.max() < 0.025 and chosen.mean() < 0.01, chosen
     renderer.close()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from openlipsync.engine.scenes import SceneDetector, scene_cuts, shot_ranges
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
+from tests.media_helpers import write_frames
 
 SIZE = (360, 288)
 
@@ -35,16 +34,8 @@ def spliced(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _frames("video/grid_swiz3n.mpg"),
     ]
     assert [len(c) for c in clips] == [75, 40, 75]
-    path = tmp_path_factory.mktemp("scenes") / "spliced.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
-        for frame in (f for clip in clips for f in clip):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+    frames = (frame for clip in clips for frame in clip)
+    return write_frames(tmp_path_factory.mktemp("scenes") / "spliced.mp4", frames, {})
 
 
 def test_cuts_found_at_the_exact_splice_frames(spliced: Path) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from openlipsync.engine.background import MadeAhead, prefetch, spans_in_parallel
 from openlipsync.engine.errors import EngineError, NoFaceFound
+from openlipsync.engine.identity import PeopleWatch
 from openlipsync.engine.occlusion import VisibilityModel, visibility_weights
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.run_state import RunState
@@ -64,6 +65,7 @@ class Analysis:
     track: FaceTrack  # smoothed, per source frame, of the face to lip-sync
     cuts: list[int]  # first frames of new shots
     visibility: np.ndarray | None  # per source frame lip-sync weight 0..1 (occlusion), or None
+    people: np.ndarray | None = None  # per source frame who the track follows (see identity.py)
 
 
 def analyse(
@@ -83,23 +85,30 @@ def analyse(
     track is kept in that scratch file rather than in memory (see LandmarkRows)."""
     rows = LandmarkRows(video.frame_count, track_file)
     if speaker_option:
-        cuts, visibility = _speaker_pass(
+        cuts, changes = _speaker_pass(
             path, video, state, speaker_option, source_audio, driving_audio, rows
         )
         landmarks = rows.array()
-        _library_pass(path, video, renderer, landmarks, state)
+        watch = PeopleWatch(video.fps, changes)
+        _library_pass(path, video, renderer, watch, landmarks, state)
+        visibility = None
     else:
-        cuts, visibility = _largest_face_pass(path, video, renderer, state, occlusion, rows, kept)
+        watch = PeopleWatch(video.fps, [])
+        cuts, visibility = _largest_face_pass(
+            path, video, renderer, watch, state, occlusion, rows, kept
+        )
         landmarks = rows.array()
     present = in_blocks(lambda block: ~np.isnan(block[:, 0, 0]), landmarks)
     if not present.any():
         raise NoFaceFound(f"no face found in any of the {len(landmarks)} frames of {path.name}")
     with state.timed("track"):
         track = _smooth_per_shot(FaceTrack(landmarks=landmarks, present=present), cuts, video.fps)
+    with state.timed("identity"):
+        people = watch.people(len(landmarks))
     weights = None
     if occlusion and visibility is not None:
         weights = visibility_weights(visibility.scores(), video.fps)
-    return Analysis(track=track, cuts=cuts, visibility=weights)
+    return Analysis(track=track, cuts=cuts, visibility=weights, people=people)
 
 
 def _frames(path: Path, video: VideoInfo, state: RunState) -> Iterator[tuple[int, np.ndarray]]:
@@ -112,6 +121,7 @@ def _largest_face_pass(
     path: Path,
     video: VideoInfo,
     renderer: MouthRenderer,
+    watch: PeopleWatch,
     state: RunState,
     occlusion: bool,
     rows: LandmarkRows,
@@ -127,6 +137,7 @@ def _largest_face_pass(
     it looks at, and the observers get a frame filled where their source boxes say they read.
     """
     scenes = SceneDetector()
+    watch.cuts = scenes.cuts  # filled by the decoder's thread, ahead of the frames observed
     visibility = VisibilityModel() if occlusion else None
     busy = {"track": 0.0}
     residual = SPARSE_TRACKING.get(renderer.quality)
@@ -146,6 +157,7 @@ def _largest_face_pass(
         for index, picture, landmarks in state.timed_iter("track_wait", tracked):
             with state.timed("observe"):
                 boxes = renderer.source_boxes(index, landmarks)
+                boxes.append(watch.source_box(index, landmarks))
                 if visibility is not None:
                     boxes.append(visibility.source_box(landmarks))
                 shape = (picture.height, picture.width, 3)
@@ -154,6 +166,7 @@ def _largest_face_pass(
                 frame = picture.partial([b for b in boxes if b is not None], buffer)
                 if visibility is not None:
                     visibility.observe(frame, landmarks)
+                watch.observe(index, frame, landmarks)
                 renderer.observe(index, frame, landmarks)
             rows.append(landmarks)
             if kept is not None:
@@ -290,8 +303,9 @@ def _speaker_pass(
     source_audio: AudioClip | None,
     driving_audio: AudioClip | None,
     rows: LandmarkRows,
-) -> tuple[list[int], None]:
-    """Every face of every frame, then the one the option asks for (into `rows`)."""
+) -> tuple[list[int], list[int]]:
+    """Every face of every frame, then the one the option asks for (into `rows`). Returns the
+    scene cuts and the frames where the face followed changes (the cuts among them)."""
     scenes = SceneDetector()
     with MultiFaceTracker() as multi:
         for index, frame in _frames(path, video, state):
@@ -311,28 +325,38 @@ def _speaker_pass(
         choice = choose_face(option, faces, video.fps, loudness[0], loudness[1])
     except SpeakerSelectionError as exc:
         raise EngineError(str(exc), "generation_invalid_speaker_selection") from exc
+    changes, followed = set(faces.cuts), -1
     for index in range(count):
         chosen = None if choice is None else int(choice.identity[index])
-        if chosen is not None and chosen >= 0:
-            rows.append(faces.points(chosen, index))
-            continue
-        candidates = list(faces.faces_at(index).values())
-        box = None if choice is None else choice.box_at(index)
-        pick = pick_in_box(box, candidates) if box is not None else None
-        rows.append(None if pick is None else candidates[pick])
-    return faces.cuts, None
+        if chosen is None or chosen < 0:
+            found = faces.faces_at(index)
+            box = None if choice is None else choice.box_at(index)
+            pick = pick_in_box(box, list(found.values())) if box is not None else None
+            chosen = -1 if pick is None else list(found)[pick]
+        rows.append(faces.points(chosen, index) if chosen >= 0 else None)
+        if chosen >= 0:
+            if followed >= 0 and chosen != followed:
+                changes.add(index)
+            followed = chosen
+    return faces.cuts, sorted(changes)
 
 
 def _library_pass(
-    path: Path, video: VideoInfo, renderer: MouthRenderer, rows: np.ndarray, state: RunState
+    path: Path,
+    video: VideoInfo,
+    renderer: MouthRenderer,
+    watch: PeopleWatch,
+    rows: np.ndarray,
+    state: RunState,
 ) -> None:
     """Show the renderer the chosen face only, so its mouths are the speaker's own."""
     for index, frame in _frames(path, video, state):
         if index >= len(rows):
             break
-        landmarks = rows[index]
+        landmarks = None if np.isnan(rows[index][0, 0]) else rows[index]
         with state.timed("render"):
-            renderer.observe(index, frame, None if np.isnan(landmarks[0, 0]) else landmarks)
+            watch.observe(index, frame, landmarks)
+            renderer.observe(index, frame, landmarks)
         if index % 10 == 0:
             state.report("track", 0.6 + 0.4 * index / max(video.frame_count, 1))
 

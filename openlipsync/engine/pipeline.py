@@ -408,7 +408,9 @@ def _prepare_look(
         timeline.fps,
         loudness,
     )
-    renderer.prepare(analysis.track, targets, timeline.src_index, timeline.lipsync)
+    renderer.prepare(
+        analysis.track, targets, timeline.src_index, timeline.lipsync, people=analysis.people
+    )
     return _Look(
         renderer, analysis.track, timeline.src_index, effects, analysis.visibility, loudness
     )

@@ -9,6 +9,8 @@ happens in a box around the lower face; the rest of the frame is returned untouc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 from scipy.spatial import Delaunay
@@ -195,8 +197,16 @@ class MouthRenderer:
         return covered
 
     def prepare(
-        self, track: FaceTrack, targets: np.ndarray, src_index: np.ndarray, active: np.ndarray
+        self,
+        track: FaceTrack,
+        targets: np.ndarray,
+        src_index: np.ndarray,
+        active: np.ndarray,
+        people: np.ndarray | None = None,
     ) -> None:
+        """Choose every output frame's library mouth. `people` (per source frame, see
+        engine/identity.py) keeps each person to their own mouths; a frame whose person has
+        none left in the library is not drawn."""
         targets = np.asarray(targets, np.float32).reshape(-1, 3)
         src_index = np.asarray(src_index, np.int64).reshape(-1)
         active = np.asarray(active, bool).reshape(-1)
@@ -216,6 +226,9 @@ class MouthRenderer:
         usable = ~covered[lib.src] if lib.count else np.zeros(0, bool)
         valid = active & present & np.isfinite(targets).all(axis=1) & usable.any()
         valid &= ~covered[src_index] if len(src_index) else valid
+        owner = None if people is None else np.asarray(people, np.int64)[lib.src]
+        if owner is not None and len(src_index):
+            valid &= np.isin(np.asarray(people, np.int64)[src_index], owner[usable])
         self._choice = np.full(len(targets), -1, np.int64)
         self._alpha = np.zeros(len(targets), np.float32)
         self._ghost = np.full(len(targets), -1, np.int64)
@@ -226,16 +239,28 @@ class MouthRenderer:
             poses = in_blocks(head_pose, track.landmarks)[src_index]  # no (T, 478, 2) copy
             ramp = max(1, int(round(0.12 * self.fps)))
             for start, stop in _runs(valid):
+                shown = src_index[start:stop]
                 self._choice[start:stop] = _viterbi(
                     lib,
                     targets[start:stop],
                     poses[start:stop],
-                    usable,
-                    src_index[start:stop],
+                    _allowed(usable, owner, None if people is None else people[shown]),
+                    shown,
                 )
                 self._alpha[start:stop] = _fade(stop - start, ramp, start > 0, stop < len(valid))
-            self._ghost, self._ghost_weight = _switch_fades(self._choice, lib.src)
+            self._ghost, self._ghost_weight = _switch_fades(self._choice, lib.src, owner)
         self._prepared = True
+
+    def shown_sources(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per output frame, the source frames whose mouths the plan shows there: the mouth
+        drawn, and the one fading out after a switch (-1: none)."""
+        if not self._prepared:
+            raise RuntimeError("MouthRenderer.prepare() must run before shown_sources()")
+        lib_src = self.library.src if self.library.count else np.array([-1])
+        return tuple(
+            np.where(entries >= 0, lib_src[np.maximum(entries, 0)], -1)
+            for entries in (self._choice, self._ghost)
+        )
 
     # -- render pass -----------------------------------------------------------------------
 
@@ -684,12 +709,16 @@ def _triangle_affines(d: np.ndarray, s: np.ndarray, area: np.ndarray) -> np.ndar
 
 
 def _switch_fades(
-    choice: np.ndarray, lib_src: np.ndarray, weights: tuple[float, ...] = SWITCH_FADE
+    choice: np.ndarray,
+    lib_src: np.ndarray,
+    owner: np.ndarray | None = None,
+    weights: tuple[float, ...] = SWITCH_FADE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per frame, the entry to cross-fade from (-1: none) and its weight.
 
     After a jump between library sequences, the old sequence is continued (its next source
-    frame if the library has it, else held) and faded out over len(weights) frames.
+    frame if the library has it, else held) and faded out over len(weights) frames; never
+    from one person's mouth to another's (`owner`: person per entry, see engine/identity.py).
     """
     ghost = np.full(len(choice), -1, np.int64)
     weight = np.zeros(len(choice), np.float32)
@@ -701,11 +730,14 @@ def _switch_fades(
             continue
         if 0 <= int(lib_src[now]) - int(lib_src[before]) <= 2 * stride:
             continue
+        if owner is not None and owner[before] != owner[now]:
+            continue
         old = before
         for k, w in enumerate(weights):
             if t + k >= len(choice) or choice[t + k] < 0 or w <= weight[t + k]:
                 break
-            old = by_src.get(int(lib_src[old]) + stride, old)
+            following = by_src.get(int(lib_src[old]) + stride, old)
+            old = following if owner is None or owner[following] == owner[old] else old
             ghost[t + k], weight[t + k] = old, w
     return ghost, weight
 
@@ -726,6 +758,16 @@ def _fade(length: int, ramp: int, fade_in: bool, fade_out: bool) -> np.ndarray:
     return alpha
 
 
+def _allowed(
+    usable: np.ndarray, owner: np.ndarray | None, person: np.ndarray | None
+) -> Callable[[slice], np.ndarray]:
+    """Which entries each frame may show, per slice of frames: (frames, entries) or
+    (1, entries). Covered mouths never; another person's never."""
+    if owner is None or person is None:
+        return lambda part: usable[None, :]
+    return lambda part: usable[None, :] & (owner[None, :] == person[part, None])
+
+
 def _unary_costs(
     lib: MouthLibrary,
     targets: np.ndarray,
@@ -733,7 +775,8 @@ def _unary_costs(
     usable: np.ndarray,
     shown: np.ndarray,
 ) -> np.ndarray:
-    """(frames, entries) cost of showing each library mouth at each frame."""
+    """(frames, entries) cost of showing each library mouth at each frame; `usable`
+    broadcasts against that shape."""
     shape_err = (targets[:, None, :] - lib.shapes[None, :, :]) / SHAPE_SCALE
     # Opening closed lips by warping looks worse than closing open ones: penalise it double.
     short = np.maximum(targets[:, None, 0] - lib.shapes[None, :, 0], 0) / SHAPE_SCALE[0]
@@ -748,7 +791,7 @@ def _unary_costs(
     unary = unary + unmet**2
     unary = unary + shut * parted**2 + _thickness_cost(lib)[None, :]
     unary = unary - OWN_BONUS * (lib.src[None, :] == shown[:, None])
-    return np.where(usable[None, :], unary, 1e9)  # covered mouths are never pasted from
+    return np.where(usable, unary, 1e9)  # nor pasted from where they may not be
 
 
 def _thickness_cost(lib: MouthLibrary) -> np.ndarray:
@@ -770,7 +813,7 @@ def _viterbi(
     lib: MouthLibrary,
     targets: np.ndarray,
     poses: np.ndarray,
-    usable: np.ndarray,
+    allowed: Callable[[slice], np.ndarray],
     shown: np.ndarray,
 ) -> np.ndarray:
     """Library entry per frame minimising shape/pose error plus switching between samples.
@@ -784,7 +827,7 @@ def _viterbi(
     cost = np.empty((n, k), np.float32)
     for start in range(0, n, VITERBI_CHUNK):  # bounded memory: chunk x library, not T x library
         part = slice(start, min(start + VITERBI_CHUNK, n))
-        unary = _unary_costs(lib, targets[part], poses[part], usable, shown[part])
+        unary = _unary_costs(lib, targets[part], poses[part], allowed(part), shown[part])
         if k < count:
             cand[part] = np.argpartition(unary, k - 1, axis=1)[:, :k]
         else:

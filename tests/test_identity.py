@@ -1,0 +1,139 @@
+"""Who is who across cuts: each person's own mouths stay on that person (engine/identity.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import media_path
+from media_helpers import write_frames
+
+from openlipsync.engine import GenerateRequest
+from openlipsync.engine.identity import SAME_PERSON, PeopleWatch, group_stretches
+from openlipsync.engine.pipeline import planned
+from openlipsync.engine.run_state import RunState
+from openlipsync.engine.tracking import track_video
+from openlipsync.media.video import VideoReader
+
+SHOT = 75  # frames of each GRID clip
+
+
+def _frames(relative: str) -> list[np.ndarray]:
+    with VideoReader(media_path(relative)) as reader:
+        return [cv2.resize(frame, (360, 288), interpolation=cv2.INTER_AREA) for frame in reader]
+
+
+@pytest.fixture(scope="module")
+def interview(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two GRID speakers cutting back and forth (A B A B): the clean-shaven one and the one
+    with a moustache, on the same backdrop, as an interview's shot / reverse shot."""
+    a, b = _frames("video/grid_bbaf2n.mpg"), _frames("video/grid_swiz3n.mpg")
+    assert len(a) == len(b) == SHOT
+    return write_frames(tmp_path_factory.mktemp("identity") / "interview.mp4", a + b + a + b)
+
+
+def _people(frames: list[np.ndarray], cuts: list[int]) -> np.ndarray | None:
+    """The watch fed as the analysis feeds it: its box asked for, then the frame shown."""
+    track = track_video(frames)
+    watch = PeopleWatch(25.0, cuts)
+    for index, frame in enumerate(frames):
+        landmarks = track.landmarks[index] if track.present[index] else None
+        watch.source_box(index, landmarks)
+        watch.observe(index, frame, landmarks)
+    return watch.people(len(frames))
+
+
+def test_two_people_cutting_back_and_forth_are_told_apart(interview: Path) -> None:
+    with VideoReader(interview) as reader:
+        frames = list(reader)
+    people = _people(frames, [SHOT, 2 * SHOT, 3 * SHOT])
+    assert people is not None
+    shots = [set(people[start : start + SHOT].tolist()) for start in range(0, 4 * SHOT, SHOT)]
+    assert all(len(shot) == 1 for shot in shots), shots
+    a, b, a_again, b_again = (shot.pop() for shot in shots)
+    assert a == a_again and b == b_again and a != b
+
+
+def test_one_person_across_jump_cuts_is_one_person() -> None:
+    """A vlog's jump cuts: the same woman, punched in and out, grimacing, a hand at her face."""
+    with VideoReader(media_path("video/pexels_woman_expressions.mp4")) as reader:
+        source = list(reader)
+    height, width = source[0].shape[:2]
+
+    def punched_in(frame: np.ndarray, zoom: float) -> np.ndarray:
+        h, w = int(height / zoom), int(width / zoom)
+        x0, y0 = (width - w) // 2, max(0, int(0.4 * height - h / 2))
+        crop = frame[y0 : y0 + h, x0 : x0 + w]
+        return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+
+    parts = [(0, 50, 1.0), (120, 170, 1.35), (60, 110, 1.0), (180, 230, 1.2)]
+    frames = [punched_in(f, zoom) for a, b, zoom in parts for f in source[a:b]]
+    people = _people(frames, [50, 100, 150])
+    assert people is not None  # four stretches were looked at...
+    assert set(people.tolist()) == {0}  # ...and are one person
+
+
+def test_a_single_shot_is_not_looked_at() -> None:
+    frames = _frames("video/grid_bbaf2n.mpg")
+    assert _people(frames, []) is None
+
+
+@pytest.mark.parametrize("options", [{}, {"active_speaker_detection": {"auto_detect": True}}])
+def test_no_frame_shows_the_other_persons_mouth(interview: Path, options: dict) -> None:
+    """Before identities, 11 of the 154 drawn frames of this plan took the other man's mouth
+    (his moustache pasted under the clean-shaven one's nose)."""
+    request = GenerateRequest(
+        interview,
+        media_path("speech/jfk_inaugural.flac"),
+        interview.with_name("out.mp4"),
+        sync_mode="cut_off",
+        options=options,
+    )
+    with planned(request, RunState()) as plan:
+        drawn, fading = plan.look.renderer.shown_sources()
+        shown = plan.timeline.src_index
+    person = lambda frames: (frames // SHOT) % 2  # noqa: E731 - A B A B
+    assert (drawn >= 0).sum() > 100
+    for used in (drawn, fading):
+        where = used >= 0
+        assert (person(used[where]) == person(shown[where])).all()
+
+
+def test_groups_follow_the_mean_descriptor_not_the_order() -> None:
+    rng = np.random.default_rng(7)
+
+    def away(point: np.ndarray, distance: float) -> np.ndarray:
+        step = rng.normal(size=point.shape)
+        return point + step * distance / np.linalg.norm(step)
+
+    first = rng.normal(size=128) * 0.05
+    centres = [first, away(first, 0.8)]  # two people, 0.8 apart (dlib: 0.65 and more)
+    # Each sample 0.4 from its person: two of one person's samples are about 0.57 apart, more
+    # than SAME_PERSON; their means are not.
+    stretches = [[away(centres[p], 0.4) for _ in range(2)] for p in (0, 1, 0, 1, 0)] + [[]]
+    for order in (range(6), [5, 4, 3, 2, 1, 0], [2, 0, 5, 1, 4, 3]):
+        order = list(order)
+        people = group_stretches([stretches[i] for i in order], SAME_PERSON)
+        by_stretch = dict(zip(order, people.tolist(), strict=True))
+        assert by_stretch[0] == by_stretch[2] == by_stretch[4]
+        assert by_stretch[1] == by_stretch[3] != by_stretch[0]
+        assert by_stretch[5] not in {by_stretch[0], by_stretch[1]}  # no sample: on its own
+
+
+def test_a_switch_never_fades_from_another_persons_mouth() -> None:
+    """After a jump between library sequences the old one fades out over two frames, carried
+    on by its next source frames: never across people, in either step."""
+    from openlipsync.engine.render import _switch_fades
+
+    lib_src = np.arange(10)
+    choice = np.array([0, 1, 2, 7, 8, 9])  # a jump from source frame 2 to 7
+    ghost, weight = _switch_fades(choice, lib_src)
+    assert ghost.tolist() == [-1, -1, -1, 3, 4, -1] and weight[3] > weight[4] > 0
+    person = np.array([0, 0, 0, 0, 1, 1, 1, 0, 0, 0])  # frames 4-6: someone else
+    ghost, _ = _switch_fades(choice, lib_src, person)
+    assert ghost.tolist() == [-1, -1, -1, 3, 3, -1]  # held at 3, not carried on to 4
+    person = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1])  # the jump itself is to someone else
+    ghost, _ = _switch_fades(choice, lib_src, person)
+    assert (ghost == -1).all()
