@@ -137,3 +137,51 @@ def test_a_switch_never_fades_from_another_persons_mouth() -> None:
     person = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1])  # the jump itself is to someone else
     ghost, _ = _switch_fades(choice, lib_src, person)
     assert (ghost == -1).all()
+
+
+def test_each_person_is_planned_on_their_own_closed_mouth(interview: Path) -> None:
+    """Their mouths differ by more than speech moves them (width 0.59 and 0.46 eye distances).
+    Learnt together, the moustached man's closed lips were planned at the other's 0.59: 27 %
+    wider than his own, on every frame."""
+    from openlipsync.engine.motion import _neutral_and_span
+    from openlipsync.engine.mouth import mouth_shape
+
+    own = {}
+    for person, clip in enumerate(("video/grid_bbaf2n.mpg", "video/grid_swiz3n.mpg")):
+        track = track_video(_frames(clip))
+        own[person] = _neutral_and_span(mouth_shape(track.landmarks[track.present]))[0]
+    request = GenerateRequest(
+        interview,
+        media_path("speech/jfk_inaugural.flac"),
+        interview.with_name("own.mp4"),
+        sync_mode="cut_off",
+    )
+    with planned(request, RunState()) as plan:
+        targets = plan.look.renderer.targets.copy()
+        person = (plan.timeline.src_index // SHOT) % 2
+    closed = targets[:, 0] < 0.03  # the plan's pauses and closures
+    for who in (0, 1):
+        mine = closed & (person == who)
+        assert mine.sum() > 30
+        jaw, width = np.median(targets[mine, 1:], axis=0)
+        assert abs(width - own[who][2]) < 0.03, (who, width, own[who])
+        assert abs(jaw - own[who][1]) < 0.03, (who, jaw, own[who])
+
+
+def test_neutral_offsets_only_for_several_people() -> None:
+    from openlipsync.engine.motion import neutral_offsets
+
+    rng = np.random.default_rng(3)
+    shapes = np.column_stack(
+        [rng.uniform(0, 0.2, 200), rng.normal(0.8, 0.02, 200), rng.normal(0.5, 0.02, 200)]
+    ).astype(np.float32)
+    assert neutral_offsets(shapes, None) is None
+    assert neutral_offsets(shapes, np.zeros(200, np.int64)) is None
+    people = np.repeat([0, 1, 2], [100, 90, 10])  # the third: too few frames to read
+    shapes[people == 1, 2] += 0.1  # a wider mouth
+    offsets = neutral_offsets(shapes, people)
+    assert offsets is not None
+    assert offsets[people == 1, 2].mean() - offsets[people == 0, 2].mean() == pytest.approx(
+        0.1, abs=0.02
+    )
+    assert (offsets[people == 2] == 0).all()  # everyone's neutral for them
