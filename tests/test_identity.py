@@ -185,3 +185,21 @@ def test_neutral_offsets_only_for_several_people() -> None:
         0.1, abs=0.02
     )
     assert (offsets[people == 2] == 0).all()  # everyone's neutral for them
+
+
+def test_a_track_that_jumps_to_another_face_in_the_same_shot_is_split() -> None:
+    """Two people side by side in one shot; the track follows the left one, then (as a face
+    tracker may after a re-detection) the right one, with no cut and no frame lost."""
+    left, right = _frames("video/grid_bbaf2n.mpg"), _frames("video/grid_swiz3n.mpg")
+    frames = [np.hstack([a, b]) for a, b in zip(left, right, strict=True)]
+    tracks = [track_video(clip) for clip in (left, right)]
+    assert all(track.present.all() for track in tracks)
+    shift = np.array([left[0].shape[1], 0], np.float32)
+    watch = PeopleWatch(25.0, [])
+    for index, frame in enumerate(frames):
+        landmarks = tracks[0].landmarks[index] if index < 40 else tracks[1].landmarks[index] + shift
+        watch.source_box(index, landmarks)
+        watch.observe(index, frame, landmarks)
+    assert watch.starts == [0, 40]
+    people = watch.people(len(frames))
+    assert people is not None and people[0] != people[-1]

@@ -1,5 +1,5 @@
-"""Who the track follows: its stretches (shots, or runs after the face was lost) grouped by
-person, so the renderer pastes only a person's own mouths on them.
+"""Who the track follows: its stretches (shots, runs after the face was lost or jumped to
+another place) grouped by person, so the renderer pastes only a person's own mouths on them.
 
 An edited video cuts between people (an interview, a dialogue) and back. The mouth library is
 one pool of every frame's mouth; knowing nothing of who is who, the renderer pasted the
@@ -21,7 +21,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from openlipsync.engine.mouth import EYE_OUTER_LEFT, EYE_OUTER_RIGHT
+from openlipsync.engine.mouth import EYE_OUTER_LEFT, EYE_OUTER_RIGHT, face_scale
 from openlipsync.engine.tracking import _similarity
 from openlipsync.media.picture import Box, source_box
 
@@ -33,6 +33,9 @@ FIRST_SAMPLE = 2  # frames into a stretch (its first frame may still be a cut's 
 SECOND_SAMPLE = 1.5  # seconds into a stretch, when it lasts that long
 MAX_SAMPLES = 300  # per video: about 20 s of descriptors at worst
 NEW_STRETCH_GAP = 0.5  # seconds without a face after which the face found may be someone else
+# A face this many eye distances from the last one's place, one frame on, is another face (a
+# head moves a fraction of that per frame even when shaken).
+NEW_STRETCH_JUMP = 1.0
 SAMPLE_IOD = 48.0  # px between the outer eye corners in a stored sample (a face chip holds ~50)
 # dlib's frontal face box in eye distances: its side, and its centre below the eyes' centre
 # (measured against dlib's own detector on the GRID clips: 1.78 and 0.35).
@@ -60,6 +63,7 @@ class PeopleWatch:
         self._second = max(FIRST_SAMPLE + 1, round(SECOND_SAMPLE * fps))
         self.starts: list[int] = []  # first frame of each stretch
         self._last_face: int | None = None
+        self._last_eyes = np.zeros(2)
         self._taken = 0  # samples of the current stretch
         self._samples: list[_Sample] = []
 
@@ -73,10 +77,10 @@ class PeopleWatch:
         due = self._due(index, landmarks)
         if not _is_face(landmarks):
             return
-        if self._starts_stretch(index):
+        if self._starts_stretch(index, landmarks):
             self.starts.append(index)
             self._taken = 0
-        self._last_face = index
+        self._last_face, self._last_eyes = index, _eyes(landmarks)
         if due:
             self._samples.append(_Sample(len(self.starts) - 1, _sample_of(frame, landmarks)))
             self._taken += 1
@@ -100,17 +104,21 @@ class PeopleWatch:
         """Whether this frame is sampled (decided on the state before observing it)."""
         if not _is_face(landmarks) or len(self._samples) >= MAX_SAMPLES:
             return False
-        if self._starts_stretch(index):
+        if self._starts_stretch(index, landmarks):
             return FIRST_SAMPLE == 0
         into = index - self.starts[-1]
         wanted = FIRST_SAMPLE if self._taken == 0 else self._second if self._taken == 1 else None
         return wanted is not None and into >= wanted
 
-    def _starts_stretch(self, index: int) -> bool:
+    def _starts_stretch(self, index: int, landmarks: np.ndarray) -> bool:
         last = self._last_face
         if last is None or index - last > self._gap:
             return True
-        return bisect.bisect_right(self.cuts, index) != bisect.bisect_right(self.cuts, last)
+        if bisect.bisect_right(self.cuts, index) != bisect.bisect_right(self.cuts, last):
+            return True
+        eyes = _eyes(landmarks)
+        jump = float(np.linalg.norm(eyes - self._last_eyes))
+        return jump > NEW_STRETCH_JUMP * max(float(face_scale(landmarks)), 1.0)
 
 
 def group_stretches(samples: Sequence[Sequence[np.ndarray]], same: float) -> np.ndarray:
@@ -164,6 +172,10 @@ def _dlib_models():  # noqa: ANN202 - dlib objects
         dlib.shape_predictor(models.pose_predictor_five_point_model_location()),
         dlib.face_recognition_model_v1(models.face_recognition_model_location()),
     )
+
+
+def _eyes(landmarks: np.ndarray) -> np.ndarray:
+    return landmarks[[EYE_OUTER_RIGHT, EYE_OUTER_LEFT]].astype(np.float64).mean(axis=0)
 
 
 def _is_face(landmarks: np.ndarray | None) -> bool:
