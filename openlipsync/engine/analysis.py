@@ -101,8 +101,9 @@ def analyse(
     present = in_blocks(lambda block: ~np.isnan(block[:, 0, 0]), landmarks)
     if not present.any():
         raise NoFaceFound(f"no face found in any of the {len(landmarks)} frames of {path.name}")
-    with state.timed("track"):
-        track = _smooth_per_shot(FaceTrack(landmarks=landmarks, present=present), cuts, video.fps)
+    with state.timed("track"):  # nor across a jump to another face (a stretch start)
+        breaks = sorted(set(cuts).union(watch.starts))
+        track = _smooth_per_shot(FaceTrack(landmarks=landmarks, present=present), breaks, video.fps)
     with state.timed("identity"):
         people = watch.people(len(landmarks))
     weights = None
