@@ -137,6 +137,9 @@ def test_a_switch_never_fades_from_another_persons_mouth() -> None:
     person = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1])  # the jump itself is to someone else
     ghost, _ = _switch_fades(choice, lib_src, person)
     assert (ghost == -1).all()
+    person = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])  # frame 8: a cut to someone else
+    ghost, _ = _switch_fades(choice, lib_src, person)
+    assert ghost.tolist() == [-1, -1, -1, 3, -1, -1]  # the fade stops at the cut
 
 
 def test_each_person_is_planned_on_their_own_closed_mouth(interview: Path) -> None:
@@ -203,3 +206,47 @@ def test_a_track_that_jumps_to_another_face_in_the_same_shot_is_split() -> None:
     assert watch.starts == [0, 40]
     people = watch.people(len(frames))
     assert people is not None and people[0] != people[-1]
+
+
+@pytest.mark.parametrize("options", [{}, {"occlusion_detection_enabled": True}])
+def test_both_people_are_lip_synced_on_every_frame(interview: Path, options: dict) -> None:
+    """Whether a mouth is covered is judged by its lips' contrast against the person's own:
+    against the clean-shaven man's, the moustached man's lips read as covered, and 115 of his
+    125 frames kept their own mouth, speaking the source's words (all of them with occlusion
+    detection on, as sync-3 always has it)."""
+    request = GenerateRequest(
+        interview,
+        media_path("speech/jfk_inaugural.flac"),
+        interview.with_name("both.mp4"),
+        sync_mode="cut_off",
+        options=options,
+    )
+    with planned(request, RunState()) as plan:
+        drawn, _ = plan.look.renderer.shown_sources()
+        shown = plan.timeline.src_index
+        visibility = plan.look.visibility
+    person = (shown // SHOT) % 2
+    assert (visibility is not None) == bool(options)
+    for who in (0, 1):
+        mine = person == who
+        assert (drawn[mine] >= 0).mean() > 0.95, who
+        if visibility is not None:
+            assert visibility[shown[mine]].mean() > 0.9, who
+
+
+def test_lip_thickness_is_unusual_or_not_for_its_own_person() -> None:
+    """Full lips are one person's typical and another's pout: each entry is costed against
+    its own person's median."""
+    from types import SimpleNamespace
+
+    from openlipsync.engine.render import _thickness_cost
+
+    thin, full = [0.18, 0.20, 0.22], [0.34, 0.36, 0.38]
+    outer = np.array(thin + full, np.float32)
+    shapes = np.zeros((6, 3), np.float32)  # all closed: thickness = outer height
+    lib = SimpleNamespace(shapes=shapes, outer=outer, count=6)
+    pooled = _thickness_cost(lib)
+    own = _thickness_cost(lib, np.array([0, 0, 0, 1, 1, 1]))
+    assert pooled[1] > 0.5 * pooled.max() and pooled[4] > 0.5 * pooled.max()
+    assert own[1] == own[4] == 0  # each person's typical lips
+    assert own.max() < 0.2 * pooled.max()

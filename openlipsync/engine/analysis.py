@@ -108,7 +108,7 @@ def analyse(
         people = watch.people(len(landmarks))
     weights = None
     if occlusion and visibility is not None:
-        weights = visibility_weights(visibility.scores(), video.fps)
+        weights = visibility_weights(visibility.scores(people), video.fps)
     return Analysis(track=track, cuts=cuts, visibility=weights, people=people)
 
 

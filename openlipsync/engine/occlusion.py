@@ -123,18 +123,32 @@ class VisibilityModel:
         matrix = _crop_matrix(landmarks)
         return None if matrix is None else source_box(matrix, (CROP_W, CROP_H))
 
-    def reference(self) -> tuple[float, float]:
-        values = np.array([(c.contrast, c.horizontal) for c in self._cues], np.float64)
+    def reference(self, frames: np.ndarray | None = None) -> tuple[float, float]:
+        """The clear look over all observed frames, or over `frames` (indices) only."""
+        cues = self._cues if frames is None else [self._cues[i] for i in frames]
+        values = np.array([(c.contrast, c.horizontal) for c in cues], np.float64)
         values = values[np.all(np.isfinite(values), axis=1)] if values.size else values
         if len(values) < 5:
             return DEFAULT_REFERENCE
         ref = np.quantile(values, REFERENCE_QUANTILE, axis=0)
         return float(ref[0]), float(ref[1])
 
-    def scores(self) -> np.ndarray:
-        """float32 (N,) visibility per observed frame."""
-        reference = self.reference()
-        return np.array([score_cues(c, reference) for c in self._cues], np.float32)
+    def scores(self, people: np.ndarray | None = None) -> np.ndarray:
+        """float32 (N,) visibility per observed frame. With `people` (per frame, see
+        engine/identity.py) each person's frames are scored against that person's own clear
+        look: a moustache dims the lips' contrast for good, and against another person's
+        look that read as a hand on every frame."""
+        out = np.empty(len(self._cues), np.float32)
+        groups = [None] if people is None else np.unique(people[: len(out)])
+        for person in groups:
+            frames = (
+                np.arange(len(out))
+                if person is None
+                else np.flatnonzero(people[: len(out)] == person)
+            )
+            reference = self.reference(frames)
+            out[frames] = [score_cues(self._cues[i], reference) for i in frames]
+        return out
 
 
 def visibility_weights(

@@ -182,14 +182,18 @@ class MouthRenderer:
                 contrast[index] = value
         return contrast
 
-    def _covered(self, n_src: int) -> np.ndarray:
+    def _covered(self, n_src: int, people: np.ndarray | None = None) -> np.ndarray:
         """bool (n_src,): source frames whose mouth is covered (its lip contrast collapsed, or
         a hand was seen on it), never to be pasted over nor from. Known once the tracking
-        pass is done (this stops the hand model)."""
+        pass is done (this stops the hand model). Contrast is judged against each person's
+        own (`people`, see engine/identity.py): one man's lips under a moustache stand out
+        less than another's, and against the other's they read as covered on every frame."""
         contrast = self._contrasts(n_src)
-        covered = covered_frames(contrast[:, 0], contrast[:, 1], contrast[:, 2])
+        covered = _per_person(
+            covered_frames, people, contrast[:, 0], contrast[:, 1], contrast[:, 2]
+        )
         if self._hands is not None:  # the hand model is done once the tracking pass is
-            clear = clear_frames(contrast[:, 0], contrast[:, 1])
+            clear = _per_person(clear_frames, people, contrast[:, 0], contrast[:, 1])
             self._hand_covered = self._hands.covered(n_src, clear)
         self._stop_hands()
         if len(self._hand_covered) == n_src:
@@ -215,6 +219,7 @@ class MouthRenderer:
         n_src = len(track.present)
         if len(src_index) and (src_index.min() < 0 or src_index.max() >= n_src):
             raise ValueError("src_index refers to frames outside the track")
+        people = None if people is None else np.asarray(people, np.int64)
         self.track = track
         self.targets = targets
         self.src_index = src_index
@@ -222,13 +227,13 @@ class MouthRenderer:
         release(track.landmarks)
         lib = self.library
         present = track.present[src_index] if len(src_index) else np.zeros(0, bool)
-        covered = self._covered(n_src)
+        covered = self._covered(n_src, people)
         usable = ~covered[lib.src] if lib.count else np.zeros(0, bool)
         valid = active & present & np.isfinite(targets).all(axis=1) & usable.any()
         valid &= ~covered[src_index] if len(src_index) else valid
-        owner = None if people is None else np.asarray(people, np.int64)[lib.src]
+        owner = None if people is None else people[lib.src]
         if owner is not None and len(src_index):
-            valid &= np.isin(np.asarray(people, np.int64)[src_index], owner[usable])
+            valid &= np.isin(people[src_index], owner[usable])
         self._choice = np.full(len(targets), -1, np.int64)
         self._alpha = np.zeros(len(targets), np.float32)
         self._ghost = np.full(len(targets), -1, np.int64)
@@ -237,6 +242,7 @@ class MouthRenderer:
             self._triangles = _triangulation(lib)
             self._ring = _crop_ring(lib.size)
             poses = in_blocks(head_pose, track.landmarks)[src_index]  # no (T, 478, 2) copy
+            thickness = _thickness_cost(lib, owner)
             ramp = max(1, int(round(0.12 * self.fps)))
             for start, stop in _runs(valid):
                 shown = src_index[start:stop]
@@ -246,6 +252,7 @@ class MouthRenderer:
                     poses[start:stop],
                     _allowed(usable, owner, None if people is None else people[shown]),
                     shown,
+                    thickness,
                 )
                 self._alpha[start:stop] = _fade(stop - start, ramp, start > 0, stop < len(valid))
             self._ghost, self._ghost_weight = _switch_fades(self._choice, lib.src, owner)
@@ -563,6 +570,19 @@ def _shape_mask_hull(hull: np.ndarray, current: np.ndarray, iod: float) -> np.nd
     return hull + unit * amount[:, None] * iod
 
 
+def _per_person(
+    flags: Callable[..., np.ndarray], people: np.ndarray | None, *columns: np.ndarray
+) -> np.ndarray:
+    """`flags(*columns)` (bool per frame), computed over each person's frames on their own."""
+    if people is None:
+        return flags(*columns)
+    out = np.zeros(len(columns[0]), bool)
+    for person in np.unique(people):
+        mine = people[: len(out)] == person
+        out[mine] = flags(*(column[mine] for column in columns))
+    return out
+
+
 def _lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     ring = polygon_mask(image.shape[:2], [outer], 0) - polygon_mask(image.shape[:2], [inner], 0)
     ring = np.clip(ring, 0, 1)
@@ -736,6 +756,8 @@ def _switch_fades(
         for k, w in enumerate(weights):
             if t + k >= len(choice) or choice[t + k] < 0 or w <= weight[t + k]:
                 break
+            if owner is not None and owner[choice[t + k]] != owner[old]:
+                break  # the fade ran into another person's frames
             following = by_src.get(int(lib_src[old]) + stride, old)
             old = following if owner is None or owner[following] == owner[old] else old
             ghost[t + k], weight[t + k] = old, w
@@ -774,9 +796,10 @@ def _unary_costs(
     poses: np.ndarray,
     usable: np.ndarray,
     shown: np.ndarray,
+    thickness: np.ndarray | None = None,
 ) -> np.ndarray:
     """(frames, entries) cost of showing each library mouth at each frame; `usable`
-    broadcasts against that shape."""
+    broadcasts against that shape; `thickness`: _thickness_cost, when already known."""
     shape_err = (targets[:, None, :] - lib.shapes[None, :, :]) / SHAPE_SCALE
     # Opening closed lips by warping looks worse than closing open ones: penalise it double.
     short = np.maximum(targets[:, None, 0] - lib.shapes[None, :, 0], 0) / SHAPE_SCALE[0]
@@ -789,24 +812,28 @@ def _unary_costs(
     unmet = (targets[:, None, 2] - reachable) / UNMET_WIDTH_SCALE
     unary = (shape_err**2).sum(-1) + short**2 + np.nan_to_num((pose_err**2).sum(-1), nan=0)
     unary = unary + unmet**2
-    unary = unary + shut * parted**2 + _thickness_cost(lib)[None, :]
+    thickness = _thickness_cost(lib) if thickness is None else thickness
+    unary = unary + shut * parted**2 + thickness[None, :]
     unary = unary - OWN_BONUS * (lib.src[None, :] == shown[:, None])
     return np.where(usable, unary, 1e9)  # nor pasted from where they may not be
 
 
-def _thickness_cost(lib: MouthLibrary) -> np.ndarray:
-    """Per entry: how unusual its lip thickness (outer height minus inner gap) is.
+def _thickness_cost(lib: MouthLibrary, owner: np.ndarray | None = None) -> np.ndarray:
+    """Per entry: how unusual its lip thickness (outer height minus inner gap) is for its
+    person (`owner`: person per entry; None: one person).
 
     Pressed, pouted or mid-word lips are thick for their gap; warped to a closed target they
     still read as a half-open mouth to any observer. The person's typical lips are preferred.
     """
     thickness = lib.outer - lib.shapes[:, 0]
-    finite = np.isfinite(thickness)
-    if not finite.any():
-        return np.zeros(lib.count, np.float32)
-    typical = float(np.median(thickness[finite]))
-    cost = ((thickness - typical) / THICKNESS_SCALE) ** 2
-    return np.where(finite, cost, 0.0).astype(np.float32)
+    cost = np.zeros(lib.count, np.float32)
+    owner = np.zeros(lib.count, np.int64) if owner is None else owner
+    for person in np.unique(owner):
+        mine = (owner == person) & np.isfinite(thickness)
+        if mine.any():
+            typical = float(np.median(thickness[mine]))
+            cost[mine] = ((thickness[mine] - typical) / THICKNESS_SCALE) ** 2
+    return cost
 
 
 def _viterbi(
@@ -815,6 +842,7 @@ def _viterbi(
     poses: np.ndarray,
     allowed: Callable[[slice], np.ndarray],
     shown: np.ndarray,
+    thickness: np.ndarray | None = None,
 ) -> np.ndarray:
     """Library entry per frame minimising shape/pose error plus switching between samples.
 
@@ -827,7 +855,7 @@ def _viterbi(
     cost = np.empty((n, k), np.float32)
     for start in range(0, n, VITERBI_CHUNK):  # bounded memory: chunk x library, not T x library
         part = slice(start, min(start + VITERBI_CHUNK, n))
-        unary = _unary_costs(lib, targets[part], poses[part], allowed(part), shown[part])
+        unary = _unary_costs(lib, targets[part], poses[part], allowed(part), shown[part], thickness)
         if k < count:
             cand[part] = np.argpartition(unary, k - 1, axis=1)[:, :k]
         else:
