@@ -212,15 +212,39 @@ def _general(person: PersonModel) -> PersonModel:
     return person
 
 
-def neutral_offsets(measured: np.ndarray, people: np.ndarray | None) -> np.ndarray | None:
-    """Per source frame, how the relaxed mouth of the person on it differs from the one of all
-    the frames together; None for a video of one person.
+@dataclass
+class EachPerson:
+    """Several people's mouth shapes on one common scale, and back (see each_person).
 
-    People differ in mouth width and chin length by more than speech moves them (GRID
-    speakers: width 0.46-0.59, jaw 0.74-0.89 eye distances). Learnt together, an interview's
-    two people share one neutral mouth: one's closed lips were planned 0.07 eye distances
-    wider than his own and the other's chin held 0.06 lower. The plan works on shapes with
-    these offsets taken out and puts each frame's back (see engine/identity.py for `people`).
+    `neutral` and `span` are per source frame: the relaxed mouth and speaking range of the
+    person on it; `common_neutral` and `common_span` those of all the frames together."""
+
+    neutral: np.ndarray  # (frames, 3)
+    span: np.ndarray  # (frames, 3)
+    common_neutral: np.ndarray  # (3,)
+    common_span: np.ndarray  # (3,)
+
+    def to_common(self, shapes: np.ndarray) -> np.ndarray:
+        """Measured shapes (per source frame) as if everyone had the common mouth."""
+        return self.common_neutral + (shapes - self.neutral) * (self.common_span / self.span)
+
+    def to_own(self, targets: np.ndarray, src_index: np.ndarray) -> np.ndarray:
+        """Common-scale targets (per output frame) on the mouth of each frame's person."""
+        neutral, span = self.neutral[src_index], self.span[src_index]
+        return neutral + (targets - self.common_neutral) * (span / self.common_span)
+
+
+def each_person(measured: np.ndarray, people: np.ndarray | None) -> EachPerson | None:
+    """Each person's relaxed mouth and speaking range; None for a video of one person.
+
+    People differ in mouth width and chin length by more than speech moves them, and in how
+    far they open to speak (GRID speakers: width 0.46-0.59, jaw 0.74-0.89 eye distances;
+    opening range 0.10-0.22). Learnt together, an interview's two people shared one mouth: one
+    man's closed lips were planned 0.07 eye distances wider than his own, the other's chin
+    held 0.06 lower, and he opened 1.7 times as far as he does. The plan works on shapes
+    taken to a common scale (`to_common`) and gives each frame back to its person (`to_own`).
+    A range is floored as the general mapping floors it (GENERAL_SPAN): a person who only
+    listens in the source still speaks the dub visibly.
     """
     if people is None:
         return None
@@ -229,14 +253,18 @@ def neutral_offsets(measured: np.ndarray, people: np.ndarray | None) -> np.ndarr
     groups = np.unique(people)
     if len(groups) < 2 or finite.sum() < OWN_NEUTRAL_FRAMES:
         return None
-    everyone, _ = _neutral_and_span(measured[finite])
-    offsets = np.zeros_like(measured)
+    floor = GENERAL_SPAN * TYPICAL_RANGE
+    common_neutral, common_span = _neutral_and_span(measured[finite])
+    common_span = np.maximum(common_span, floor)
+    neutral = np.tile(common_neutral, (len(measured), 1))
+    span = np.tile(common_span, (len(measured), 1))
     for group in groups:
         mine = (people == group) & finite
         if mine.sum() >= OWN_NEUTRAL_FRAMES:
-            own, _ = _neutral_and_span(measured[mine])
-            offsets[people == group] = own - everyone
-    return offsets
+            own_neutral, own_span = _neutral_and_span(measured[mine])
+            neutral[people == group] = own_neutral
+            span[people == group] = np.maximum(own_span, floor)
+    return EachPerson(neutral, span, common_neutral, common_span)
 
 
 def _neutral_and_span(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

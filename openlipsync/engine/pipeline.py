@@ -39,10 +39,10 @@ from openlipsync.engine.errors import (
 )
 from openlipsync.engine.motion import (
     PersonModel,
+    each_person,
     expressed,
     fit_person,
     held_expression,
-    neutral_offsets,
     plan_mouth,
 )
 from openlipsync.engine.mouth import mouth_shape
@@ -160,19 +160,19 @@ def _planned(
                     len(track.present), video.fps, sound.output, request.sync_mode, video.is_still
                 )
             measured = in_blocks(mouth_shape, track.landmarks)
-            offsets = neutral_offsets(measured, analysis.people)
-            if offsets is not None:  # every person's shapes on one neutral mouth
-                measured -= offsets
+            each = each_person(measured, analysis.people)
+            if each is not None:  # every person's shapes on one common mouth
+                measured = each.to_common(measured)
             person = fit_person(sound.source, measured, video.fps)
             sound.source = None  # done with (64 KB per second): not held through the rest
             targets = _plan_targets(request, audio_an, timeline, person)
             held = held_expression(measured, person, video.fps, renderer.teeth(len(measured)))
             held = held[timeline.src_index] * timeline.lipsync[:, None]
             targets = expressed(targets, held, person.neutral)
-            if offsets is not None:  # each frame back on its own person's neutral
-                targets += offsets[timeline.src_index]
+            if each is not None:  # each frame back on its own person's mouth
+                targets = each.to_own(targets, timeline.src_index).astype(np.float32)
             look = _prepare_look(request, video, timeline, renderer, analysis, targets, audio_an)
-        del analysis, sound, audio_an, targets, person  # the render pass needs only the look
+        del analysis, sound, audio_an, targets, person, each  # the render pass needs the look
         yield Planned(video, timeline, look, kept)
     finally:
         renderer.close()
