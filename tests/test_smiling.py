@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -63,6 +64,21 @@ def test_a_silent_grin_holds_its_lips_apart_a_talking_one_does_not() -> None:
     person.speaking[:] = 0
     no_teeth = np.zeros_like(teeth)  # a gaping mouth (or film without colour) is not a grin
     assert np.all(held_expression(measured, person, 30.0, no_teeth)[:, 0] == 0)
+
+
+def test_a_silent_grin_in_black_and_white_film_holds_its_lips_apart_too() -> None:
+    """Without colour teeth are told by lightness alone (they were never found, and the grin
+    closed in the dub's pauses)."""
+    frames = [
+        cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        for f in _frames("video/pyfeat_single_face.mp4")
+    ]
+    landmarks = track_video(frames).landmarks
+    teeth = np.array([lip_contrast(f, p).teeth for f, p in zip(frames, landmarks, strict=True)])
+    assert teeth[GRIN].min() > 0.15 and teeth[NEUTRAL].max() < 0.05
+    measured = mouth_shape(landmarks)
+    held = held_expression(measured, fit_person(None, measured, 30.0), 30.0, teeth)
+    assert held[GRIN, 0].min() > 0.1 and np.all(held[NEUTRAL, 0] == 0)
 
 
 def test_held_smiles_widen_and_laughs_lower_the_targets_speech_does_neither() -> None:

@@ -61,6 +61,7 @@ MIN_DARKNESS = 8.0
 # one frame as the hand arrives, whose lips had lost nine tenths of their redness).
 TEETH_LIGHTER = 1.12
 TEETH_GREYER = 0.8
+COLOURLESS_CHROMA = 2.0  # Lab a*/b* distance from grey under which skin has no colour
 TEETH_SHOWN = 0.08
 TEETH_MIN_REDNESS = 0.3  # of the typical: lips still there around the teeth (not a white cup)
 CLEAR_RATIO = 0.8  # of the typical contrast: lips as plain as usual (clear_frames)
@@ -305,7 +306,8 @@ def _teeth(
     skin: np.ndarray,
 ) -> float:
     """Share of the opening between the lips lighter and greyer than the skin: teeth. Film
-    without colour has no grey to tell teeth from a light hand by, and gives 0."""
+    without colour (skin as grey as teeth) has only the lightness: there a light hand would
+    count too, but a hand over the mouth is found by the lips' darkness, not by teeth."""
     if opening.sum() < 4:
         return 0.0
 
@@ -314,8 +316,10 @@ def _teeth(
         return a * a + b * b
 
     light = _middle(lightness[skin]) * TEETH_LIGHTER
-    grey2 = _middle(chroma2(skin)) * TEETH_GREYER**2
-    teeth = (lightness[opening] > light) & (chroma2(opening) < grey2)
+    skin_chroma2 = _middle(chroma2(skin))
+    teeth = lightness[opening] > light
+    if skin_chroma2 > COLOURLESS_CHROMA**2:
+        teeth &= chroma2(opening) < skin_chroma2 * TEETH_GREYER**2
     return float(teeth.mean())
 
 
