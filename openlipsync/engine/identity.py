@@ -129,22 +129,29 @@ def group_stretches(samples: Sequence[Sequence[np.ndarray]], same: float) -> np.
     grimace or a hand moves one sample, not the mean) and the result does not depend on the
     order of the stretches. A stretch without a sample is a person of its own.
     """
-    sums = [np.sum(found, axis=0) if len(found) else None for found in samples]
-    counts = [len(found) for found in samples]
     owner = np.arange(len(samples))  # group (a stretch index) of each stretch
-    live = [i for i, total in enumerate(sums) if total is not None]
-    while len(live) > 1:
-        means = np.stack([sums[i] / counts[i] for i in live])
-        distance = np.linalg.norm(means[:, None, :] - means[None, :, :], axis=-1)
-        np.fill_diagonal(distance, np.inf)
+    rows = [i for i, found in enumerate(samples) if len(found)]
+    if len(rows) < 2:
+        return owner
+    sums = np.stack([np.sum(samples[i], axis=0) for i in rows]).astype(np.float64)
+    counts = np.array([len(samples[i]) for i in rows], np.float64)
+    means = sums / counts[:, None]
+    distance = np.linalg.norm(means[:, None, :] - means[None, :, :], axis=-1)
+    np.fill_diagonal(distance, np.inf)
+    while True:  # merges update one row and column: the matrix is never rebuilt
         a, b = np.unravel_index(int(np.argmin(distance)), distance.shape)
-        if distance[a, b] > same:
+        if not distance[a, b] <= same:
             break
-        keep, gone = live[min(a, b)], live[max(a, b)]
-        sums[keep] = sums[keep] + sums[gone]
+        keep, gone = min(a, b), max(a, b)
+        sums[keep] += sums[gone]
         counts[keep] += counts[gone]
-        owner[owner == gone] = keep
-        live.remove(gone)
+        means[keep] = sums[keep] / counts[keep]
+        owner[owner == rows[gone]] = rows[keep]
+        distance[gone, :] = distance[:, gone] = np.inf
+        live = np.isfinite(distance[keep]) | (np.arange(len(rows)) == keep)
+        row = np.where(live, np.linalg.norm(means - means[keep], axis=1), np.inf)
+        row[keep] = np.inf
+        distance[keep, :] = distance[:, keep] = row
     return np.unique(owner, return_inverse=True)[1].astype(np.int64)
 
 
