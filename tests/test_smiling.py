@@ -163,3 +163,26 @@ def test_expressed_floors_the_jaw_and_offsets_the_opening_and_width() -> None:
     np.testing.assert_allclose(out[1], [0.2, 0.9, 0.7], atol=1e-6)  # speech past it: not 1.05
     np.testing.assert_allclose(out[2], [0.2, 0.85, 0.58], atol=1e-6)  # a raised jaw: offset
     assert np.array_equal(targets, plan)  # the plan itself is left alone
+
+
+def test_a_grin_does_not_carry_over_a_cut() -> None:
+    """Shot one grins in silence, lips apart over its teeth, up to frame 60; shot two (another
+    person) smiles with closed lips. Read across the cut, the grin's windows parted the
+    second smile's lips on its first frames; per shot, nothing is held open there."""
+    from openlipsync.engine.motion import PersonModel
+
+    rng = np.random.default_rng(5)
+    measured = np.column_stack(
+        [rng.uniform(0.0, 0.01, 120), rng.normal(0.85, 0.005, 120), np.full(120, 0.8)]
+    ).astype(np.float32)
+    measured[:60, 0] += 0.15  # the grin's parted lips
+    teeth = np.where(np.arange(120) < 60, 0.3, 0.0).astype(np.float32)
+    person = PersonModel(
+        neutral=np.array([0.0, 0.85, 0.5], np.float32),
+        span=np.array([0.16, 0.08, 0.08], np.float32),
+    )
+    across = held_expression(measured, person, 25.0, teeth)
+    assert across[30:60, 0].min() > 0.1 and across[60:62, 0].min() > 0.1
+    per_shot = held_expression(measured, person, 25.0, teeth, cuts=[60])
+    assert per_shot[30:60, 0].min() > 0.1 and np.all(per_shot[60:, 0] == 0)
+    assert per_shot[60:, 2].min() > 0.25  # the second smile's width is still held

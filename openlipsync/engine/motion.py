@@ -18,6 +18,7 @@ shapes outside typical human ranges).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ from scipy.ndimage import gaussian_filter1d, maximum_filter1d, median_filter
 
 from openlipsync.engine.audio_features import AudioFeatures, AudioLike, extract
 from openlipsync.engine.errors import InputTooLong
+from openlipsync.engine.scenes import shot_ranges
 
 LEAD_SECONDS = 0.01
 """How far the mouth runs ahead of its sound. Frame i already averages the audio of
@@ -339,6 +341,7 @@ def held_expression(
     person: PersonModel,
     fps: float,
     teeth: np.ndarray | None = None,
+    cuts: Sequence[int] = (),
 ) -> np.ndarray:
     """Per source frame, (open, jaw, width) offsets from this person's neutral mouth that their
     expression holds: a smile held for seconds, not a vowel's shape for a tenth of one.
@@ -354,21 +357,30 @@ def held_expression(
     dead zone narrower). The opening (see _grin_opening) is held only by a grin in silence:
     lips apart over teeth.
     `measured` is mouth_shape() per source frame, NaN rows where no face was found; `teeth`
-    the share of each frame's opening that shows teeth (NaN: not measured).
+    the share of each frame's opening that shows teeth (NaN: not measured). Each shot (`cuts`:
+    first frames of new shots) is read on its own: one person's grin does not carry over a cut
+    into the next shot, onto someone else's mouth.
     """
     measured = np.asarray(measured, np.float32).reshape(-1, 3)
     held = np.zeros_like(measured)
-    shapes = _interpolated(measured)
-    if shapes is None or not len(shapes):
-        return held
     size = max(1, int(round(EXPRESSION_SECONDS * fps)) | 1)
-    for column in (1, 2):
-        offset = median_filter(shapes[:, column], size=size, mode="nearest")
-        offset -= person.neutral[column]
-        dead = EXPRESSION_DEAD[column]
-        held[:, column] = offset * np.clip((np.abs(offset) - dead) / dead, 0.0, 1.0)
+    speaking = person.speaking if len(person.speaking) == len(measured) else None
     if teeth is not None:
-        held[:, 0] = _grin_opening(shapes[:, 0], held, person, teeth, size)
+        shown = np.nan_to_num(np.asarray(teeth, np.float32).reshape(-1), nan=0.0)
+        teeth = np.pad(shown[: len(measured)], (0, max(0, len(measured) - len(shown))))
+    for start, stop in shot_ranges(list(cuts), len(measured)):
+        shapes = _interpolated(measured[start:stop])
+        if shapes is None:
+            continue
+        part = held[start:stop]
+        for column in (1, 2):
+            offset = median_filter(shapes[:, column], size=size, mode="nearest")
+            offset -= person.neutral[column]
+            dead = EXPRESSION_DEAD[column]
+            part[:, column] = offset * np.clip((np.abs(offset) - dead) / dead, 0.0, 1.0)
+        if teeth is not None:
+            quiet = None if speaking is None else speaking[start:stop]
+            part[:, 0] = _grin_opening(shapes[:, 0], part, person, teeth[start:stop], size, quiet)
     return held
 
 
@@ -386,7 +398,12 @@ def _interpolated(shapes: np.ndarray) -> np.ndarray | None:
 
 
 def _grin_opening(
-    opening: np.ndarray, held: np.ndarray, person: PersonModel, teeth: np.ndarray, size: int
+    opening: np.ndarray,
+    held: np.ndarray,
+    person: PersonModel,
+    teeth: np.ndarray,
+    size: int,
+    speaking: np.ndarray | None,
 ) -> np.ndarray:
     """How far a grin holds the lips apart, where the person grins in silence.
 
@@ -402,12 +419,10 @@ def _grin_opening(
     half = size // 2
     floor = _either_side(opening, half, 20) - person.neutral[0] - GRIN_OPEN_DEAD
     strength = np.clip(np.abs(held[:, 1:]).max(axis=1) / (0.25 * EXPRESSION_DEAD[1]), 0, 1)
-    shown = np.nan_to_num(np.asarray(teeth, np.float32).reshape(-1), nan=0.0)[: len(opening)]
-    shown = np.pad(shown, (0, len(opening) - len(shown)))
-    grinning = _either_side((shown >= GRIN_TEETH).astype(np.float32), half, 50)
+    grinning = _either_side((teeth >= GRIN_TEETH).astype(np.float32), half, 50)
     quiet = np.ones(len(opening), np.float32)
-    if len(person.speaking) == len(opening):
-        quiet -= maximum_filter1d(person.speaking, size=half | 1, mode="nearest")  # +-0.2 s
+    if speaking is not None:  # their own sound, per frame
+        quiet -= maximum_filter1d(speaking, size=half | 1, mode="nearest")  # +-0.2 s
     return (np.maximum(floor, 0.0) * strength * grinning * quiet).astype(np.float32)
 
 

@@ -166,7 +166,8 @@ def _planned(
             person = fit_person(sound.source, measured, video.fps)
             sound.source = None  # done with (64 KB per second): not held through the rest
             targets = _plan_targets(request, audio_an, timeline, person)
-            held = held_expression(measured, person, video.fps, renderer.teeth(len(measured)))
+            teeth = renderer.teeth(len(measured))
+            held = held_expression(measured, person, video.fps, teeth, analysis.cuts)
             held = held[timeline.src_index] * timeline.lipsync[:, None]
             targets = expressed(targets, held, person.neutral)
             if each is not None:  # each frame back on its own person's mouth
