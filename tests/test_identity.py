@@ -34,6 +34,13 @@ def interview(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_frames(tmp_path_factory.mktemp("identity") / "interview.mp4", a + b + a + b)
 
 
+def _driven(interview: Path, name: str, options: dict | None = None) -> GenerateRequest:
+    """The interview driven by JFK's speech, cut to it (11 s)."""
+    speech = media_path("speech/jfk_inaugural.flac")
+    out = interview.with_name(f"{name}.mp4")
+    return GenerateRequest(interview, speech, out, sync_mode="cut_off", options=options or {})
+
+
 def _people(frames: list[np.ndarray], cuts: list[int]) -> np.ndarray | None:
     """The watch fed as the analysis feeds it: its box asked for, then the frame shown."""
     track = track_video(frames)
@@ -84,13 +91,7 @@ def test_a_single_shot_is_not_looked_at() -> None:
 def test_no_frame_shows_the_other_persons_mouth(interview: Path, options: dict) -> None:
     """Before identities, 11 of the 154 drawn frames of this plan took the other man's mouth
     (his moustache pasted under the clean-shaven one's nose)."""
-    request = GenerateRequest(
-        interview,
-        media_path("speech/jfk_inaugural.flac"),
-        interview.with_name("out.mp4"),
-        sync_mode="cut_off",
-        options=options,
-    )
+    request = _driven(interview, "out", options)
     with planned(request, RunState()) as plan:
         drawn, fading = plan.look.renderer.shown_sources()
         shown = plan.timeline.src_index
@@ -155,12 +156,7 @@ def test_each_person_is_planned_on_their_own_mouth(interview: Path) -> None:
     for person, clip in enumerate(("video/grid_bbaf2n.mpg", "video/grid_swiz3n.mpg")):
         track = track_video(_frames(clip))
         own[person] = _neutral_and_span(mouth_shape(track.landmarks[track.present]))[0]
-    request = GenerateRequest(
-        interview,
-        media_path("speech/jfk_inaugural.flac"),
-        interview.with_name("own.mp4"),
-        sync_mode="cut_off",
-    )
+    request = _driven(interview, "own")
     with planned(request, RunState()) as plan:
         targets = plan.look.renderer.targets.copy()
         person = (plan.timeline.src_index // SHOT) % 2
@@ -228,13 +224,7 @@ def test_both_people_are_lip_synced_on_every_frame(interview: Path, options: dic
     against the clean-shaven man's, the moustached man's lips read as covered, and 115 of his
     125 frames kept their own mouth, speaking the source's words (all of them with occlusion
     detection on, as sync-3 always has it)."""
-    request = GenerateRequest(
-        interview,
-        media_path("speech/jfk_inaugural.flac"),
-        interview.with_name("both.mp4"),
-        sync_mode="cut_off",
-        options=options,
-    )
+    request = _driven(interview, "both", options)
     with planned(request, RunState()) as plan:
         drawn, _ = plan.look.renderer.shown_sources()
         shown = plan.timeline.src_index
