@@ -8,7 +8,12 @@ per sample) against the whole analysis pass, and the grouping: each speaker must
 person, no two speakers the same one. A clip of one shot is run first for the baseline: its
 identity stage must cost nothing.
 
-    python -m bench.identity [--shots 20] [--shot 1.5]
+With `--truth`, the truth protocol of bench/quality.py on an interview: two GRID speakers'
+first halves spliced (a cut between them), driven by their second halves' audio, each in turn;
+each person's output outer-lip opening (dlib) is correlated with what their real mouth did,
+beside the same clip's figure when it is lip-synced alone.
+
+    python -m bench.identity [--shots 20] [--shot 1.5] [--truth]
 """
 
 from __future__ import annotations
@@ -78,7 +83,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shots", type=int, default=20)
     parser.add_argument("--shot", type=float, default=1.5, help="seconds per shot")
+    parser.add_argument("--truth", action="store_true", help="the interview truth protocol")
     args = parser.parse_args()
+    if args.truth:
+        interview_truth()
+        return
     import openlipsync.engine.identity as identity
 
     identity._dlib_models()  # loaded once per worker process (0.3 s): outside the clocks
@@ -119,6 +128,72 @@ def main() -> None:
         merged = len(owners) - len(set(owners))
         print(f"people per speaker: {of_speaker}")
         print(f"speakers split into several people: {split}; people holding two speakers: {merged}")
+
+
+# Clips whose real mouth dlib measures reliably (grid_swiz3n's moustache defeats it).
+TRUTH_SPEAKERS = ("grid_bbaf2n", "grid_lbax4n", "grid_pwij3p", "grid_sbwe5n")
+
+
+def interview_truth() -> None:
+    """Per pair of speakers (A then B, a cut between): r and diff r of each person's output
+    opening against their real second half, and the same clip alone (bench/quality.py)."""
+    from bench import quality as q
+
+    halves = {}
+    for name in TRUTH_SPEAKERS:
+        frames, fps = q.read_rgb_frames(MEDIA / "video" / f"{name}.mpg")
+        audio = q.read_audio(MEDIA / "video" / f"{name}.mpg")
+        half = len(frames) // 2
+        split = round(half / fps * audio.sample_rate)
+        halves[name] = (
+            frames[:half],
+            q.Clip(audio.samples[:split], audio.sample_rate),
+            q.Clip(audio.samples[split:], audio.sample_rate),
+            q.outer_lip_opening(q.measure_frames(frames[half:])),
+            fps,
+        )
+    print("interview truth: A's and B's first halves cut together, their second halves drive")
+    print(f"{'pair':28} {'A r':>6} {'A dr':>6} {'B r':>6} {'B dr':>6}")
+    alone, pairs = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in TRUTH_SPEAKERS:
+            alone[name] = _truth_run(work, [name], halves)[0]
+        for i, a in enumerate(TRUTH_SPEAKERS):
+            b = TRUTH_SPEAKERS[(i + 1) % len(TRUTH_SPEAKERS)]
+            rows = _truth_run(work, [a, b], halves)
+            pairs.append(rows)
+            print(f"{a + ' | ' + b:28} " + " ".join(f"{v:6.3f}" for row in rows for v in row))
+    for k, label in ((0, "r"), (1, "diff r")):
+        together = np.median([row[k] for rows in pairs for row in rows])
+        solo = np.median([alone[name][k] for name in TRUTH_SPEAKERS])
+        print(f"median {label}: in the interview {together:.3f}, alone {solo:.3f}")
+
+
+def _truth_run(work: Path, names: list[str], halves: dict) -> list[tuple[float, float]]:
+    """One generation of the named speakers' first halves in turn, driven by their second
+    halves' audio; (r, diff r) per speaker."""
+    from bench import quality as q
+
+    fps = halves[names[0]][4]
+    frames = [f for name in names for f in halves[name][0]]
+    first = np.concatenate([halves[name][1].samples for name in names])
+    driving = np.concatenate([halves[name][2].samples for name in names])
+    rate = halves[names[0]][1].sample_rate
+    tag = "_".join(names)
+    video = q.write_video(work / f"{tag}.mp4", frames, fps, q.Clip(first, rate))
+    audio = q.write_wav(work / f"{tag}.wav", q.Clip(driving, rate))
+    shown, _ = q.read_rgb_frames(q.run_engine(video, audio, work / f"{tag}_out.mp4"))
+    output = q.outer_lip_opening(q.measure_frames(shown))
+    rows, start = [], 0
+    for name in names:
+        real = halves[name][3]
+        count = min(len(real), len(output) - start)
+        part = output[start : start + count]
+        truth = real[:count]
+        rows.append((q.pearson(part, truth), q.pearson(np.diff(part), np.diff(truth))))
+        start += len(halves[name][0])
+    return rows
 
 
 if __name__ == "__main__":
