@@ -81,10 +81,14 @@ def write_vfr(dst: Path, starts_ms: list[int], size: tuple[int, int] = (64, 48))
 
 
 def write_frames(
-    dst: Path, frames: Iterable[np.ndarray], options: dict[str, str] | None = None
+    dst: Path,
+    frames: Iterable[np.ndarray],
+    options: dict[str, str] | None = None,
+    configure: Callable[[av.video.stream.VideoStream], None] | None = None,
 ) -> Path:
     """RGB frames (all one size) as an H.264 4:2:0 MP4 at 25 fps (x264 `options`, crf 12 by
-    default: the tests' clips spliced or composed from real footage)."""
+    default: the tests' clips spliced or composed from real footage); `configure` sets the
+    stream up further (pixel aspect, rotation) first."""
     with av.open(str(dst), "w") as out:
         stream = None
         for index, frame in enumerate(frames):
@@ -96,6 +100,8 @@ def write_frames(
                     "yuv420p",
                 )
                 stream.options = {"crf": "12"} if options is None else options
+                if configure is not None:
+                    configure(stream)
             picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             picture.pts, picture.time_base = index, Fraction(1, 25)
             out.mux(stream.encode(picture))

@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -22,7 +23,7 @@ from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import Colour, probe
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
-from tests.media_helpers import scaled_copy
+from tests.media_helpers import scaled_copy, write_frames
 
 BT709 = Colour(1, 1, 1)
 GRID = media_path("video/grid_bbaf2n.mpg")
@@ -130,6 +131,28 @@ def test_anamorphic_pixels_keep_their_shape(tmp_path: Path) -> None:
     assert probe(square).video.aspect == 1
     generate(GenerateRequest(square, GRID, tmp_path / "sq.mp4", sync_mode="cut_off"))
     assert _aspect(tmp_path / "sq.mp4") in (None, 1)
+
+
+def test_a_rotated_anamorphic_source_is_upright_and_keeps_its_shape(tmp_path: Path) -> None:
+    """GRID (shown 360x288) stored as a turned camera stores it: on its side, 288 tall, its
+    width squeezed into 216 pixels 4/3 as wide as tall. Upright, the picture is 360 pixels
+    wide and 216 tall, each 3/4 as wide as tall: shown 360x288 again."""
+    with VideoReader(GRID) as reader:
+        upright = [frame for _, frame in zip(range(25), reader, strict=False)]
+    stored = [
+        cv2.resize(np.rot90(f, k=1), (216, 360), interpolation=cv2.INTER_AREA) for f in upright
+    ]
+
+    def turned(stream: av.video.stream.VideoStream) -> None:
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        stream.set_display_rotation(-90)
+
+    source = write_frames(tmp_path / "turned.mp4", stored, configure=turned)
+    info = probe(source).video
+    assert (info.width, info.height, info.aspect) == (360, 216, Fraction(3, 4))
+    out = tmp_path / "out.mp4"
+    result = generate(GenerateRequest(source, GRID, out, sync_mode="cut_off"))
+    assert (result.width, result.height, _aspect(out)) == (360, 216, Fraction(3, 4))
 
 
 def test_the_segment_output_is_tagged_like_the_main_output(tmp_path: Path) -> None:
