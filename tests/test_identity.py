@@ -254,3 +254,40 @@ def test_lip_thickness_is_unusual_or_not_for_its_own_person() -> None:
     assert pooled[1] > 0.5 * pooled.max() and pooled[4] > 0.5 * pooled.max()
     assert own[1] == own[4] == 0  # each person's typical lips
     assert own.max() < 0.2 * pooled.max()
+
+
+@pytest.fixture(scope="module")
+def dialogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bbaf2n speaks (his own 3 s), a reaction shot of lbax4n listening (his still last second,
+    bounced to 2 s) while another voice goes on (pwij3p's), bbaf2n speaks again."""
+    from bench.quality import Clip, read_audio, write_video
+
+    speaker, listener = _frames("video/grid_bbaf2n.mpg"), _frames("video/grid_lbax4n.mpg")
+    still = listener[51:] + listener[51:][::-1]
+    own = read_audio(media_path("video/grid_bbaf2n.mpg"))
+    other = read_audio(media_path("video/grid_pwij3p.mpg"))
+    rate = own.sample_rate
+    voice_on = other.samples[int(0.4 * rate) : int(0.4 * rate) + len(still) * rate // 25]
+    sound = np.concatenate([own.samples[: SHOT * rate // 25], voice_on, own.samples])
+    frames = speaker + still + speaker
+    path = tmp_path_factory.mktemp("dialogue") / "dialogue.mp4"
+    return write_video(path, frames, 25.0, Clip(sound[: len(frames) * rate // 25], rate))
+
+
+@pytest.mark.parametrize("auto_detect", [True, False])
+def test_auto_detect_leaves_a_listener_alone(dialogue: Path, auto_detect: bool) -> None:
+    """With auto_detect the service lip-syncs only who speaks (spec section 11): the reaction
+    shot keeps its still mouth while the dub's lines play; both shots of the speaker are
+    lip-synced. Without it the tracked face is lip-synced wherever it is."""
+    options = {"active_speaker_detection": {"auto_detect": True}} if auto_detect else {}
+    request = _driven(dialogue, f"auto_{auto_detect}", options)
+    with planned(request, RunState()) as plan:
+        drawn, _ = plan.look.renderer.shown_sources()
+        shown = plan.timeline.src_index
+    reaction = (shown >= SHOT) & (shown < SHOT + 48)
+    speaking = ~reaction
+    assert (drawn[speaking] >= 0).mean() > 0.9
+    if auto_detect:
+        assert (drawn[reaction] < 0).all()
+    else:
+        assert (drawn[reaction] >= 0).mean() > 0.9

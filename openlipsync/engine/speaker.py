@@ -30,6 +30,14 @@ MATCH_IOU = 0.3
 MAX_GAP = 12
 # Auto-detect needs the best face's correlation to beat the next by this much, else tie-break.
 CLEAR_MARGIN = 0.1
+# Auto-detect in a dialogue (see _listening): a mouth whose opening spreads (10th to 90th
+# percentile) less than STILL_SPREAD eye distances over a shot the source talks through
+# (LISTENED of its frames) is a listener's; only when another shot shows a mouth that moves
+# (MOVING_SPREAD) while the source talks (SPOKEN). GRID: speech 0.10-0.21, closed 0.001-0.024.
+STILL_SPREAD, MOVING_SPREAD = 0.03, 0.06
+LISTENED, SPOKEN = 0.6, 0.3
+SPEECH_BELOW_PEAK = 20.0  # dB under the source's loud frames (90th percentile) that is speech
+SPEECH_FLOOR = -50.0  # dBFS: below this nothing is speech, however quiet the source
 
 
 class SpeakerSelectionError(ValueError):
@@ -363,12 +371,43 @@ def _auto(
     driving: np.ndarray | None,
 ) -> FaceChoice:
     identity = np.full(track.frame_count, -1, np.int64)
+    picks = []
     for start, stop in shot_ranges(track.cuts, track.frame_count):
         ranked = speaking_scores(track, start, stop, source, driving)
         if ranked:
-            chosen = max(ranked, key=ranked.get)
+            picks.append((start, stop, max(ranked, key=ranked.get)))
+    for (start, stop, chosen), listener in zip(
+        picks, _listening(track, picks, source), strict=True
+    ):
+        if not listener:
             identity[start:stop][track.seen(chosen, start, stop)] = chosen
     return _choice(track, identity)
+
+
+def _listening(
+    track: MultiFaceTrack, picks: list[tuple[int, int, int]], source: np.ndarray | None
+) -> list[bool]:
+    """Per picked face: whether it only listens, so the shot is left as it is.
+
+    In a dialogue the dub carries every character's lines, and a reaction shot would mouth
+    the other character's. The source tells them apart: there the voice goes on while the
+    mouth on screen stays still. Only when some other shot shows a mouth moving while the
+    source talks (so the source's voice is the people on screen, not a narrator over a silent
+    face, and the video is no silent clip to be given a voice), and never without source audio.
+    """
+    if source is None or len(picks) < 2:
+        return [False] * len(picks)
+    loud = np.asarray(source, np.float64)
+    speech = loud > max(SPEECH_FLOOR, float(np.percentile(loud, 90)) - SPEECH_BELOW_PEAK)
+    shots = []
+    for start, stop, chosen in picks:
+        opening = _mouth_motion(track.run(chosen, start, stop))
+        seen = opening[np.isfinite(opening)]
+        spread = float(np.ptp(np.percentile(seen, [10, 90]))) if seen.size >= 5 else np.nan
+        shots.append((spread, float(speech[start:stop].mean()) if stop > start else 0.0))
+    if not any(spread >= MOVING_SPREAD and talk >= SPOKEN for spread, talk in shots):
+        return [False] * len(picks)
+    return [talk >= LISTENED and spread < STILL_SPREAD for spread, talk in shots]
 
 
 def speaking_scores(
