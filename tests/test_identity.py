@@ -34,11 +34,11 @@ def interview(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_frames(tmp_path_factory.mktemp("identity") / "interview.mp4", a + b + a + b)
 
 
-def _driven(interview: Path, name: str, options: dict | None = None) -> GenerateRequest:
-    """The interview driven by JFK's speech, cut to it (11 s)."""
+def _driven(video: Path, name: str, options: dict | None = None) -> GenerateRequest:
+    """`video` driven by JFK's speech (11 s), cut to the shorter; the output beside it."""
     speech = media_path("speech/jfk_inaugural.flac")
-    out = interview.with_name(f"{name}.mp4")
-    return GenerateRequest(interview, speech, out, sync_mode="cut_off", options=options or {})
+    out = video.with_name(f"{name}.mp4")
+    return GenerateRequest(video, speech, out, sync_mode="cut_off", options=options or {})
 
 
 def _people(frames: list[np.ndarray], cuts: list[int]) -> np.ndarray | None:
