@@ -63,6 +63,23 @@ def test_two_people_cutting_back_and_forth_are_told_apart(interview: Path) -> No
     assert a == a_again and b == b_again and a != b
 
 
+def test_a_plainly_known_face_is_described_once(
+    interview: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each 3 s shot is sampled twice; each shot's first sample is 0.2 from the same man's in
+    his other shot, so no second sample is described: 4 descriptors, not 8 (70 ms each)."""
+    import openlipsync.engine.identity as identity
+
+    described = []
+    real = identity.describe
+    monkeypatch.setattr(identity, "describe", lambda face: described.append(1) or real(face))
+    with VideoReader(interview) as reader:
+        frames = list(reader)
+    people = _people(frames, [SHOT, 2 * SHOT, 3 * SHOT])
+    assert people is not None and len(set(people.tolist())) == 2
+    assert len(described) == 4
+
+
 def test_one_person_across_jump_cuts_is_one_person() -> None:
     """A vlog's jump cuts: the same woman, punched in and out, grimacing, a hand at her face."""
     with VideoReader(media_path("video/pexels_woman_expressions.mp4")) as reader:
