@@ -1,14 +1,16 @@
 """Who the track follows: its stretches (shots, runs after the face was lost or jumped to
-another place) grouped by person, so the renderer pastes only a person's own mouths on them.
+another place) grouped by person, so that each person gets only their own mouths, their own
+relaxed mouth and speaking range in the plan, and their own lips' contrast as the measure of
+a covered mouth.
 
 An edited video cuts between people (an interview, a dialogue) and back. The mouth library is
 one pool of every frame's mouth; knowing nothing of who is who, the renderer pasted the
 interviewer's lips, teeth and moustache on the guest wherever their shapes fitted best
 (measured: 11 of 154 rendered frames of a clip cutting between two GRID speakers). Each
 stretch is sampled once or twice; dlib's face recognition network (shipped in the
-face-recognition-models package, a few tens of milliseconds on the CPU per sample) turns a
-sample into a 128-number descriptor, and stretches whose descriptors agree are one person.
-A video of one stretch, the common case, pays nothing.
+face-recognition-models package, about 70 ms on the CPU per sample) turns a sample into a
+128-number descriptor, and stretches whose descriptors agree are one person. A video of one
+stretch, the common case, pays nothing.
 """
 
 from __future__ import annotations
