@@ -72,15 +72,16 @@ class PeopleWatch:
 
     def source_box(self, index: int, landmarks: np.ndarray | None) -> Box | None:
         """The frame pixels `observe` reads for this frame, or None when it reads none."""
-        if not self._due(index, landmarks):
+        if not _is_face(landmarks) or not self._due(index, self._starts_stretch(index, landmarks)):
             return None
         return source_box(_to_sample(landmarks), (SAMPLE_SIDE, SAMPLE_SIDE))
 
     def observe(self, index: int, frame: np.ndarray, landmarks: np.ndarray | None) -> None:
-        due = self._due(index, landmarks)
         if not _is_face(landmarks):
             return
-        if self._starts_stretch(index, landmarks):
+        new = self._starts_stretch(index, landmarks)
+        due = self._due(index, new)
+        if new:
             self.starts.append(index)
             self._taken = 0
         self._last_face, self._last_eyes = index, _eyes(landmarks)
@@ -126,11 +127,12 @@ class PeopleWatch:
         self._samples.clear()
         return descriptors
 
-    def _due(self, index: int, landmarks: np.ndarray | None) -> bool:
-        """Whether this frame is sampled (decided on the state before observing it)."""
-        if not _is_face(landmarks) or len(self._samples) >= MAX_SAMPLES:
+    def _due(self, index: int, new_stretch: bool) -> bool:
+        """Whether this face's frame is sampled (decided on the state before observing it;
+        `new_stretch`: it starts one)."""
+        if len(self._samples) >= MAX_SAMPLES:
             return False
-        if self._starts_stretch(index, landmarks):
+        if new_stretch:
             return FIRST_SAMPLE == 0
         into = index - self.starts[-1]
         wanted = FIRST_SAMPLE if self._taken == 0 else self._second if self._taken == 1 else None
