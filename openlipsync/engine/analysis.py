@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,9 @@ class Analysis:
     cuts: list[int]  # first frames of new shots
     visibility: np.ndarray | None  # per source frame lip-sync weight 0..1 (occlusion), or None
     people: np.ndarray | None = None  # per source frame who the track follows (see identity.py)
+    # First frames where the face followed may be another: the cuts and where the track found a
+    # face again or jumped (identity.PeopleWatch.starts); nothing read over time crosses them.
+    breaks: list[int] = field(default_factory=list)
 
 
 def analyse(
@@ -109,7 +112,7 @@ def analyse(
     weights = None
     if occlusion and visibility is not None:
         weights = visibility_weights(visibility.scores(people), video.fps)
-    return Analysis(track=track, cuts=cuts, visibility=weights, people=people)
+    return Analysis(track=track, cuts=cuts, visibility=weights, people=people, breaks=breaks)
 
 
 def _frames(path: Path, video: VideoInfo, state: RunState) -> Iterator[tuple[int, np.ndarray]]:

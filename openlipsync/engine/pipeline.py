@@ -167,7 +167,7 @@ def _planned(
             sound.source = None  # done with (64 KB per second): not held through the rest
             targets = _plan_targets(request, audio_an, timeline, person)
             teeth = renderer.teeth(len(measured))
-            held = held_expression(measured, person, video.fps, teeth, analysis.cuts)
+            held = held_expression(measured, person, video.fps, teeth, analysis.breaks)
             held = held[timeline.src_index] * timeline.lipsync[:, None]
             targets = expressed(targets, held, person.neutral)
             if each is not None:  # each frame back on its own person's mouth
