@@ -303,71 +303,74 @@ class YuvPicture:
     def square(
         self, x0: int, y0: int, size: int, cap: int, edge: bool = False
     ) -> tuple[np.ndarray, float]:
-        step = size // cap if size > cap else 1
-        if step < 2:  # small faces: the exact pixels, through the RGB path
-            crop = padded_read(self.region, (x0, y0, size), (self.width, self.height), edge)
-            return RgbPicture(crop).square(0, 0, size, cap)
-        return self._averaged_square(x0, y0, size, cap, step, edge)
+        if size <= cap or cap % 2:  # small faces: the exact pixels, through the RGB path
+            return self._exact_square(x0, y0, size, cap, edge)
+        return self._reduced_square(x0, y0, size, cap, edge)
 
-    def _averaged_square(
-        self, x0: int, y0: int, size: int, cap: int, step: int, edge: bool
+    def _exact_square(
+        self, x0: int, y0: int, size: int, cap: int, edge: bool
     ) -> tuple[np.ndarray, float]:
-        """shrink_square's integer box filter applied to the planes, then one small conversion.
+        crop = padded_read(self.region, (x0, y0, size), (self.width, self.height), edge)
+        return RgbPicture(crop).square(0, 0, size, cap)
 
-        Blocks of 2*step luma pixels keep luma and chroma blocks aligned; past the whole blocks
-        inside the frame (at most 2*step - 1 pixels short of its edge) the crop is padded.
+    def _reduced_square(
+        self, x0: int, y0: int, size: int, cap: int, edge: bool
+    ) -> tuple[np.ndarray, float]:
+        """The crop reduced on the planes, then one small conversion: each plane is halved
+        (2x2 averages) while the rest of the reduction is 2x or more, then resampled
+        (bilinear) to the crop's size. Converting a 720p face's crop to RGB and area-averaging
+        it cost 2.7 ms per frame; integer box filters on the planes 1-2 ms; this 0.3-0.5 ms.
+
+        Pixel centres as cv2.resize's; a chroma sample covers 2x2 luma pixels, as in the I420
+        conversion. Outside the frame the crop is black, or its edge repeated (see padded).
         """
-        block = 2 * step
-        size = size // block * block
-        small = size // step
-
-        def inside(origin: int, limit: int) -> tuple[int, int]:
-            """[first, last) offsets into the crop of whole blocks inside the frame."""
-            first = -(max(0, -origin) // -block) * block
-            last = min(size, (limit - origin) // block * block)
-            return first, max(first, last)
-
-        # Average from even frame pixels so chroma blocks start on a sample; the final
-        # resampling below puts the asked-for origin back exactly.
-        ex0, ey0 = x0 & ~1, y0 & ~1
-        fx0, fx1 = inside(ex0, self.width)
-        fy0, fy1 = inside(ey0, self.height)
-        if fx1 > fx0 and fy1 > fy0:
-            ax0, ay0 = ex0 + fx0, ey0 + fy0
-            w, h = fx1 - fx0, fy1 - fy0
-            planes = [
-                self._y[ay0 : ay0 + h, ax0 : ax0 + w],
-                self._u[ay0 // 2 : (ay0 + h) // 2, ax0 // 2 : (ax0 + w) // 2],
-                self._v[ay0 // 2 : (ay0 + h) // 2, ax0 // 2 : (ax0 + w) // 2],
-            ]
-            sw, sh = w // step, h // step
-            sizes = [(sw, sh), (sw // 2, sh // 2), (sw // 2, sh // 2)]
-            shrunk = [
-                cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
-                for plane, size in zip(planes, sizes, strict=True)
-            ]
-            rgb = _i420_to_rgb(*shrunk)
-            if rgb.shape[:2] == (small, small):
-                canvas = rgb
-            else:  # past the frame's edge (see padded)
-                canvas = padded(rgb, fy0 // step, fx0 // step, small, edge)
-        else:  # no whole block inside the frame
-            canvas = np.zeros((small, small, 3), np.uint8)
-        # Output pixel o shows frame x0 + (o + 0.5) / factor - 0.5 (cv2.resize's pixel centres);
-        # canvas pixel c shows ex0 + (c + 0.5) * step - 0.5.
         factor = cap / size
-        scale = 1.0 / (factor * step)
-        shift_x = ((x0 - ex0) + 0.5 / factor) / step - 0.5
-        shift_y = ((y0 - ey0) + 0.5 / factor) / step - 0.5
-        to_canvas = np.array([[scale, 0.0, shift_x], [0.0, scale, shift_y]])
-        crop = cv2.warpAffine(
-            canvas,
-            to_canvas,
-            (cap, cap),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        return crop, factor
+        if x0 >= self.width or y0 >= self.height or x0 + size <= 0 or y0 + size <= 0:
+            return np.zeros((cap, cap, 3), np.uint8), factor
+        halvings = max(0, int(np.floor(np.log2(size / cap))))
+        # The planes' region read: the crop (and a margin for the resampling) inside the frame,
+        # on whole blocks of 2 ** (halvings + 1) luma pixels so that chroma halves with luma.
+        block = 2 ** (halvings + 1)
+        rx0, ry0 = max(x0 - block, 0) // block * block, max(y0 - block, 0) // block * block
+        rx1 = rx0 + (min(x0 + size + block, self.width) - rx0) // block * block
+        ry1 = ry0 + (min(y0 + size + block, self.height) - ry0) // block * block
+        if rx1 <= rx0 or ry1 <= ry0:  # only a sliver inside the frame
+            return self._exact_square(x0, y0, size, cap, edge)
+        planes = [
+            self._y[ry0:ry1, rx0:rx1],
+            self._u[ry0 // 2 : ry1 // 2, rx0 // 2 : rx1 // 2],
+            self._v[ry0 // 2 : ry1 // 2, rx0 // 2 : rx1 // 2],
+        ]
+        for _ in range(halvings):
+            planes = [
+                cv2.resize(p, (p.shape[1] // 2, p.shape[0] // 2), interpolation=cv2.INTER_AREA)
+                for p in planes
+            ]
+        # Crop pixel o shows frame x0 + (o + 0.5) / factor - 0.5; a halved plane's pixel p
+        # shows rx0 + (p + 0.5) * scale - 0.5 (luma), a chroma pixel rx0 + (p + 0.5) * 2 *
+        # scale - 0.5, with chroma crop pixel o covering crop pixels 2 o and 2 o + 1.
+        scale = 2.0**halvings
+        step = 1.0 / (factor * scale)
+
+        def to_plane(sub: int) -> np.ndarray:
+            offset_x = (x0 - rx0 + sub * 0.5 / factor) / (sub * scale) - 0.5
+            offset_y = (y0 - ry0 + sub * 0.5 / factor) / (sub * scale) - 0.5
+            return np.array([[step, 0.0, offset_x], [0.0, step, offset_y]])
+
+        border = cv2.BORDER_REPLICATE if edge else cv2.BORDER_CONSTANT
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        out = [
+            cv2.warpAffine(
+                plane,
+                to_plane(sub),
+                (cap // sub,) * 2,
+                flags=flags,
+                borderMode=border,
+                borderValue=black,
+            )
+            for plane, sub, black in zip(planes, (1, 2, 2), (16, 128, 128), strict=True)
+        ]
+        return _i420_to_rgb(*out), factor
 
     def grey_thumbnail(self, box: Box, size: int) -> np.ndarray:
         # Through RGB, not from luma alone ((Y - 16) * 255 / 219 is the same grey up to
