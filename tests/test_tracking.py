@@ -276,6 +276,72 @@ def test_parallel_spans_give_the_track_of_one_tracker(monkeypatch: pytest.Monkey
     assert np.median(error / scale) < 0.01 and (error / scale).max() < 0.04
 
 
+def _zoomed(frame: np.ndarray, scale: float) -> np.ndarray:
+    """`frame` enlarged by `scale` about its centre (a person leaning towards the camera)."""
+    height, width = frame.shape[:2]
+    zoom = cv2.getRotationMatrix2D((width / 2, height / 2), 0, scale)
+    return cv2.warpAffine(frame, zoom, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
+def _two_shot(left_scales: list[float]) -> list[np.ndarray]:
+    """Two real people side by side (bbaf2n left, lbax4n right, 720x288), the left one
+    zoomed by the given scale on each frame."""
+    left = read_video(media_path("video/grid_bbaf2n.mpg"))
+    right = read_video(media_path("video/grid_lbax4n.mpg"))
+    return [
+        np.concatenate([_zoomed(left[i % 75], scale), right[i % 75]], axis=1)
+        for i, scale in enumerate(left_scales)
+    ]
+
+
+def test_parallel_spans_keep_following_one_of_two_people(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A two-shot whose left person leans in until their face is the larger: each span starts
+    by detecting the largest face, and without rejoining the spans the track (and the
+    lip-sync) hopped from the right person to the left one at the first span starting after
+    that (frames 48 on). It follows the right one, found first, to the end."""
+    from openlipsync.engine import analysis
+    from openlipsync.engine.render import MouthRenderer
+    from openlipsync.engine.run_state import RunState
+    from openlipsync.media.probe import probe
+    from tests.media_helpers import write_frames
+
+    scales = [0.95 + 0.35 * min(i / 60, 1.0) for i in range(96)]  # 0.95 -> 1.3 by frame 60
+    path = write_frames(tmp_path / "two_shot.mp4", _two_shot(scales))
+    monkeypatch.setattr(analysis, "MAX_SPAN", 24)
+    video = probe(path).video
+    renderer = MouthRenderer(video.width, video.height, video.fps, "standard")
+    try:
+        result = analysis.analyse(path, video, renderer, RunState())
+    finally:
+        renderer.close()
+    assert result.cuts == [] and result.track.present.all()
+    eyes_x = result.track.landmarks[:, [EYE_OUTER_LEFT, EYE_OUTER_RIGHT], 0].mean(axis=1)
+    assert (eyes_x > 360).all(), np.flatnonzero(eyes_x <= 360)
+    # The left face is the larger one by far at the end: a fresh start picks it.
+    with FaceTracker() as tracker:
+        assert tracker.process(_two_shot(scales)[-1])[:, 0].mean() < 360
+
+
+def test_a_face_lost_by_the_mesh_is_found_again_where_it_was() -> None:
+    """When the mesh loses the face it follows (here: a crop too small to hold it), the
+    detector looks again and takes the face still there, not the largest in view."""
+    frame = _two_shot([1.3])[0]
+    with FaceTracker() as tracker:
+        largest = tracker.process(frame)
+        assert largest[:, 0].mean() < 360  # the larger, left face
+        tracker.forget()
+        right_alone = frame.copy()
+        right_alone[:, :360] = 0
+        followed = tracker.process(right_alone)
+        centre = followed.mean(axis=0)
+        tracker.followed = (float(centre[0]), float(centre[1]), 10.0)  # the mesh finds nothing
+        found = tracker.process(frame)
+    assert found is not None and found[:, 0].mean() > 360
+    assert np.abs(found.mean(axis=0) - centre).max() < 0.1 * face_scale(found)
+
+
 def test_warmed_up_and_forgetful_trackers_see_what_a_new_one_sees() -> None:
     """warm_up shows the graphs a picture with no face, and forget does the same to start a
     new shot; neither may change a single landmark against a tracker made for the frames."""

@@ -8,9 +8,11 @@ decodes a second time to fill the mouth library from the chosen face only.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from openlipsync.engine.background import MadeAhead, prefetch, spans_in_parallel
 from openlipsync.engine.errors import EngineError, NoFaceFound
-from openlipsync.engine.identity import PeopleWatch
+from openlipsync.engine.identity import PeopleWatch, eyes_centre, jumped
 from openlipsync.engine.occlusion import VisibilityModel, visibility_weights
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.run_state import RunState
@@ -153,7 +155,7 @@ def _largest_face_pass(
     reader = VideoReader(path, fps=video.fps, source=video)
     marked = state.timed_iter("decode", prefetch(_cut_marked(reader.pictures(), scenes)))
     if span >= MIN_SPAN:
-        tracked = _tracked_in_spans(marked, busy, trackers, span)
+        tracked = _tracked_in_spans(marked, busy, trackers, span, scenes.cuts)
     else:
         tracked = prefetch(_tracked(marked, busy, trackers), depth=4)
     buffer: np.ndarray | None = None  # the RGB frame the observers see, filled where they look
@@ -265,6 +267,7 @@ def _tracked_in_spans(
     busy: dict[str, float],
     ahead: MadeAhead[SparseTracker],
     span: int,
+    cuts: list[int],
 ) -> Iterator[tuple[int, Picture, np.ndarray | None]]:
     """_tracked on two threads, each tracking every other span of `span` frames.
 
@@ -272,31 +275,86 @@ def _tracked_in_spans(
     chain: the slowest stage of the pass, on one core. Spans break the chain: each starts
     with a fresh detection (as after a scene cut, but the track is smoothed across it), so
     two trackers run at once. Smoothing and everything after see one ordinary track.
+    `cuts` (the scene detector's, filled ahead of the frames tracked) tells a span that
+    starts another face at a cut from one that lost the thread (see _rejoined).
     """
     local = threading.local()
     trackers: list[SparseTracker] = []
     lock = threading.Lock()
 
+    def taken() -> SparseTracker:
+        tracker = ahead.take()
+        with lock:
+            trackers.append(tracker)
+        return tracker
+
     def track_span(items: Iterator[tuple[Picture, bool]]) -> Iterator[tuple]:
         tracker = getattr(local, "tracker", None)
         if tracker is None:
-            tracker = local.tracker = ahead.take()
-            with lock:
-                trackers.append(tracker)
+            tracker = local.tracker = taken()
         tracker.restart()
         spent = {"track": 0.0}
         yield from _follow(tracker, items, spent)
         with lock:
             busy["track"] += spent["track"]
 
+    settled = spans_in_parallel(frames, track_span, span, workers=2)
+    spent = {"track": 0.0}  # tracking spans again, on this thread
     try:
-        settled = spans_in_parallel(frames, track_span, span, workers=2)
-        for index, (frame, landmarks) in enumerate(settled):
+        for index, (frame, landmarks) in enumerate(_rejoined(settled, span, cuts, taken, spent)):
             yield index, frame, landmarks
     finally:
         settled.close()
         for tracker in trackers:
             tracker.close()
+        with lock:
+            busy["track"] += spent["track"]
+
+
+def _rejoined(
+    settled: Iterator[tuple[Picture, np.ndarray | None]],
+    span: int,
+    cuts: list[int],
+    tracker: Callable[[], SparseTracker],
+    spent: dict[str, float],
+) -> Iterator[tuple[Picture, np.ndarray | None]]:
+    """The spans' frames in order, each span going on with the face the previous one ended on.
+
+    A span starts by detecting the largest face. With two people of about one size in view
+    (a two-shot, a podcast) that may be the other person than the previous span followed:
+    the lip-sync would hop between them every span (measured: 48 frames on one, 48 on the
+    other). A span whose first face is elsewhere (identity.jumped) than the last frame's,
+    with no cut between, is tracked again on this thread from the last frame's face.
+    `tracker` gives the tracker for that (taken once, on first need); its time goes to
+    `spent`."""
+    previous: np.ndarray | None = None  # landmarks of the frame before
+    index = 0
+    again: SparseTracker | None = None
+    for frame, landmarks in settled:
+        hopped = (
+            index % span == 0
+            and previous is not None
+            and landmarks is not None
+            and not _is_cut(cuts, index)
+            and jumped(eyes_centre(previous), landmarks)
+        )
+        if not hopped:
+            yield frame, landmarks
+            previous, index = landmarks, index + 1
+            continue
+        rest = [frame, *(item[0] for item in itertools.islice(settled, span - 1))]
+        again = again or tracker()
+        again.restart(follow=previous)
+        marked = ((picture, _is_cut(cuts, index + k)) for k, picture in enumerate(rest))
+        for frame_out, landmarks_out in _follow(again, marked, spent):
+            yield frame_out, landmarks_out
+            previous = landmarks_out
+        index += len(rest)
+
+
+def _is_cut(cuts: list[int], index: int) -> bool:
+    at = bisect.bisect_left(cuts, index)
+    return at < len(cuts) and cuts[at] == index
 
 
 def _speaker_pass(

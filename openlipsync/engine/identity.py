@@ -84,7 +84,7 @@ class PeopleWatch:
         if new:
             self.starts.append(index)
             self._taken = 0
-        self._last_face, self._last_eyes = index, _eyes(landmarks)
+        self._last_face, self._last_eyes = index, eyes_centre(landmarks)
         if due:
             self._samples.append(_Sample(len(self.starts) - 1, _sample_of(frame, landmarks)))
             self._taken += 1
@@ -144,9 +144,7 @@ class PeopleWatch:
             return True
         if bisect.bisect_right(self.cuts, index) != bisect.bisect_right(self.cuts, last):
             return True
-        eyes = _eyes(landmarks)
-        jump = float(np.linalg.norm(eyes - self._last_eyes))
-        return jump > NEW_STRETCH_JUMP * max(float(face_scale(landmarks)), 1.0)
+        return jumped(self._last_eyes, landmarks)
 
 
 def group_stretches(samples: Sequence[Sequence[np.ndarray]], same: float) -> np.ndarray:
@@ -209,8 +207,15 @@ def _dlib_models():  # noqa: ANN202 - dlib objects
     )
 
 
-def _eyes(landmarks: np.ndarray) -> np.ndarray:
+def eyes_centre(landmarks: np.ndarray) -> np.ndarray:
     return landmarks[[EYE_OUTER_RIGHT, EYE_OUTER_LEFT]].astype(np.float64).mean(axis=0)
+
+
+def jumped(last_eyes: np.ndarray, landmarks: np.ndarray) -> bool:
+    """Whether the face of `landmarks` is far (NEW_STRETCH_JUMP) from where the face of the
+    frame before had its eyes (`last_eyes`, see eyes_centre): another face."""
+    jump = float(np.linalg.norm(eyes_centre(landmarks) - last_eyes))
+    return jump > NEW_STRETCH_JUMP * max(float(face_scale(landmarks)), 1.0)
 
 
 def _is_face(landmarks: np.ndarray | None) -> bool:

@@ -37,6 +37,9 @@ SMOOTH_BLOCK = 1024
 # While no face is found, the detector searches tiles for small faces on the first frame and
 # then on every this-many-th (detection.py; 0.4 s at 25 fps).
 TILED_EVERY = 10
+# A face detected within this share of its size from the centre of the crop the mesh lost its
+# face in is the face that was followed (another face is at least a face's width away).
+NEAR_FOLLOWED = 0.5
 # What warm_up shows a MediaPipe graph: a picture with no face in it.
 BLANK = np.zeros((192, 192, 3), np.uint8)
 MAX_HAND_LOOKS = 8  # hand samples waiting for the model before the observer waits for it
@@ -128,21 +131,26 @@ class FaceTracker:
         `frame` is an RGB uint8 (H, W, 3) array or a Picture (then only the face's crop is
         converted, and the whole frame only when the detector has to look for the face)."""
         picture = as_picture(frame)
-        followed = self._roi is not None
+        followed = self._roi
         if self._roi is None:
             self._roi = self._detect(picture)
             if self._roi is None:
                 return None
         landmarks = self._mesh_in_roi(picture)
-        if landmarks is None and followed:  # lost it: look for the face afresh
-            self._roi = self._detect(picture)
+        if landmarks is None and followed is not None:  # lost it: look for the face afresh
+            self._roi = self._detect(picture, near=followed)
             landmarks = self._mesh_in_roi(picture) if self._roi is not None else None
         if landmarks is None:
             self._roi = None
             return None
-        extent = landmarks.max(axis=0) - landmarks.min(axis=0)
-        self._roi = (*landmarks.mean(axis=0).tolist(), 2.0 * float(extent.max()))
+        self._roi = roi_of(landmarks)
         return landmarks
+
+    def follow(self, landmarks: np.ndarray) -> None:
+        """Go on from a face found in the previous frame (by another tracker): the next frame
+        is meshed around it, as if this tracker had found it."""
+        self._roi = roi_of(landmarks)
+        self._misses = 0
 
     @property
     def followed(self) -> tuple[float, float, float] | None:
@@ -155,10 +163,16 @@ class FaceTracker:
     def followed(self, roi: tuple[float, float, float] | None) -> None:
         self._roi = roi
 
-    def _detect(self, frame: Picture) -> tuple[float, float, float] | None:
+    def _detect(
+        self, frame: Picture, near: tuple[float, float, float] | None = None
+    ) -> tuple[float, float, float] | None:
         """The crop around the largest face: of the whole frame, else of its tiles (small
         faces). Tiles cost six detections: while no face is found they are searched on the
-        first miss and every TILED_EVERY-th after, not on every frame without a face."""
+        first miss and every TILED_EVERY-th after, not on every frame without a face.
+
+        `near`: the crop the mesh just lost its face in. A face still there is the one
+        followed (a blink or a turn loses the mesh for a frame): with two people of about one
+        size in view, the largest may be the other one, and the lip-sync would jump to them."""
         faces = self._detector.whole(frame)
         if not faces and self._misses % TILED_EVERY == 0:
             faces = self._detector.tiled(frame)
@@ -166,6 +180,14 @@ class FaceTracker:
             self._misses += 1
             return None
         self._misses = 0
+        if near is not None:  # the followed face, when it is still there
+            there = [
+                f
+                for f in faces
+                if np.hypot(f.cx - near[0], f.cy - near[1])
+                <= NEAR_FOLLOWED * max(f.width, f.height)
+            ]
+            faces = there or faces
         face = max(faces, key=lambda f: f.area)
         return face.cx, face.cy, 2.2 * max(face.width, face.height)
 
@@ -238,12 +260,15 @@ class SparseTracker:
         self._last = None if landmarks is None else (frame, landmarks)
         return settled
 
-    def restart(self) -> None:
+    def restart(self, follow: np.ndarray | None = None) -> None:
         """Forget the followed face (the next frame is not this one's successor): the next
-        push finds it afresh with the detector. Call between flush and the next push."""
+        push finds it afresh with the detector, or (`follow`: the landmarks of the frame
+        before the next one) goes on from that face. Call between flush and the next push."""
         self._last = None
         self._pending = None
         self._tracker.followed = None
+        if follow is not None:
+            self._tracker.follow(follow)
 
     def flush(self) -> list[tuple[Frame, np.ndarray | None, bool]]:
         """Settle the frame still waiting (at the end of the video or of a shot)."""
@@ -279,6 +304,12 @@ class SparseTracker:
         tracker, self._tracker = self._tracker, None
         if tracker is not None:
             FACE_GRAPHS.give(tracker)
+
+
+def roi_of(landmarks: np.ndarray) -> tuple[float, float, float]:
+    """The mesh's crop around a face: (cx, cy, side), twice the landmarks' extent."""
+    extent = landmarks.max(axis=0) - landmarks.min(axis=0)
+    return (*landmarks.mean(axis=0).tolist(), 2.0 * float(extent.max()))
 
 
 def _new_face_tracker() -> FaceTracker:
