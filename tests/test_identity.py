@@ -308,3 +308,40 @@ def test_auto_detect_leaves_a_listener_alone(dialogue: Path, auto_detect: bool) 
         assert (drawn[reaction] < 0).all()
     else:
         assert (drawn[reaction] >= 0).mean() > 0.9
+
+
+@pytest.fixture(scope="module")
+def two_shot_turns(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A podcast two-shot, one shot: bbaf2n (left) speaks his own 3 s while pwij3p (right)
+    listens, still; then pwij3p speaks his while bbaf2n is still."""
+    from bench.quality import Clip, read_audio, write_video
+
+    left, right = _frames("video/grid_bbaf2n.mpg"), _frames("video/grid_pwij3p.mpg")
+    frames = [np.hstack([frame, right[0]]) for frame in left]
+    frames += [np.hstack([left[-1], frame]) for frame in right]
+    sounds = [
+        read_audio(media_path(f"video/{name}.mpg")) for name in ("grid_bbaf2n", "grid_pwij3p")
+    ]
+    rate = sounds[0].sample_rate
+    sound = np.concatenate([clip.samples[: SHOT * rate // 25] for clip in sounds])
+    path = tmp_path_factory.mktemp("turns") / "two_shot.mp4"
+    return write_video(path, frames, 25.0, Clip(sound, rate))
+
+
+def test_auto_detect_lip_syncs_each_person_of_a_two_shot_in_their_turn(
+    two_shot_turns: Path,
+) -> None:
+    """Each person's turn lip-syncs them, with their own mouths (the turns are two stretches
+    of two people), and the other keeps their still mouth."""
+    options = {"active_speaker_detection": {"auto_detect": True}}
+    with planned(_driven(two_shot_turns, "turns", options), RunState()) as plan:
+        eyes_x = plan.look.source_track.landmarks[:, [33, 263], 0].mean(axis=1)
+        drawn, _ = plan.look.renderer.shown_sources()
+        shown = plan.timeline.src_index
+    first, second = slice(10, 60), slice(90, 140)
+    assert (eyes_x[first] < 360).all() and (eyes_x[second] > 360).all()
+    switch = int(np.argmax(eyes_x > 360))  # where the right one's turn begins
+    for turn, own in ((first, lambda s: s < switch), (second, lambda s: s >= switch)):
+        mouths = drawn[turn][drawn[turn] >= 0]
+        assert len(mouths) > 0.5 * len(drawn[turn]) and own(mouths).all(), (turn, mouths)
+    assert (shown == np.arange(len(shown))).all()

@@ -236,3 +236,25 @@ def test_two_small_faces_of_a_wide_shot_are_found_and_the_speaker_picked(
     choice = choose_face({"auto_detect": True}, small, FPS, source_loudness=loudness)
     centre = (choice.boxes[:, 0] + choice.boxes[:, 2]) / 2
     assert np.mean(centre > 420 + 0.22 * WIDTH) > 0.95  # the right-hand speaker
+
+
+def test_auto_detect_follows_the_turns_of_two_people_in_one_shot() -> None:
+    """A podcast two-shot: the left person speaks while the right one listens (still), then
+    they swap, in one shot. Auto-detect lip-syncs each while they speak; before, one face was
+    chosen for the whole shot (the right one here) and mouthed both turns."""
+    left = list(VideoReader(media_path(LEFT)))
+    right = list(VideoReader(media_path("video/grid_pwij3p.mpg")))
+    frames = [np.hstack([left[i], right[0]]) for i in range(75)]
+    frames += [np.hstack([left[74], right[i]]) for i in range(75)]
+    with MultiFaceTracker(max_faces=3) as tracker:
+        for frame in frames:
+            tracker.push(frame)
+        track = tracker.finish()
+    assert track.cuts == [] and len(track.identities) == 2
+    loudness = np.concatenate([_loudness(LEFT, 75), _loudness("video/grid_pwij3p.mpg", 75)])
+    choice = choose_face({"auto_detect": True}, track, FPS, source_loudness=loudness)
+    sides = "".join(_side(choice.boxes))
+    # Each one's words (GRID: speech from about 0.5 s to 2.5 s of each clip), and the switch
+    # in the silence between them.
+    assert set(sides[10:62]) == {"L"} and set(sides[88:140]) == {"R"}, sides
+    assert sides.count("L") + sides.count("R") == 150 and 62 <= sides.index("R") <= 88, sides

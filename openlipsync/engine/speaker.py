@@ -38,6 +38,10 @@ STILL_SPREAD, MOVING_SPREAD = 0.03, 0.06
 LISTENED, SPOKEN = 0.6, 0.3
 SPEECH_BELOW_PEAK = 20.0  # dB under the source's loud frames (90th percentile) that is speech
 SPEECH_FLOOR = -50.0  # dBFS: below this nothing is speech, however quiet the source
+# Speaking turns in one shot (see _turns): mouth spread measured over TURN_WINDOW seconds; a
+# turn is at least MIN_TURN seconds of one mouth moving while the others are still.
+TURN_WINDOW = 0.8
+MIN_TURN = 0.5
 
 
 class SpeakerSelectionError(ValueError):
@@ -375,13 +379,87 @@ def _auto(
     for start, stop in shot_ranges(track.cuts, track.frame_count):
         ranked = speaking_scores(track, start, stop, source, driving)
         if ranked:
-            picks.append((start, stop, max(ranked, key=ranked.get)))
+            picked = max(ranked, key=ranked.get)
+            picks += _turns(track, start, stop, picked, list(ranked), source, fps)
     for (start, stop, chosen), listener in zip(
         picks, _listening(track, picks, source), strict=True
     ):
         if not listener:
             identity[start:stop][track.seen(chosen, start, stop)] = chosen
     return _choice(track, identity)
+
+
+def _turns(
+    track: MultiFaceTrack,
+    start: int,
+    stop: int,
+    picked: int,
+    candidates: list[int],
+    source: np.ndarray | None,
+    fps: float,
+) -> list[tuple[int, int, int]]:
+    """The shot's speaking turns as (start, stop, face): people on screen together who take
+    turns (a two-shot, a podcast) are each lip-synced while they speak.
+
+    A frame is plainly one face's turn when the source speaks, that face's mouth moves
+    (opening spread over TURN_WINDOW seconds >= MOVING_SPREAD) and every other candidate's is
+    still (< STILL_SPREAD). Runs of such frames shorter than MIN_TURN seconds are ignored;
+    between two turns of different faces the switch falls midway. With no plain turn at all
+    (one soundtrack over two moving mouths, a silent source) the shot keeps `picked`, the face
+    whose mouth follows the source best."""
+    if source is None or len(candidates) < 2:
+        return [(start, stop, picked)]
+    speech = np.zeros(stop - start, bool)
+    heard = _speech(source)[start:stop]  # the sound may end before the picture
+    speech[: len(heard)] = heard
+    half = max(1, round(TURN_WINDOW * fps / 2))
+    motion = {k: _spread(_mouth_motion(track.run(k, start, stop)), half) for k in candidates}
+    owner = np.full(stop - start, -1, np.int64)
+    for face, moving in motion.items():
+        others = [m for k, m in motion.items() if k != face]
+        still = np.all([~(m >= STILL_SPREAD) for m in others], axis=0)
+        owner[speech & (moving >= MOVING_SPREAD) & still] = face
+    runs = [
+        (a, b, int(owner[a]))
+        for a, b in _runs_of(owner)
+        if owner[a] >= 0 and b - a >= MIN_TURN * fps
+    ]
+    if not runs:
+        return [(start, stop, picked)]
+    turns, begin = [], 0
+    for (_, b, face), following in zip(runs, [*runs[1:], None], strict=True):
+        if following is not None and following[2] == face:
+            continue  # the same face's turn goes on
+        end = stop - start if following is None else (b + following[0]) // 2
+        turns.append((start + begin, start + end, face))
+        begin = end
+    return turns
+
+
+def _spread(opening: np.ndarray, half: int) -> np.ndarray:
+    """10th-90th percentile spread of `opening` over +-half frames; NaN where under half of
+    that window sees the face."""
+    padded = np.pad(np.asarray(opening, np.float64), half, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    enough = np.isfinite(windows).sum(axis=1) * 2 >= 2 * half + 1
+    out = np.full(len(opening), np.nan)
+    if enough.any():
+        low, high = np.nanpercentile(windows[enough], [10, 90], axis=1)
+        out[enough] = high - low
+    return out
+
+
+def _runs_of(values: np.ndarray) -> list[tuple[int, int]]:
+    """[a, b) of each run of equal values."""
+    edges = np.flatnonzero(np.diff(values)) + 1
+    bounds = [0, *edges.tolist(), len(values)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _speech(source: np.ndarray) -> np.ndarray:
+    """bool per frame: the source's loudness is speech (see SPEECH_BELOW_PEAK)."""
+    loud = np.asarray(source, np.float64)
+    return loud > max(SPEECH_FLOOR, float(np.percentile(loud, 90)) - SPEECH_BELOW_PEAK)
 
 
 def _listening(
@@ -397,8 +475,7 @@ def _listening(
     """
     if source is None or len(picks) < 2:
         return [False] * len(picks)
-    loud = np.asarray(source, np.float64)
-    speech = loud > max(SPEECH_FLOOR, float(np.percentile(loud, 90)) - SPEECH_BELOW_PEAK)
+    speech = _speech(source)
     shots = []
     for start, stop, chosen in picks:
         opening = _mouth_motion(track.run(chosen, start, stop))
