@@ -315,7 +315,7 @@ def _rejoined(
     settled: Iterator[tuple[Picture, np.ndarray | None]],
     span: int,
     cuts: list[int],
-    tracker: Callable[[], SparseTracker],
+    take_tracker: Callable[[], SparseTracker],
     spent: dict[str, float],
 ) -> Iterator[tuple[Picture, np.ndarray | None]]:
     """The spans' frames in order, each span going on with the face the previous one ended on.
@@ -325,8 +325,8 @@ def _rejoined(
     the lip-sync would hop between them every span (measured: 48 frames on one, 48 on the
     other). A span whose first face is elsewhere (identity.jumped) than the last frame's,
     with no cut between, is tracked again on this thread from the last frame's face.
-    `tracker` gives the tracker for that (taken once, on first need); its time goes to
-    `spent`."""
+    `take_tracker` gives the tracker for that (taken once, on first need); its time goes
+    to `spent`."""
     previous: np.ndarray | None = None  # landmarks of the frame before
     index = 0
     again: SparseTracker | None = None
@@ -343,7 +343,7 @@ def _rejoined(
             previous, index = landmarks, index + 1
             continue
         rest = [frame, *(item[0] for item in itertools.islice(settled, span - 1))]
-        again = again or tracker()
+        again = again or take_tracker()
         again.restart(follow=previous)
         marked = ((picture, _is_cut(cuts, index + k)) for k, picture in enumerate(rest))
         for frame_out, landmarks_out in _follow(again, marked, spent):
