@@ -13,7 +13,10 @@ first halves spliced (a cut between them), driven by their second halves' audio,
 each person's output outer-lip opening (dlib) is correlated with what their real mouth did,
 beside the same clip's figure when it is lip-synced alone.
 
-    python -m bench.identity [--shots 20] [--shot 1.5] [--truth]
+With `--turns`, speaking turns in one shot (engine/speaker.py `_turns`, auto_detect): every
+ordered pair of GRID speakers side by side, each speaking in turn while the other is still.
+
+    python -m bench.identity [--shots 20] [--shot 1.5] [--truth] [--turns]
 """
 
 from __future__ import annotations
@@ -84,9 +87,13 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=20)
     parser.add_argument("--shot", type=float, default=1.5, help="seconds per shot")
     parser.add_argument("--truth", action="store_true", help="the interview truth protocol")
+    parser.add_argument("--turns", action="store_true", help="two-shot speaking turns")
     args = parser.parse_args()
     if args.truth:
         interview_truth()
+        return
+    if args.turns:
+        two_shot_turns()
         return
     import openlipsync.engine.identity as identity
 
@@ -128,6 +135,51 @@ def main() -> None:
         merged = len(owners) - len(set(owners))
         print(f"people per speaker: {of_speaker}")
         print(f"speakers split into several people: {split}; people holding two speakers: {merged}")
+
+
+def two_shot_turns() -> None:
+    """auto_detect on two-shots of every ordered pair of GRID speakers: the left one speaks
+    his 3 s while the right one is still, then they swap (one shot, the source's sound is
+    theirs). Per pair: the frames of each one's words (0.5-2.5 s of his clip) given to him,
+    and where the choice switches (the true turn: frame 75)."""
+    from openlipsync.engine.speaker import MultiFaceTracker, choose_face, loudness_per_frame
+    from openlipsync.media.audio import load_audio
+
+    clips = _clips()
+    sounds = [
+        load_audio(MEDIA / "video" / f"{name}.mpg", 16_000).samples[: 3 * 16_000]
+        for name in SPEAKERS
+    ]
+    width, words = SIZE[0], np.r_[12:62, 87:137]
+    right_of = np.r_[np.zeros(75, bool), np.ones(75, bool)]
+    scores, switches = [], []
+    began = time.perf_counter()
+    for a in range(len(SPEAKERS)):
+        for b in range(len(SPEAKERS)):
+            if a == b:
+                continue
+            frames = [np.hstack([f, clips[b][0]]) for f in clips[a][:75]]
+            frames += [np.hstack([clips[a][74], f]) for f in clips[b][:75]]
+            with MultiFaceTracker(max_faces=3) as tracker:
+                for frame in frames:
+                    tracker.push(frame)
+                track = tracker.finish()
+            sound = np.concatenate([sounds[a], sounds[b]])
+            loudness = loudness_per_frame(sound, 16_000, FPS, len(frames))
+            choice = choose_face({"auto_detect": True}, track, FPS, source_loudness=loudness)
+            right = (choice.boxes[:, 0] + choice.boxes[:, 2]) / 2 > width
+            scores.append(float(np.mean(right[words] == right_of[words])))
+            changes = np.flatnonzero(np.diff(right.astype(int))) + 1
+            switches.append(changes.tolist())
+            print(
+                f"{SPEAKERS[a]} then {SPEAKERS[b]}: {scores[-1]:.2f} of their words"
+                f" given to who speaks them, switches at {switches[-1]}"
+            )
+    print(
+        f"{len(scores)} pairs: median {np.median(scores):.2f}, worst {min(scores):.2f};"
+        f" one switch in {sum(len(s) == 1 for s in switches)}"
+        f" ({time.perf_counter() - began:.1f} s)"
+    )
 
 
 # Clips whose real mouth dlib measures reliably (grid_swiz3n's moustache defeats it).
