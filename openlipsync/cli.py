@@ -57,12 +57,37 @@ def _speak(text: str, voice: str, scratch: Path):  # -> openlipsync.tts.base.Spe
     return get_provider("local", get_settings()).synthesize(text, voice, scratch)
 
 
+def _engine_options(speaker: str | None, occlusion: bool) -> dict:
+    """The API's options for --speaker ('auto', or 'X,Y' / 'X,Y@FRAME': a pixel on the face
+    to lip-sync, in frame FRAME, 0 by default) and --occlusion."""
+    options: dict = {"occlusion_detection_enabled": True} if occlusion else {}
+    if speaker is None:
+        return options
+    if speaker.strip().lower() == "auto":
+        options["active_speaker_detection"] = {"auto_detect": True}
+        return options
+    point, _, frame = speaker.partition("@")
+    try:
+        x, y = (int(part) for part in point.split(","))
+        frame_number = int(frame) if frame else 0
+    except ValueError:
+        raise ValueError(f"expected auto, X,Y or X,Y@FRAME (pixels), got {speaker!r}") from None
+    if min(x, y, frame_number) < 0:
+        raise ValueError(f"pixels and frame must not be negative, got {speaker!r}")
+    options["active_speaker_detection"] = {"frame_number": frame_number, "coordinates": [x, y]}
+    return options
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from openlipsync.engine import EngineError, GenerateRequest, generate
     from openlipsync.tts.base import TtsError
 
     if not 0.0 <= args.temperature <= 1.0:
         return _fail("invalid_option", "--temperature must be between 0 and 1", EXIT_USAGE)
+    try:
+        options = _engine_options(args.speaker, args.occlusion)
+    except ValueError as exc:
+        return _fail("invalid_option", f"--speaker: {exc}", EXIT_USAGE)
     for label, path in (("video", args.video), ("audio", args.audio)):
         if path is not None and not Path(path).is_file():
             return _fail("file_not_found", f"{label} file not found: {path}", EXIT_USAGE)
@@ -77,6 +102,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         model=args.model,
         transcript=args.transcript,
+        options=options,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="openlipsync-tts-") as scratch:
@@ -154,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--sync-mode", choices=SYNC_MODES, default=DEFAULT_SYNC_MODE)
     gen.add_argument("--temperature", type=float, default=0.5)
     gen.add_argument("--model", default="lipsync-2")
+    gen.add_argument(
+        "--speaker",
+        metavar="auto|X,Y[@FRAME]",
+        help="with several faces: 'auto' lip-syncs who speaks (turn by turn), X,Y the face at "
+        "that pixel (of frame FRAME, 0 by default); the largest face otherwise",
+    )
+    gen.add_argument(
+        "--occlusion", action="store_true", help="leave frames alone where the mouth is covered"
+    )
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
 

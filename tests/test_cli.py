@@ -216,3 +216,89 @@ def test_a_full_scratch_disk_is_one_clear_line(tmp_path: Path, tiny_disk: Path) 
     assert result.stderr.strip().splitlines()[-1].startswith("error: io_error: "), result.stderr
     assert "No space left on device" in result.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("speaker", ["abc", "1,2,3", "-5,3", "10,20@x", "10,20@-1"])
+def test_a_malformed_speaker_is_a_usage_error(tmp_path: Path, speaker: str) -> None:
+    # (--speaker=VALUE: a value that starts with "-" is not taken for an option)
+    result = run_cli("generate", "--video", "v", "--audio", "a", "-o", "o", f"--speaker={speaker}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: invalid_option: --speaker")
+
+
+@pytest.fixture(scope="module")
+def two_people(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bbaf2n (left) and lbax4n (right) side by side, 2 s, 720x288."""
+    import numpy as np
+
+    from openlipsync.media.video import VideoReader
+    from tests.media_helpers import write_frames
+
+    with (
+        VideoReader(media_path("video/grid_bbaf2n.mpg")) as left,
+        VideoReader(media_path("video/grid_lbax4n.mpg")) as right,
+    ):
+        frames = [np.hstack([a, b]) for a, b, _ in zip(left, right, range(50), strict=False)]
+    return write_frames(tmp_path_factory.mktemp("cli") / "two.mp4", frames)
+
+
+@pytest.mark.parametrize(("point", "changed"), [("180,150", "left"), ("540,150@10", "right")])
+def test_speaker_picks_the_face_at_a_point(
+    tmp_path: Path, two_people: Path, point: str, changed: str
+) -> None:
+    """--speaker X,Y[@FRAME] is the API's frame_number + coordinates: only that face's
+    mouth moves to the new voice; the other face is left as it was filmed."""
+    import numpy as np
+
+    from openlipsync.media.video import VideoReader
+
+    out = tmp_path / "out.mp4"
+    audio = media_path("speech/librivox_austen_0870.wav")
+    args = ["generate", "--video", str(two_people), "--audio", str(audio), "-o", str(out)]
+    result = run_cli(*args, "--sync-mode", "cut_off", "--speaker", point, "-q")
+    assert result.returncode == 0, result.stderr
+    with VideoReader(two_people) as source, VideoReader(out) as output:
+        pairs = list(zip(source, output, strict=True))
+    mouths = {"left": np.s_[170:260, 110:250], "right": np.s_[170:260, 470:610]}
+    moved = {
+        side: max(float(np.percentile(np.abs(a[box].astype(int) - b[box]), 99)) for a, b in pairs)
+        for side, box in mouths.items()
+    }
+    other = "left" if changed == "right" else "right"
+    assert moved[changed] > 25 and moved[other] < 15, moved
+
+
+def test_a_speaker_point_on_no_face_fails_with_its_code(tmp_path: Path, two_people: Path) -> None:
+    audio = media_path("speech/librivox_austen_0870.wav")
+    result = run_cli(
+        "generate",
+        "--video",
+        str(two_people),
+        "--audio",
+        str(audio),
+        "-o",
+        str(tmp_path / "o.mp4"),
+        "--speaker",
+        "5,5",
+        "-q",
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: generation_invalid_speaker_selection: ")
+    )
+
+
+def test_speaker_and_occlusion_flags_are_the_api_options() -> None:
+    from openlipsync.cli import _engine_options
+
+    assert _engine_options(None, False) == {}
+    assert _engine_options(" Auto ", True) == {
+        "occlusion_detection_enabled": True,
+        "active_speaker_detection": {"auto_detect": True},
+    }
+    assert _engine_options("640,360@120", False) == {
+        "active_speaker_detection": {"frame_number": 120, "coordinates": [640, 360]}
+    }
+    assert _engine_options("640,360", False)["active_speaker_detection"]["frame_number"] == 0
