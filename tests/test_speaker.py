@@ -258,3 +258,17 @@ def test_auto_detect_follows_the_turns_of_two_people_in_one_shot() -> None:
     # in the silence between them.
     assert set(sides[10:62]) == {"L"} and set(sides[88:140]) == {"R"}, sides
     assert sides.count("L") + sides.count("R") == 150 and 62 <= sides.index("R") <= 88, sides
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_auto_detect_on_a_still_or_two_frames_picks_a_face(
+    track: MultiFaceTrack, frames: int
+) -> None:
+    """A face must be seen on 3 frames of a shot to be a candidate; a still (or a 2-frame
+    clip) has fewer, and auto-detect found no face at all: `generate --speaker auto` on a
+    photo failed with generation_no_face_detected. The larger face is taken."""
+    short = MultiFaceTrack(track.rows[:frames])
+    choice = choose_face({"auto_detect": True}, short, FPS)
+    assert (choice.identity >= 0).all()
+    sizes = {k: float(np.ptp(points[:, 0])) for k, points in track.faces_at(0).items()}
+    assert choice.identity[0] == max(sizes, key=sizes.get)

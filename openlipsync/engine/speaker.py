@@ -496,15 +496,15 @@ def speaking_scores(
 ) -> dict[int, float]:
     """Per face of a shot: how well its mouth motion follows the source audio's loudness.
 
-    Faces visible in under a third of the shot are not candidates. When no face beats the
-    others clearly (silent source, dubbed video), the new audio's loudness and finally face
-    size break the tie.
+    Faces visible in under a third of the shot, or in under 3 of its frames, are not
+    candidates (a still's one frame is enough). When no face beats the others clearly (silent
+    source, dubbed video), the new audio's loudness and finally face size break the tie.
     """
     candidates = {}
     for identity in track.shot_identities(start, stop):
         run = track.run(identity, start, stop)
         seen = ~np.isnan(run[:, 0, 0])
-        if seen.sum() >= max(3, (stop - start) / 3):
+        if seen.sum() >= max(min(3, stop - start), (stop - start) / 3):
             candidates[identity] = run
     if not candidates:
         return {}
