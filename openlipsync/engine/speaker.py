@@ -375,14 +375,16 @@ def _auto(
     driving: np.ndarray | None,
 ) -> FaceChoice:
     identity = np.full(track.frame_count, -1, np.int64)
+    speech = None if source is None else _speech(source)
     picks = []
     for start, stop in shot_ranges(track.cuts, track.frame_count):
-        ranked = speaking_scores(track, start, stop, source, driving)
+        candidates = _candidates(track, start, stop)
+        ranked = speaking_scores(candidates, start, stop, source, driving)
         if ranked:
             picked = max(ranked, key=ranked.get)
-            picks += _turns(track, start, stop, picked, list(ranked), source, fps)
+            picks += _turns(candidates, start, stop, picked, speech, fps)
     for (start, stop, chosen), listener in zip(
-        picks, _listening(track, picks, source), strict=True
+        picks, _listening(track, picks, speech), strict=True
     ):
         if not listener:
             identity[start:stop][track.seen(chosen, start, stop)] = chosen
@@ -390,12 +392,11 @@ def _auto(
 
 
 def _turns(
-    track: MultiFaceTrack,
+    candidates: dict[int, np.ndarray],
     start: int,
     stop: int,
     picked: int,
-    candidates: list[int],
-    source: np.ndarray | None,
+    speech: np.ndarray | None,
     fps: float,
 ) -> list[tuple[int, int, int]]:
     """The shot's speaking turns as (start, stop, face): people on screen together who take
@@ -406,19 +407,20 @@ def _turns(
     still (< STILL_SPREAD). Runs of such frames shorter than MIN_TURN seconds are ignored;
     between two turns of different faces the switch falls midway. With no plain turn at all
     (one soundtrack over two moving mouths, a silent source) the shot keeps `picked`, the face
-    whose mouth follows the source best."""
-    if source is None or len(candidates) < 2:
+    whose mouth follows the source best. `candidates`: the shot's faces (see _candidates);
+    `speech`: per frame of the video, whether the source speaks (see _speech)."""
+    if speech is None or len(candidates) < 2:
         return [(start, stop, picked)]
-    speech = np.zeros(stop - start, bool)
-    heard = _speech(source)[start:stop]  # the sound may end before the picture
-    speech[: len(heard)] = heard
+    speaking = np.zeros(stop - start, bool)
+    heard = speech[start:stop]  # the sound may end before the picture
+    speaking[: len(heard)] = heard
     half = max(1, round(TURN_WINDOW * fps / 2))
-    motion = {k: _spread(_mouth_motion(track.run(k, start, stop)), half) for k in candidates}
+    motion = {k: _spread(_mouth_motion(run), half) for k, run in candidates.items()}
     owner = np.full(stop - start, -1, np.int64)
     for face, moving in motion.items():
         others = [m for k, m in motion.items() if k != face]
         still = np.all([~(m >= STILL_SPREAD) for m in others], axis=0)
-        owner[speech & (moving >= MOVING_SPREAD) & still] = face
+        owner[speaking & (moving >= MOVING_SPREAD) & still] = face
     runs = [
         (a, b, int(owner[a]))
         for a, b in _runs_of(owner)
@@ -463,7 +465,7 @@ def _speech(source: np.ndarray) -> np.ndarray:
 
 
 def _listening(
-    track: MultiFaceTrack, picks: list[tuple[int, int, int]], source: np.ndarray | None
+    track: MultiFaceTrack, picks: list[tuple[int, int, int]], speech: np.ndarray | None
 ) -> list[bool]:
     """Per picked face: whether it only listens, so the shot is left as it is.
 
@@ -471,11 +473,11 @@ def _listening(
     the other character's. The source tells them apart: there the voice goes on while the
     mouth on screen stays still. Only when some other shot shows a mouth moving while the
     source talks (so the source's voice is the people on screen, not a narrator over a silent
-    face, and the video is no silent clip to be given a voice), and never without source audio.
+    face, and the video is no silent clip to be given a voice), and never without source audio
+    (`speech`: see _speech).
     """
-    if source is None or len(picks) < 2:
+    if speech is None or len(picks) < 2:
         return [False] * len(picks)
-    speech = _speech(source)
     shots = []
     for start, stop, chosen in picks:
         opening = _mouth_motion(track.run(chosen, start, stop))
@@ -487,25 +489,30 @@ def _listening(
     return [talk >= LISTENED and spread < STILL_SPREAD for spread, talk in shots]
 
 
-def speaking_scores(
-    track: MultiFaceTrack,
-    start: int,
-    stop: int,
-    source: np.ndarray | None,
-    driving: np.ndarray | None,
-) -> dict[int, float]:
-    """Per face of a shot: how well its mouth motion follows the source audio's loudness.
-
-    Faces visible in under a third of the shot, or in under 3 of its frames, are not
-    candidates (a still's one frame is enough). When no face beats the others clearly (silent
-    source, dubbed video), the new audio's loudness and finally face size break the tie.
-    """
+def _candidates(track: MultiFaceTrack, start: int, stop: int) -> dict[int, np.ndarray]:
+    """The faces of a shot that may be the speaker, with their landmarks over it (NaN where
+    unseen): those seen in a third of the shot and in 3 of its frames (a still's one frame is
+    enough)."""
     candidates = {}
     for identity in track.shot_identities(start, stop):
         run = track.run(identity, start, stop)
         seen = ~np.isnan(run[:, 0, 0])
         if seen.sum() >= max(min(3, stop - start), (stop - start) / 3):
             candidates[identity] = run
+    return candidates
+
+
+def speaking_scores(
+    candidates: dict[int, np.ndarray],
+    start: int,
+    stop: int,
+    source: np.ndarray | None,
+    driving: np.ndarray | None,
+) -> dict[int, float]:
+    """Per candidate face of a shot (see _candidates): how well its mouth motion follows the
+    source audio's loudness. When no face beats the others clearly (silent source, dubbed
+    video), the new audio's loudness and finally face size break the tie.
+    """
     if not candidates:
         return {}
     scores = {
