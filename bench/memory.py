@@ -9,7 +9,10 @@ Resolution hardly changes the growth (frames are streamed), so 360p gives it qui
 long 1080p run confirms the absolute peak.
 
     python -m bench.memory [--height 360] [--minutes 2,10] [--model lipsync-2]
-                           [--sync-mode loop] [--keep DIR]
+                           [--sync-mode loop] [--speaker auto] [--keep DIR]
+
+`--speaker auto` (active_speaker_detection auto_detect) measures the path that tracks every
+face of the video before choosing one.
 """
 
 from __future__ import annotations
@@ -50,11 +53,11 @@ def write_speech(path: Path, seconds: float, names: tuple[str, ...] = SPEECH) ->
     return path
 
 
-def peak_rss(video: Path, audio: Path, out: Path, model: str, sync_mode: str) -> tuple[int, float]:
-    """(peak RSS in bytes, wall seconds) of one `openlipsync generate` in a child process."""
+def peak_rss(video: Path, audio: Path, out: Path, options: list[str]) -> tuple[int, float]:
+    """(peak RSS in bytes, wall seconds) of one `openlipsync generate` in a child process;
+    `options`: more of its command line."""
     command = [str(Path(sys.executable).with_name("openlipsync")), "generate"]
-    command += ["--video", str(video), "--audio", str(audio), "-o", str(out)]
-    command += ["--model", model, "--sync-mode", sync_mode, "--quiet"]
+    command += ["--video", str(video), "--audio", str(audio), "-o", str(out), "--quiet", *options]
     began = time.perf_counter()
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe nobody reads while it runs
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
@@ -72,9 +75,12 @@ def main() -> None:
     parser.add_argument("--minutes", default="2,10", help="comma-separated input lengths")
     parser.add_argument("--model", default="lipsync-2")
     parser.add_argument("--sync-mode", default="loop")
+    parser.add_argument("--speaker", help="generate --speaker (e.g. auto)")
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the inputs in this folder")
     args = parser.parse_args()
     lengths = sorted(float(m) * 60 for m in args.minutes.split(","))
+    options = ["--model", args.model, "--sync-mode", args.sync_mode]
+    options += ["--speaker", args.speaker] if args.speaker else []
     with tempfile.TemporaryDirectory(prefix="membench-") as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -86,7 +92,7 @@ def main() -> None:
                 make_input(args.height, seconds, video)
             if not audio.exists():
                 write_speech(audio, seconds)
-            peak, wall = peak_rss(video, audio, folder / "out.mp4", args.model, args.sync_mode)
+            peak, wall = peak_rss(video, audio, folder / "out.mp4", options)
             peaks.append(peak)
             mib = peak / 2**20
             print(f"{args.height}p {seconds / 60:5.1f} min: peak RSS {mib:7.0f} MiB ({wall:.0f} s)")

@@ -183,12 +183,12 @@ def test_analysis_with_the_track_in_a_file_equals_one_in_memory(
     tmp_path: Path, grid_video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pipeline keeps the track in a scratch file; the smoothed track is the same."""
-    from openlipsync.engine import analysis
+    from openlipsync.engine import analysis, tracking
     from openlipsync.engine.render import MouthRenderer
     from openlipsync.engine.run_state import RunState
     from openlipsync.media.probe import probe
 
-    monkeypatch.setattr(analysis, "RELEASE_ROWS", 5)
+    monkeypatch.setattr(tracking, "RELEASE_ROWS", 5)
     video = probe(grid_video).video
     assert video is not None
     tracks = []

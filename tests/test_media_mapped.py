@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openlipsync.engine.analysis import LandmarkRows
 from openlipsync.engine.library import head_pose
 from openlipsync.engine.mouth import mouth_shape
-from openlipsync.engine.tracking import smooth_in_place
+from openlipsync.engine.tracking import LandmarkRows, smooth_in_place
 from openlipsync.media.mapped import grown, in_blocks, release, scratch_array
 
 MIB = 2**20
@@ -121,7 +120,7 @@ def test_in_blocks_equals_one_call(tmp_path: Path, function) -> None:
 
 def test_landmark_rows_in_a_file_equal_rows_in_memory(tmp_path: Path, monkeypatch) -> None:
     """Including a frame count the probe under-estimated (the file grows) and missing faces."""
-    monkeypatch.setattr("openlipsync.engine.analysis.RELEASE_ROWS", 7)
+    monkeypatch.setattr("openlipsync.engine.tracking.RELEASE_ROWS", 7)
     faces = _faces(300)
     rows = {"memory": LandmarkRows(100), "file": LandmarkRows(100, tmp_path / "t.f32")}
     for index, face in enumerate(faces):

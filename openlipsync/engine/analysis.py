@@ -34,19 +34,19 @@ from openlipsync.engine.speaker import (
 )
 from openlipsync.engine.tracking import (
     INTERP_RESIDUAL,
-    N_LANDMARKS,
+    RELEASE_ROWS,
     FaceTrack,
+    LandmarkRows,
     SparseTracker,
     smooth_in_place,
 )
 from openlipsync.media.audio import AudioClip
 from openlipsync.media.kept import KeptFrames
-from openlipsync.media.mapped import grown, in_blocks, release, scratch_array
+from openlipsync.media.mapped import in_blocks, release
 from openlipsync.media.picture import Picture
 from openlipsync.media.probe import VideoInfo
 from openlipsync.media.video import VideoReader
 
-MISSING = np.full((478, 2), np.nan, dtype=np.float32)
 # Renderer qualities that interpolate the face mesh between frames where that fits (see
 # SparseTracker). Only the fast one: measured on the truth bench, interpolated frames cost
 # the standard and pro presets' frame-to-frame fidelity (diff r 0.50 -> 0.43 and 0.56 ->
@@ -58,8 +58,6 @@ SPARSE_TRACKING = {"fast": INTERP_RESIDUAL}
 SPAN_BYTES = 48 << 20
 MAX_SPAN = 48
 MIN_SPAN = 12
-MAX_EXPECTED_ROWS = 400_000  # frames of landmarks reserved up front at most (3 h at 37 fps)
-RELEASE_ROWS = 1024  # rows of a mapped track written between two releases (4 MB)
 
 
 @dataclass
@@ -90,8 +88,9 @@ def analyse(
     track is kept in that scratch file rather than in memory (see LandmarkRows)."""
     rows = LandmarkRows(video.frame_count, track_file)
     if speaker_option:
+        faces_file = None if track_file is None else track_file.with_suffix(".faces.f32")
         cuts, changes = _speaker_pass(
-            path, video, state, speaker_option, source_audio, driving_audio, rows
+            path, video, state, speaker_option, (source_audio, driving_audio), rows, faces_file
         )
         landmarks = rows.array()
         watch = PeopleWatch(video.fps, changes)
@@ -185,42 +184,6 @@ def _largest_face_pass(
         reader.close()
         state.stage_seconds["track"] = state.stage_seconds.get("track", 0.0) + busy["track"]
     return scenes.cuts, visibility
-
-
-class LandmarkRows:
-    """Per-frame (478, 2) landmarks in one growing float32 array (NaN rows: no face).
-
-    A list of per-frame arrays costs an object header per frame and, when stacked, a second
-    copy of the whole track. With a `path` the array is a scratch file (media/mapped.py): at
-    3 h of 25 fps the track is a gigabyte, so the rows written go out of memory every
-    RELEASE_ROWS rows.
-    """
-
-    def __init__(self, expected: int, path: Path | None = None) -> None:
-        # Untouched rows cost no memory (nor disk), only address space: room for the expected
-        # count and a little more, so that growing (a copy, in memory) is the exception.
-        room = (min(max(int(expected) * 51 // 50, 16), MAX_EXPECTED_ROWS), N_LANDMARKS, 2)
-        self._data = (
-            np.empty(room, np.float32) if path is None else scratch_array(path, room, np.float32)
-        )
-        self.count = 0
-
-    def append(self, landmarks: np.ndarray | None) -> None:
-        if self.count == len(self._data):  # the probe's frame count was an estimate
-            self._data = grown(self._data, len(self._data) * 5 // 4 + 16)
-        self._data[self.count] = MISSING if landmarks is None else landmarks
-        self.count += 1
-        if self.count % RELEASE_ROWS == 0:
-            release(self._data)
-
-    def array(self) -> np.ndarray:
-        """The rows so far; trimmed by a copy only when in memory and the estimate was far too
-        high."""
-        if isinstance(self._data, np.memmap):
-            release(self._data)
-        elif self.count < len(self._data) * 9 // 10:
-            self._data = self._data[: self.count].copy()
-        return self._data[: self.count]
 
 
 def _cut_marked(frames: Iterator[Picture], scenes: SceneDetector) -> Iterator[tuple[Picture, bool]]:
@@ -362,14 +325,15 @@ def _speaker_pass(
     video: VideoInfo,
     state: RunState,
     option: dict,
-    source_audio: AudioClip | None,
-    driving_audio: AudioClip | None,
+    sounds: tuple[AudioClip | None, AudioClip | None],
     rows: LandmarkRows,
+    faces_file: Path | None,
 ) -> tuple[list[int], list[int]]:
-    """Every face of every frame, then the one the option asks for (into `rows`). Returns the
-    scene cuts and the frames where the face followed changes (the cuts among them)."""
+    """Every face of every frame (their landmarks in `faces_file` when given), then the one
+    the option asks for (into `rows`). `sounds`: the source's and the driving audio. Returns
+    the scene cuts and the frames where the face followed changes (the cuts among them)."""
     scenes = SceneDetector()
-    with MultiFaceTracker() as multi:
+    with MultiFaceTracker(path=faces_file, expected=video.frame_count) as multi:
         for index, frame in _frames(path, video, state):
             with state.timed("track"):
                 multi.push(frame, new_shot=scenes.push(frame))
@@ -381,7 +345,7 @@ def _speaker_pass(
         None
         if clip is None
         else loudness_per_frame(clip.samples, clip.sample_rate, video.fps, count)
-        for clip in (source_audio, driving_audio)
+        for clip in sounds
     ]
     try:
         choice = choose_face(option, faces, video.fps, loudness[0], loudness[1])
@@ -396,6 +360,8 @@ def _speaker_pass(
             pick = pick_in_box(box, list(found.values())) if box is not None else None
             chosen = -1 if pick is None else list(found)[pick]
         rows.append(faces.points(chosen, index) if chosen >= 0 else None)
+        if index % RELEASE_ROWS == RELEASE_ROWS - 1:
+            release(faces.landmarks)
         if chosen >= 0:
             if followed >= 0 and chosen != followed:
                 changes.add(index)

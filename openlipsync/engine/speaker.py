@@ -9,8 +9,10 @@ frame (or None), which the single-face tracker can use to pick its face.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,7 +20,7 @@ import numpy as np
 from openlipsync.engine.detection import FaceBox, FaceDetector
 from openlipsync.engine.mouth import face_scale, mouth_shape
 from openlipsync.engine.scenes import shot_ranges
-from openlipsync.engine.tracking import TILED_EVERY
+from openlipsync.engine.tracking import TILED_EVERY, LandmarkRows
 from openlipsync.media.mapped import release
 from openlipsync.media.picture import RgbPicture, padded_square
 
@@ -152,59 +154,104 @@ def detect_faces(frame: np.ndarray, max_faces: int = 5) -> list[np.ndarray]:
 
 @dataclass
 class MultiFaceTrack:
-    """Every face of a video with a stable identity per shot.
+    """Every face of a video with a stable identity per shot, as sightings (one face in one
+    frame) in frame order.
 
-    Kept as the tracker saw it, one {identity: (478, 2) landmarks} per frame. Identities never
-    cross a cut, so a film has thousands of them, each seen in one shot: a full-length array
-    per identity would be identities x frames x 3.8 KB (gigabytes for minutes of a film)."""
+    Choosing the speaker reads a sighting's identity, box, mouth opening and eye distance (36
+    bytes, in memory); only the chosen face's landmarks (3.8 KB a sighting) are read back, so
+    they are kept in a LandmarkRows (a scratch file in the pipeline). A long single shot of
+    two people (a three-hour podcast) has two gigabytes of them, which would have been the
+    process's memory. Identities never cross a cut, so a film has thousands of them."""
 
-    rows: list[dict[int, np.ndarray]]  # per frame: identity -> float32 (478, 2)
+    first: np.ndarray  # int64 (frames + 1,): the sightings of frame i are rows first[i]:first[i+1]
+    identity: np.ndarray  # int64 per sighting
+    boxes: np.ndarray  # float32 (sightings, 4): [x1, y1, x2, y2]
+    opening: np.ndarray  # float32 per sighting: mouth opening in eye distances (mouth_shape)
+    eyes: np.ndarray  # float32 per sighting: eye distance in pixels (face_scale)
+    landmarks: np.ndarray  # float32 (sightings, 478, 2), possibly a mapped file
     cuts: list[int] = field(default_factory=list)
 
     @property
     def frame_count(self) -> int:
-        return len(self.rows)
+        return len(self.first) - 1
 
     @property
     def identities(self) -> list[int]:
-        return sorted({k for row in self.rows for k in row})
+        return np.unique(self.identity).tolist()
 
     def points(self, identity: int, index: int) -> np.ndarray | None:
-        return self.rows[index].get(identity)
+        row = self._row(identity, index)
+        return None if row is None else np.array(self.landmarks[row])
 
     def box(self, identity: int, index: int) -> np.ndarray | None:
-        points = self.points(identity, index)
-        return None if points is None else landmark_box(points)
+        row = self._row(identity, index)
+        return None if row is None else self.boxes[row]
 
     def faces_at(self, index: int) -> dict[int, np.ndarray]:
-        return dict(self.rows[index])
+        rows = range(self.first[index], self.first[index + 1])
+        return {int(self.identity[r]): np.array(self.landmarks[r]) for r in rows}
 
-    def run(self, identity: int, start: int, stop: int) -> np.ndarray:
-        """float32 (stop - start, 478, 2) of one face, NaN where it is not seen."""
-        out = np.full((max(stop - start, 0), N_LANDMARKS, 2), np.nan, np.float32)
-        for offset, row in enumerate(self.rows[start:stop]):
-            if identity in row:
-                out[offset] = row[identity]
+    def mouth_opening(self, identity: int, start: int, stop: int) -> np.ndarray:
+        """float64 per frame of [start, stop): one face's mouth opening, NaN where unseen."""
+        frames, rows = self._sightings(identity, start, stop)
+        out = np.full(max(stop - start, 0), np.nan)
+        out[frames] = self.opening[rows]
         return out
+
+    def eye_distance(self, identity: int, start: int, stop: int) -> float:
+        """One face's median eye distance (pixels) over [start, stop); NaN when unseen."""
+        _, rows = self._sightings(identity, start, stop)
+        return float(np.median(self.eyes[rows])) if rows.size else np.nan
 
     def seen(self, identity: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """bool per frame of [start, stop): where this face is seen."""
-        return np.array([identity in row for row in self.rows[start:stop]], bool)
+        stop = self.frame_count if stop is None else stop
+        out = np.zeros(max(stop - start, 0), bool)
+        out[self._sightings(identity, start, stop)[0]] = True
+        return out
 
     def shot_identities(self, start: int, stop: int) -> list[int]:
-        return sorted({k for row in self.rows[start:stop] for k in row})
+        return np.unique(self.identity[self.first[start] : self.first[stop]]).tolist()
+
+    def head(self, frames: int) -> MultiFaceTrack:
+        """The first `frames` frames (a still, a short clip)."""
+        rows = int(self.first[frames])
+        return MultiFaceTrack(
+            self.first[: frames + 1],
+            self.identity[:rows],
+            self.boxes[:rows],
+            self.opening[:rows],
+            self.eyes[:rows],
+            self.landmarks[:rows],
+            [cut for cut in self.cuts if cut < frames],
+        )
+
+    def _row(self, identity: int, index: int) -> int | None:
+        start = int(self.first[index])
+        hits = np.flatnonzero(self.identity[start : self.first[index + 1]] == identity)
+        return start + int(hits[0]) if hits.size else None
+
+    def _sightings(self, identity: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(frame offsets from `start`, rows) of one face's sightings in [start, stop)."""
+        low = int(self.first[start])
+        rows = low + np.flatnonzero(self.identity[low : self.first[stop]] == identity)
+        return np.searchsorted(self.first, rows, side="right") - 1 - start, rows
 
 
 class MultiFaceTracker:
     """Links each frame's faces to identities by box overlap; `cut()` starts a new shot.
 
     Identities never carry across a cut: the same person in the next shot is a new identity,
-    which is what per-shot speaker choice wants.
+    which is what per-shot speaker choice wants. `path`: the scratch file for the landmarks
+    (see MultiFaceTrack); `expected`: about how many frames come.
     """
 
-    def __init__(self, max_faces: int = 5) -> None:
+    def __init__(self, max_faces: int = 5, path: Path | None = None, expected: int = 0) -> None:
         self._finder = FaceFinder(max_faces)
-        self._rows: list[dict[int, np.ndarray]] = []
+        self._landmarks = LandmarkRows(expected, path)
+        self._first, self._identity = array("q", [0]), array("q")
+        self._boxes, self._opening, self._eyes = array("f"), array("f"), array("f")
+        self._last: list[np.ndarray] = []  # the faces of the previous frame of this shot
         self._live: dict[int, tuple[np.ndarray, int]] = {}  # id -> (last box, last frame)
         self._next_id = 0
         self._cuts: list[int] = []
@@ -221,19 +268,18 @@ class MultiFaceTracker:
     def cut(self) -> None:
         """The next pushed frame starts a new shot."""
         self._live.clear()
-        if self._rows:
-            self._cuts.append(len(self._rows))
+        self._last = []
+        if len(self._first) > 1:
+            self._cuts.append(len(self._first) - 1)
 
     def push(self, frame: np.ndarray, new_shot: bool = False) -> dict[int, np.ndarray]:
         """Faces of this frame by identity; `new_shot` (e.g. SceneDetector.push) calls `cut()`."""
         if new_shot:
             self.cut()
-        cut_here = bool(self._cuts) and self._cuts[-1] == len(self._rows)
-        known = list(self._rows[-1].values()) if self._rows and not cut_here else []
-        return self.push_faces(self._finder.find(frame, known))
+        return self.push_faces(self._finder.find(frame, self._last))
 
     def push_faces(self, faces: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
-        index = len(self._rows)
+        index = len(self._first) - 1
         self._live = {k: v for k, v in self._live.items() if index - v[1] <= MAX_GAP}
         boxes = [landmark_box(f) for f in faces]
         pairs = sorted(
@@ -257,11 +303,28 @@ class MultiFaceTracker:
                 identity, self._next_id = self._next_id, self._next_id + 1
             self._live[identity] = (boxes[i], index)
             row[identity] = np.asarray(face, np.float32)
-        self._rows.append(row)
+            self._sighted(identity, boxes[i], row[identity])
+        self._first.append(len(self._identity))
+        self._last = list(row.values())
         return row
 
+    def _sighted(self, identity: int, box: np.ndarray, face: np.ndarray) -> None:
+        self._identity.append(identity)
+        self._boxes.extend(box.tolist())
+        self._opening.append(float(mouth_shape(face)[0]))
+        self._eyes.append(float(face_scale(face)))
+        self._landmarks.append(face)
+
     def finish(self) -> MultiFaceTrack:
-        return MultiFaceTrack(self._rows, list(self._cuts))
+        return MultiFaceTrack(
+            np.array(self._first, np.int64),
+            np.array(self._identity, np.int64),
+            np.array(self._boxes, np.float32).reshape(-1, 4),
+            np.array(self._opening, np.float32),
+            np.array(self._eyes, np.float32),
+            self._landmarks.array(),
+            list(self._cuts),
+        )
 
 
 @dataclass
@@ -392,7 +455,7 @@ def _auto(
 
 
 def _turns(
-    candidates: dict[int, np.ndarray],
+    candidates: dict[int, Candidate],
     start: int,
     stop: int,
     picked: int,
@@ -415,7 +478,7 @@ def _turns(
     heard = speech[start:stop]  # the sound may end before the picture
     speaking[: len(heard)] = heard
     half = max(1, round(TURN_WINDOW * fps / 2))
-    motion = {k: _spread(_mouth_motion(run), half) for k, run in candidates.items()}
+    motion = {k: _spread(face.opening, half) for k, face in candidates.items()}
     owner = np.full(stop - start, -1, np.int64)
     for face, moving in motion.items():
         others = [m for k, m in motion.items() if k != face]
@@ -480,7 +543,7 @@ def _listening(
         return [False] * len(picks)
     shots = []
     for start, stop, chosen in picks:
-        opening = _mouth_motion(track.run(chosen, start, stop))
+        opening = track.mouth_opening(chosen, start, stop)
         seen = opening[np.isfinite(opening)]
         spread = float(np.ptp(np.percentile(seen, [10, 90]))) if seen.size >= 5 else np.nan
         shots.append((spread, float(speech[start:stop].mean()) if stop > start else 0.0))
@@ -489,21 +552,29 @@ def _listening(
     return [talk >= LISTENED and spread < STILL_SPREAD for spread, talk in shots]
 
 
-def _candidates(track: MultiFaceTrack, start: int, stop: int) -> dict[int, np.ndarray]:
-    """The faces of a shot that may be the speaker, with their landmarks over it (NaN where
-    unseen): those seen in a third of the shot and in 3 of its frames (a still's one frame is
-    enough)."""
+@dataclass
+class Candidate:
+    """A face of a shot that may be the speaker."""
+
+    opening: np.ndarray  # float64 per frame of the shot: mouth opening, NaN where unseen
+    eyes: float  # median eye distance (pixels): the larger face wins a tie
+
+
+def _candidates(track: MultiFaceTrack, start: int, stop: int) -> dict[int, Candidate]:
+    """The faces of a shot seen in a third of it and in 3 of its frames (a still's one frame
+    is enough)."""
     candidates = {}
     for identity in track.shot_identities(start, stop):
-        run = track.run(identity, start, stop)
-        seen = ~np.isnan(run[:, 0, 0])
-        if seen.sum() >= max(min(3, stop - start), (stop - start) / 3):
-            candidates[identity] = run
+        if track.seen(identity, start, stop).sum() >= max(min(3, stop - start), (stop - start) / 3):
+            candidates[identity] = Candidate(
+                track.mouth_opening(identity, start, stop),
+                track.eye_distance(identity, start, stop),
+            )
     return candidates
 
 
 def speaking_scores(
-    candidates: dict[int, np.ndarray],
+    candidates: dict[int, Candidate],
     start: int,
     stop: int,
     source: np.ndarray | None,
@@ -516,20 +587,14 @@ def speaking_scores(
     if not candidates:
         return {}
     scores = {
-        k: _correlation(_mouth_motion(run), _slice(source, start, stop))
-        for k, run in candidates.items()
+        k: _correlation(face.opening, _slice(source, start, stop)) for k, face in candidates.items()
     }
     ordered = sorted(scores.values(), reverse=True)
     if len(ordered) > 1 and ordered[0] - ordered[1] < CLEAR_MARGIN:
-        for k, run in candidates.items():
-            tie = _correlation(_mouth_motion(run), _slice(driving, start, stop))
-            scores[k] += 0.1 * tie + 1e-3 * float(np.nanmedian(face_scale(run)))
+        for k, face in candidates.items():
+            tie = _correlation(face.opening, _slice(driving, start, stop))
+            scores[k] += 0.1 * tie + 1e-3 * face.eyes
     return scores
-
-
-def _mouth_motion(run: np.ndarray) -> np.ndarray:
-    """Mouth opening per frame (eye-distance units), NaN where the face is not seen."""
-    return mouth_shape(run)[:, 0].astype(np.float64)
 
 
 def _slice(values: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:

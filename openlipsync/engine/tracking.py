@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import median_filter
@@ -20,7 +21,7 @@ from scipy.signal import savgol_filter
 from openlipsync.engine.detection import FaceDetector
 from openlipsync.engine.graphs import WarmGraphs
 from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, LIPS_OUTER, face_scale
-from openlipsync.media.mapped import in_blocks, release
+from openlipsync.media.mapped import grown, in_blocks, release, scratch_array
 from openlipsync.media.picture import Box, Picture, RgbPicture, padded_square, shrink_square
 
 N_LANDMARKS = 478
@@ -62,6 +63,10 @@ ARTICULATING = sorted(
 )
 
 
+MISSING = np.full((N_LANDMARKS, 2), np.nan, dtype=np.float32)
+MAX_EXPECTED_ROWS = 400_000  # frames of landmarks reserved up front at most (3 h at 37 fps)
+RELEASE_ROWS = 1024  # rows of a mapped track written between two releases (4 MB)
+
 # Lips and jaw: what SparseTracker's interpolation check looks at.
 LOWER_FACE = sorted(set(LIPS_OUTER + LIPS_INNER + JAW_LINE))
 
@@ -72,6 +77,42 @@ Frame = np.ndarray | Picture  # an RGB uint8 (H, W, 3) array, or a Picture of on
 class FaceTrack:
     landmarks: np.ndarray  # float32 (N, 478, 2) pixel coords in the frame; NaN rows where no face
     present: np.ndarray  # bool (N,)
+
+
+class LandmarkRows:
+    """Per-frame (478, 2) landmarks in one growing float32 array (NaN rows: no face).
+
+    A list of per-frame arrays costs an object header per frame and, when stacked, a second
+    copy of the whole track. With a `path` the array is a scratch file (media/mapped.py): at
+    3 h of 25 fps the track is a gigabyte, so the rows written go out of memory every
+    RELEASE_ROWS rows.
+    """
+
+    def __init__(self, expected: int, path: Path | None = None) -> None:
+        # Untouched rows cost no memory (nor disk), only address space: room for the expected
+        # count and a little more, so that growing (a copy, in memory) is the exception.
+        room = (min(max(int(expected) * 51 // 50, 16), MAX_EXPECTED_ROWS), N_LANDMARKS, 2)
+        self._data = (
+            np.empty(room, np.float32) if path is None else scratch_array(path, room, np.float32)
+        )
+        self.count = 0
+
+    def append(self, landmarks: np.ndarray | None) -> None:
+        if self.count == len(self._data):  # the probe's frame count was an estimate
+            self._data = grown(self._data, len(self._data) * 5 // 4 + 16)
+        self._data[self.count] = MISSING if landmarks is None else landmarks
+        self.count += 1
+        if self.count % RELEASE_ROWS == 0:
+            release(self._data)
+
+    def array(self) -> np.ndarray:
+        """The rows so far; trimmed by a copy only when in memory and the estimate was far too
+        high."""
+        if isinstance(self._data, np.memmap):
+            release(self._data)
+        elif self.count < len(self._data) * 9 // 10:
+            self._data = self._data[: self.count].copy()
+        return self._data[: self.count]
 
 
 class FaceTracker:
