@@ -91,6 +91,7 @@ class MouthLibrary:
         self.shapes = np.empty((0, 3), np.float32)
         self.poses = np.empty((0, 2), np.float32)
         self.outer = np.empty(0, np.float32)  # outer-lip height (eye distances)
+        self.to_crop = np.empty((0, 2, 3))  # picture -> crop affine per entry
 
     # -- building -------------------------------------------------------------------------
 
@@ -179,6 +180,7 @@ class MouthLibrary:
             rows.append(landmarks.astype(np.float64) @ to_crop[:, :2].T + to_crop[:, 2])
             keep.append(i)
         self.src = np.array([self._src[i] for i in keep], dtype=np.int64)
+        self.to_crop = np.array([self._to_crop[i] for i in keep], np.float64).reshape(-1, 2, 3)
         self.landmarks = (
             np.stack(rows).astype(np.float32) if rows else np.empty((0, 478, 2), np.float32)
         )

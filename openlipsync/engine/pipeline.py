@@ -416,7 +416,12 @@ def _prepare_look(
         loudness,
     )
     renderer.prepare(
-        analysis.track, targets, timeline.src_index, timeline.lipsync, people=analysis.people
+        analysis.track,
+        targets,
+        timeline.src_index,
+        timeline.lipsync,
+        people=analysis.people,
+        breaks=analysis.breaks,
     )
     return _Look(
         renderer, analysis.track, timeline.src_index, effects, analysis.visibility, loudness

@@ -38,6 +38,8 @@ from openlipsync.engine.mouth import (
     MOUTH_RIGHT,
     face_scale,
 )
+from openlipsync.engine.occluders import Crops, StillOccluders, find_still_occluders
+from openlipsync.engine.scenes import shot_ranges
 from openlipsync.engine.tracking import (
     STABLE_POINTS,
     FaceTrack,
@@ -126,6 +128,7 @@ class MouthRenderer:
         self._alpha = np.empty(0, np.float32)
         self._ghost = np.empty(0, np.int64)
         self._ghost_weight = np.empty(0, np.float32)
+        self.occluders = StillOccluders([])
 
     # -- tracking pass ---------------------------------------------------------------------
 
@@ -207,10 +210,12 @@ class MouthRenderer:
         src_index: np.ndarray,
         active: np.ndarray,
         people: np.ndarray | None = None,
+        breaks: list[int] | None = None,
     ) -> None:
         """Choose every output frame's library mouth. `people` (per source frame, see
         engine/identity.py) keeps each person to their own mouths; a frame whose person has
-        none left in the library is not drawn."""
+        none left in the library is not drawn. `breaks`: source frames that start a new shot
+        (or another face), where still occluders (see occluders.py) are looked for afresh."""
         targets = np.asarray(targets, np.float32).reshape(-1, 3)
         src_index = np.asarray(src_index, np.int64).reshape(-1)
         active = np.asarray(active, bool).reshape(-1)
@@ -226,6 +231,12 @@ class MouthRenderer:
         self.library.finalize(track.landmarks)
         release(track.landmarks)
         lib = self.library
+        self.occluders = find_still_occluders(
+            Crops([lib.crop(i) for i in range(lib.count)], lib.to_crop, lib.landmarks, lib.scale),
+            lib.src,
+            shot_ranges(breaks or [], n_src),
+        )
+        lib.release_pages()
         present = track.present[src_index] if len(src_index) else np.zeros(0, bool)
         covered = self._covered(n_src, people)
         usable = ~covered[lib.src] if lib.count else np.zeros(0, bool)
@@ -350,10 +361,15 @@ class MouthRenderer:
         crop = np.asarray(lib.crop(entry))
         warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
         warped = warped.astype(np.float32)
+        # What stands still in front of the face stays as it is: in this frame, and where the
+        # mouths drawn had it in their own frames (else it would be pasted again, elsewhere).
+        shown = _shown(self._occluded_source(out_index, to_work, box))
+        shown = _shown(self._occluded_entry(entry, map_x, map_y), shown)
         ghost, weight = self._ghost_of(out_index)
         if ghost >= 0:  # cross-fade from the sequence we just left, so a switch never pops
-            other = self._warp_onto(ghost, current, dst_work, ring_dst, box, to_work)
+            other, other_hidden = self._warp_onto(ghost, current, dst_work, ring_dst, box, to_work)
             warped = (1 - weight) * warped + weight * other
+            shown = _shown(other_hidden, shown, weight)
         region = picture.region((x0, y0, x1, y1))
         # Only colour statistics are read from it: bilinear is enough and cheaper than AREA.
         small = (
@@ -390,6 +406,8 @@ class MouthRenderer:
         lips = polygon_mask(box, [outer, work(current[LIPS_OUTER])], 0)
         lips = cv2.dilate(lips, None, iterations=max(1, int(0.05 * iod_work)))
         weight = mask * (1 - lips)
+        if shown is not None:
+            mask, weight = mask * shown, weight * shown
         warped = match_colour(warped, small, weight, sigma=max(2.0, 0.18 * iod_work))
         mask *= alpha
         if box != full:
@@ -427,8 +445,9 @@ class MouthRenderer:
         ring_dst: np.ndarray,
         box: tuple[int, int],
         to_work: np.ndarray,
-    ) -> np.ndarray:
-        """Another library entry warped onto exactly the same target geometry (work pixels)."""
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Another library entry warped onto exactly the same target geometry (work pixels),
+        and its still occluders there (see _occluded_entry)."""
         sample = self.library.landmarks[entry].astype(np.float64)
         to_frame = _similarity(sample[STABLE_POINTS], current[STABLE_POINTS].astype(np.float64))
         back = _invert(to_frame)
@@ -438,7 +457,29 @@ class MouthRenderer:
         map_x, map_y = _piecewise_affine(src, dst_work, self._triangles, box, crop_to_work)
         crop = np.asarray(self.library.crop(entry))
         warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
-        return warped.astype(np.float32)
+        return warped.astype(np.float32), self._occluded_entry(entry, map_x, map_y)
+
+    def _occluded_source(
+        self, out_index: int, to_work: np.ndarray, box: tuple[int, int]
+    ) -> np.ndarray | None:
+        """Coverage (work pixels) of the still occluders in front of this frame's face."""
+        if not self.occluders or not 0 <= out_index < len(self.src_index):
+            return None
+        return self.occluders.warped(int(self.src_index[out_index]), to_work, box)
+
+    def _occluded_entry(
+        self, entry: int, map_x: np.ndarray, map_y: np.ndarray
+    ) -> np.ndarray | None:
+        """Coverage (work pixels, through the crop's warp `map_x`, `map_y`) of the still
+        occluders that were in front of a library mouth in its own frame."""
+        lib = self.library
+        if not self.occluders:
+            return None
+        width, height = lib.size
+        in_crop = self.occluders.warped(int(lib.src[entry]), lib.to_crop[entry], (height, width))
+        if in_crop is None:
+            return None
+        return cv2.remap(in_crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def close(self) -> None:
         self._stop_hands()
@@ -488,6 +529,9 @@ class MouthRenderer:
             "library_landmarks": lib.landmarks[used],
             "library_shapes": lib.shapes[used],
             "library_crops": crops,
+            "library_src": lib.src[used],
+            "library_to_crop": lib.to_crop[used],
+            **self.occluders.export(),
         }
         return scalars, arrays
 
@@ -513,6 +557,9 @@ class MouthRenderer:
         lib.shapes = np.asarray(arrays["library_shapes"], np.float32)
         lib._crops = np.asarray(arrays["library_crops"], np.uint8)
         lib.count = len(lib.landmarks)
+        lib.src = np.asarray(arrays["library_src"], np.int64)
+        lib.to_crop = np.asarray(arrays["library_to_crop"], np.float64)
+        renderer.occluders = StillOccluders.imported(arrays)
         renderer._prepared = True
         return renderer
 
@@ -589,6 +636,17 @@ def _lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.n
     if ring.sum() < 4:
         return np.array([150.0, 80.0, 80.0])
     return (image * ring[..., None]).reshape(-1, 3).sum(0) / ring.sum()
+
+
+def _shown(
+    hidden: np.ndarray | None, shown: np.ndarray | None = None, weight: float = 1.0
+) -> np.ndarray | None:
+    """What may be drawn (1) or must stay as it is (0), given coverage `hidden` (times
+    `weight`) on top of what `shown` already keeps; None: everything may be drawn."""
+    if hidden is None:
+        return shown
+    visible = 1.0 - weight * np.clip(hidden, 0.0, 1.0)
+    return visible if shown is None else shown * visible
 
 
 def _crop_ring(size: tuple[int, int], per_side: int = 5) -> np.ndarray:
