@@ -37,8 +37,13 @@ def _microphone(size: tuple[int, int]) -> np.ndarray:
     return mask > 0
 
 
-def _write_clip(out: Path, sway: float, microphone: bool) -> Path:
+def _write_clip(out: Path, sway: float, microphone: bool, then: str | None = None) -> Path:
+    """The swaying speaker; with `then` (a GRID clip), a cut to that speaker swaying without
+    a microphone."""
     frames = list(VideoReader(media_path("video/grid_bbaf2n.mpg")))
+    count = len(frames)
+    if then is not None:
+        frames += list(VideoReader(media_path(f"video/{then}.mpg")))
     height, width = frames[0].shape[:2]
     mic = _microphone((height, width))
     with av.open(str(out), "w") as container:
@@ -54,7 +59,7 @@ def _write_clip(out: Path, sway: float, microphone: bool) -> Path:
                 (width, height),
                 borderMode=cv2.BORDER_REPLICATE,
             )
-            if microphone:
+            if microphone and index < count:
                 moved[mic] = (45, 45, 48)
                 cx, cy = MIC_CENTRE
                 cv2.ellipse(moved, (cx - 10, cy - 8), (12, 6), -20, 0, 360, (70, 70, 75), -1)
@@ -74,6 +79,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "microphone": _write_clip(folder / "microphone.mp4", 12.0, True),
         "no_microphone": _write_clip(folder / "sway.mp4", 12.0, False),
         "still_head": _write_clip(folder / "still.mp4", 0.0, True),
+        "two_shots": _write_clip(folder / "two.mp4", 12.0, True, then="grid_lbax4n"),
     }
 
 
@@ -151,3 +157,11 @@ def test_a_chunked_render_keeps_the_occluders(clips: dict[str, Path]) -> None:
             frame = frames[int(plan.timeline.src_index[index])]
             assert np.array_equal(renderer.render(index, frame), copy.render(index, frame))
     assert len(copy.occluders.shots) == 1
+
+
+def test_each_shot_has_its_own(clips: dict[str, Path]) -> None:
+    """A microphone in the first shot only: the second (another speaker, after a cut) is
+    drawn as ever. Over both shots as one, the microphone would not have been still."""
+    with planned(_request(clips["two_shots"]), RunState()) as plan:
+        occluders = plan.look.renderer.occluders
+    assert [(shot.start, shot.stop) for shot in occluders.shots] == [(0, 75)]

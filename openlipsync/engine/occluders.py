@@ -24,6 +24,7 @@ from openlipsync.engine.tracking import _invert
 
 GRID_IOD = 24.0  # grid pixels per eye distance: a microphone's edge within a twelfth of one
 MIN_ENTRIES = 12  # library crops a shot needs before anything in it is judged
+SAMPLES = 48  # crops of a shot looked at, spread over it (a statistic needs no more)
 # The face must move under the grid by this many eye distances (10th-90th percentile of its
 # position): otherwise a still face and a still object look the same.
 MIN_MOTION = 0.15
@@ -130,6 +131,8 @@ def find_still_occluders(
     found = []
     for start, stop in shots:
         entries = np.flatnonzero((src >= start) & (src < stop))
+        if len(entries) > SAMPLES:
+            entries = entries[np.linspace(0, len(entries) - 1, SAMPLES).round().astype(int)]
         if len(entries) >= MIN_ENTRIES:
             crops = Crops(
                 [library.images[i] for i in entries],

@@ -87,6 +87,9 @@ OWN_BONUS = 3.0
 CLOSED_OPEN = 0.04  # targets below this ask for closed lips
 CLOSED_SCALE = 0.015  # tolerance for a parted sample behind a closed target
 THICKNESS_SCALE = 0.02  # tolerance for lips thicker or thinner than the person's typical
+# A mouth whose lips a still occluder hid in its own frame (occluders.py) shows the frame's own
+# lips there instead: per share of its lips hidden, it costs as much as a switch.
+HIDDEN_LIPS_COST = SWITCH_COST
 # reshape_mouth scales a sample's width by at most these factors; what is left over shows (a
 # grin narrowed to a neutral width stays a grin): per eye distance left, a cost this steep.
 WIDTH_RATIO = (0.85, 1.2)
@@ -253,7 +256,7 @@ class MouthRenderer:
             self._triangles = _triangulation(lib)
             self._ring = _crop_ring(lib.size)
             poses = in_blocks(head_pose, track.landmarks)[src_index]  # no (T, 478, 2) copy
-            thickness = _thickness_cost(lib, owner)
+            entry_cost = _thickness_cost(lib, owner) + HIDDEN_LIPS_COST * self._hidden_lips()
             ramp = max(1, int(round(0.12 * self.fps)))
             for start, stop in _runs(valid):
                 shown = src_index[start:stop]
@@ -263,7 +266,7 @@ class MouthRenderer:
                     poses[start:stop],
                     _allowed(usable, owner, None if people is None else people[shown]),
                     shown,
-                    thickness,
+                    entry_cost,
                 )
                 self._alpha[start:stop] = _fade(stop - start, ramp, start > 0, stop < len(valid))
             self._ghost, self._ghost_weight = _switch_fades(self._choice, lib.src, owner)
@@ -458,6 +461,18 @@ class MouthRenderer:
         crop = np.asarray(self.library.crop(entry))
         warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
         return warped.astype(np.float32), self._occluded_entry(entry, map_x, map_y)
+
+    def _hidden_lips(self) -> np.ndarray:
+        """Per library entry: the share of its lips the still occluders hid in its frame."""
+        lib = self.library
+        hidden = np.zeros(lib.count, np.float32)
+        width, height = lib.size
+        for entry in range(lib.count) if self.occluders else ():
+            cover = self.occluders.warped(int(lib.src[entry]), lib.to_crop[entry], (height, width))
+            lips = polygon_mask((height, width), [lib.landmarks[entry][LIPS_OUTER]], 0) > 0.5
+            if cover is not None and lips.any():
+                hidden[entry] = float(cover[lips].mean())
+        return hidden
 
     def _occluded_source(
         self, out_index: int, to_work: np.ndarray, box: tuple[int, int]
@@ -854,10 +869,11 @@ def _unary_costs(
     poses: np.ndarray,
     usable: np.ndarray,
     shown: np.ndarray,
-    thickness: np.ndarray | None = None,
+    entry_cost: np.ndarray | None = None,
 ) -> np.ndarray:
     """(frames, entries) cost of showing each library mouth at each frame; `usable`
-    broadcasts against that shape; `thickness`: _thickness_cost, when already known."""
+    broadcasts against that shape; `entry_cost`: what each entry costs wherever it is shown
+    (by default _thickness_cost)."""
     shape_err = (targets[:, None, :] - lib.shapes[None, :, :]) / SHAPE_SCALE
     # Opening closed lips by warping looks worse than closing open ones: penalise it double.
     short = np.maximum(targets[:, None, 0] - lib.shapes[None, :, 0], 0) / SHAPE_SCALE[0]
@@ -870,8 +886,8 @@ def _unary_costs(
     unmet = (targets[:, None, 2] - reachable) / UNMET_WIDTH_SCALE
     unary = (shape_err**2).sum(-1) + short**2 + np.nan_to_num((pose_err**2).sum(-1), nan=0)
     unary = unary + unmet**2
-    thickness = _thickness_cost(lib) if thickness is None else thickness
-    unary = unary + shut * parted**2 + thickness[None, :]
+    entry_cost = _thickness_cost(lib) if entry_cost is None else entry_cost
+    unary = unary + shut * parted**2 + entry_cost[None, :]
     unary = unary - OWN_BONUS * (lib.src[None, :] == shown[:, None])
     return np.where(usable, unary, 1e9)  # nor pasted from where they may not be
 
@@ -900,7 +916,7 @@ def _viterbi(
     poses: np.ndarray,
     allowed: Callable[[slice], np.ndarray],
     shown: np.ndarray,
-    thickness: np.ndarray | None = None,
+    entry_cost: np.ndarray | None = None,
 ) -> np.ndarray:
     """Library entry per frame minimising shape/pose error plus switching between samples.
 
@@ -913,7 +929,9 @@ def _viterbi(
     cost = np.empty((n, k), np.float32)
     for start in range(0, n, VITERBI_CHUNK):  # bounded memory: chunk x library, not T x library
         part = slice(start, min(start + VITERBI_CHUNK, n))
-        unary = _unary_costs(lib, targets[part], poses[part], allowed(part), shown[part], thickness)
+        unary = _unary_costs(
+            lib, targets[part], poses[part], allowed(part), shown[part], entry_cost
+        )
         if k < count:
             cand[part] = np.argpartition(unary, k - 1, axis=1)[:, :k]
         else:
