@@ -15,8 +15,8 @@ import pytest
 
 from bench.occluders import MEDIA, damage, found, write_clip
 from openlipsync.engine import generate, occluders
+from openlipsync.engine.chunks import load_plan, write_plan
 from openlipsync.engine.pipeline import planned
-from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.request import GenerateRequest
 from openlipsync.engine.run_state import RunState
 from openlipsync.media.video import VideoReader
@@ -75,17 +75,19 @@ def test_the_lip_sync_leaves_the_microphone_alone_and_pastes_no_other(
     assert seen["ghost"] < 40 < 150 < blind["ghost"], (seen, blind)  # no microphone beside it
 
 
-def test_a_chunked_render_keeps_the_occluders(clips: dict[str, Path]) -> None:
-    """Long videos render in chunks, in other processes (engine/chunks.py): the renderer's
-    hand-over carries the occluders and the library's frames, so the pixels are the same."""
+def test_a_chunked_render_keeps_the_occluders(clips: dict[str, Path], tmp_path: Path) -> None:
+    """Long videos render in chunks, in other processes (engine/chunks.py): the plan file
+    carries the occluders and the library mouths' frames, so the pixels are the same."""
+    request = _request(clips["microphone"], tmp_path / "chunked.mp4")
+    write_plan(request, tmp_path / "plan.npz")
+    loaded = load_plan(tmp_path / "plan.npz")
+    assert len(loaded.look.renderer.occluders.shots) == 1
     frames = _decoded(clips["microphone"])
-    with planned(_request(clips["microphone"]), RunState()) as plan:
-        renderer = plan.look.renderer
-        copy = MouthRenderer.from_state(*renderer.export_state())
+    with planned(request, RunState()) as plan:
         for index in (10, 30, 50):
-            frame = frames[int(plan.timeline.src_index[index])]
-            assert np.array_equal(renderer.render(index, frame), copy.render(index, frame))
-    assert len(copy.occluders.shots) == 1
+            frame = frames[int(plan.look.src_index[index])]
+            expected = plan.look.frame(index, frame.copy())
+            assert np.array_equal(loaded.look.frame(index, frame.copy()), expected), index
 
 
 def test_each_shot_has_its_own(clips: dict[str, Path]) -> None:

@@ -40,7 +40,8 @@ from openlipsync.media.probe import Colour, probe
 from openlipsync.media.seek import SeekingSource, backward_jumps
 from openlipsync.media.video import FrameSource
 
-PLAN_VERSION = 3  # 2: library crops as PNG, the sound in a file of its own; 3: the track too
+PLAN_VERSION = 4  # 2: library crops as PNG, the sound in a file of its own; 3: the track too;
+# 4: still occluders and the library mouths' frames
 MAX_SEEKS = 8  # backward jumps in one chunk still worth a seek each (loop restarts)
 SOUND_BLOCK = 1 << 20  # samples per write of the plan's sound (4 MB)
 TRACK_BLOCK = 1024  # frames per write of the plan's track (4 MB)

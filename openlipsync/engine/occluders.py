@@ -88,14 +88,19 @@ class StillOccluders:
     # -- hand-over to other processes (chunked rendering) -----------------------------------
 
     def export(self) -> dict[str, np.ndarray]:
+        """Plain arrays (np.savez) that `imported` turns back into these occluders."""
         height = max((shot.mask.shape[0] for shot in self.shots), default=0)
         width = max((shot.mask.shape[1] for shot in self.shots), default=0)
         masks = np.zeros((len(self.shots), height, width), np.float32)
         for slot, shot in enumerate(self.shots):
             masks[slot, : shot.mask.shape[0], : shot.mask.shape[1]] = shot.mask
         return {
-            "occluder_ranges": np.array([[s.start, s.stop] for s in self.shots], np.int64),
-            "occluder_to_grid": np.array([s.to_grid for s in self.shots], np.float64),
+            "occluder_ranges": np.array([[s.start, s.stop] for s in self.shots], np.int64).reshape(
+                -1, 2
+            ),
+            "occluder_to_grid": np.array([s.to_grid for s in self.shots], np.float64).reshape(
+                -1, 2, 3
+            ),
             "occluder_masks": masks,
         }
 
@@ -115,7 +120,7 @@ class StillOccluders:
 
 @dataclass
 class Crops:
-    """A shot's mouth-library crops (see library.py)."""
+    """Mouth-library crops (see library.py)."""
 
     images: list[np.ndarray]  # RGB uint8, face coordinates at `scale` px per eye distance
     to_crop: np.ndarray  # (n, 2, 3): picture -> crop affine of each
