@@ -466,8 +466,10 @@ class MouthRenderer:
         """Per library entry: the share of its lips the still occluders hid in its frame."""
         lib = self.library
         hidden = np.zeros(lib.count, np.float32)
+        if not self.occluders:
+            return hidden
         width, height = lib.size
-        for entry in range(lib.count) if self.occluders else ():
+        for entry in range(lib.count):
             cover = self.occluders.warped(int(lib.src[entry]), lib.to_crop[entry], (height, width))
             lips = polygon_mask((height, width), [lib.landmarks[entry][LIPS_OUTER]], 0) > 0.5
             if cover is not None and lips.any():

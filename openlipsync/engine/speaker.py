@@ -157,7 +157,7 @@ class MultiFaceTrack:
     """Every face of a video with a stable identity per shot, as sightings (one face in one
     frame) in frame order.
 
-    Choosing the speaker reads a sighting's identity, box, mouth opening and eye distance (36
+    Choosing the speaker reads a sighting's identity, box, mouth opening and eye distance (40
     bytes, in memory); only the chosen face's landmarks (3.8 KB a sighting) are read back, so
     they are kept in a LandmarkRows (a scratch file in the pipeline). A long single shot of
     two people (a three-hour podcast) has two gigabytes of them, which would have been the
