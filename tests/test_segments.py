@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from openlipsync.engine.request import SegmentAudio
+from openlipsync.engine.scenes import frame_runs
 from openlipsync.engine.segments import (
     compose_audio,
-    covered_runs,
     fit_audio,
     frame_window,
     from_frames,
@@ -56,8 +56,8 @@ def test_windows_snap_to_frames_and_clip_to_the_video() -> None:
 def test_mask_runs_and_still_length() -> None:
     segments = [SegmentAudio(0.2, 0.4, A), SegmentAudio(0.3, 0.6, A), SegmentAudio(2.0, 2.0, A)]
     mask = lipsync_mask(segments, FPS, 75)
-    assert mask.sum() == 10 and covered_runs(mask) == [(5, 15)]  # overlap merged, empty ignored
-    assert covered_runs(np.zeros(5, bool)) == [] and covered_runs(np.ones(3, bool)) == [(0, 3)]
+    assert mask.sum() == 10 and frame_runs(mask) == [(5, 15)]  # overlap merged, empty ignored
+    assert frame_runs(np.zeros(5, bool)) == [] and frame_runs(np.ones(3, bool)) == [(0, 3)]
     assert output_frames(segments, FPS, 75, still=False) == 75
     assert output_frames(segments, FPS, 1, still=True) == 50  # a photo lasts to the last end
     assert output_frames([], FPS, 1, still=True) == 1
@@ -118,7 +118,7 @@ def test_timeline_and_segment_only_audio() -> None:
     assert timeline.frame_count == 50 and timeline.duration == 2.0
     assert np.array_equal(timeline.src_index, np.arange(50)) and timeline.lipsync.sum() == 10
     assert segment_timeline(segments, FPS, 50, audio, still=True).src_index.max() == 0
-    only = segment_only_audio(timeline.audio, covered_runs(timeline.lipsync), FPS)
+    only = segment_only_audio(timeline.audio, frame_runs(timeline.lipsync), FPS)
     assert only.duration == pytest.approx(0.4)
     assert only.samples[0] == pytest.approx(0.2) and only.samples[200] == pytest.approx(1.0)
 

@@ -56,9 +56,9 @@ from openlipsync.engine.request import (
     SegmentAudio,
 )
 from openlipsync.engine.run_state import RunState
+from openlipsync.engine.scenes import frame_runs
 from openlipsync.engine.segments import (
     compose_audio,
-    covered_runs,
     output_frames,
     segment_only_audio,
     segment_timeline,
@@ -558,7 +558,7 @@ def _segment_writer(
     """A second encoder for the frames inside segments, when a segment output is wanted."""
     if not (request.segments and request.segment_output and timeline.lipsync.any()):
         return None
-    runs = covered_runs(timeline.lipsync)
+    runs = frame_runs(timeline.lipsync)
     audio = segment_only_audio(timeline.audio, runs, timeline.fps)
     return VideoWriter(
         scratch / "segments.mp4",

@@ -39,7 +39,7 @@ from openlipsync.engine.mouth import (
     face_scale,
 )
 from openlipsync.engine.occluders import Crops, StillOccluders, find_still_occluders
-from openlipsync.engine.scenes import shot_ranges
+from openlipsync.engine.scenes import frame_runs, shot_ranges
 from openlipsync.engine.tracking import (
     STABLE_POINTS,
     FaceTrack,
@@ -258,7 +258,7 @@ class MouthRenderer:
             poses = in_blocks(head_pose, track.landmarks)[src_index]  # no (T, 478, 2) copy
             entry_cost = _thickness_cost(lib, owner) + HIDDEN_LIPS_COST * self._hidden_lips()
             ramp = max(1, int(round(0.12 * self.fps)))
-            for start, stop in _runs(valid):
+            for start, stop in frame_runs(valid):
                 shown = src_index[start:stop]
                 self._choice[start:stop] = _viterbi(
                     lib,
@@ -837,11 +837,6 @@ def _switch_fades(
             old = following if owner is None or owner[following] == owner[old] else old
             ghost[t + k], weight[t + k] = old, w
     return ghost, weight
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def _fade(length: int, ramp: int, fade_in: bool, fade_out: bool) -> np.ndarray:

@@ -86,6 +86,13 @@ def shot_ranges(cuts: list[int], frame_count: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
+def frame_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[first, stop) of each run of True frames, in time order."""
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
 def _signature(frame: np.ndarray | Picture) -> tuple[np.ndarray, np.ndarray]:
     """(normalised hue/saturation histogram, small grey thumbnail) of an RGB uint8 frame."""
     if isinstance(frame, np.ndarray) and (

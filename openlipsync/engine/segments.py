@@ -164,13 +164,6 @@ def segment_timeline(
     )
 
 
-def covered_runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[first, stop) of each run of True frames, in time order."""
-    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
 def segment_only_audio(audio: AudioClip, runs: Sequence[tuple[int, int]], fps: float) -> AudioClip:
     """The output audio of the covered frames only, runs concatenated in time order."""
     rate = audio.sample_rate

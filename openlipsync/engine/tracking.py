@@ -21,6 +21,7 @@ from scipy.signal import savgol_filter
 from openlipsync.engine.detection import FaceDetector
 from openlipsync.engine.graphs import WarmGraphs
 from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, LIPS_OUTER, face_scale
+from openlipsync.engine.scenes import frame_runs
 from openlipsync.media.mapped import grown, in_blocks, release, scratch_array
 from openlipsync.media.picture import Box, Picture, RgbPicture, padded_square, shrink_square
 
@@ -446,15 +447,10 @@ def smooth_in_place(landmarks: np.ndarray, present: np.ndarray, fps: float) -> N
     """
     present = np.asarray(present, bool)
     fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
-    for start, stop in _runs(present):
+    for start, stop in frame_runs(present):
         _smooth_run(landmarks[start:stop], fps)
     landmarks[~present] = np.nan
     release(landmarks)
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def _odd_window(seconds: float, fps: float, length: int) -> int:
