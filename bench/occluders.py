@@ -14,6 +14,9 @@ search switched off), and prints:
   than 40 grey levels (a microphone pasted from another frame beside the real one);
 - redrawn: frames whose mouth changed (>= 100 px by more than 20 levels).
 
+Then the same sways with burnt-in captions over the chin instead of a microphone, one line
+and then another (CAPTIONS): the most a frame's letters change, within the mouth's reach.
+
     python -m bench.occluders [--sways 0,4,8,12,20] [--top 218] [--keep DIR]
 """
 
@@ -50,11 +53,30 @@ def microphone(size: tuple[int, int], top: int = 218) -> np.ndarray:
     return mask > 0
 
 
+CAPTIONS = ("HELLO WORLD", "SUBTITLE TWO")  # burnt in over the chin, one after the other
+CAPTION_ROW = 238
+
+
+def caption(frame: np.ndarray, index: int, count: int) -> None:
+    """Draw the caption of frame `index` of `count` (white, outlined in black) in place."""
+    text = CAPTIONS[index * len(CAPTIONS) // count]
+    font = cv2.FONT_HERSHEY_DUPLEX
+    (width, _), _ = cv2.getTextSize(text, font, 0.9, 2)
+    origin = ((frame.shape[1] - width) // 2, CAPTION_ROW)
+    cv2.putText(frame, text, origin, font, 0.9, (0, 0, 0), 5, cv2.LINE_AA)
+    cv2.putText(frame, text, origin, font, 0.9, (255, 255, 255), 2, cv2.LINE_AA)
+
+
 def write_clip(
-    out: Path, sway: float, with_microphone: bool, then: Path | None = None, top: int = 218
+    out: Path,
+    sway: float,
+    with_microphone: bool,
+    then: Path | None = None,
+    top: int = 218,
+    captions: bool = False,
 ) -> Path:
     """The swaying speaker (H.264, crf 16); with `then` (a clip), a cut to that clip swaying
-    without a microphone."""
+    without a microphone; with `captions`, burnt-in captions over his chin (see CAPTIONS)."""
     from openlipsync.media.video import VideoReader
 
     frames = list(VideoReader(SPEAKER))
@@ -80,6 +102,8 @@ def write_clip(
                 moved[mic] = (45, 45, 48)
                 cx, cy = mic_centre(top)
                 cv2.ellipse(moved, (cx - 10, cy - 8), (12, 6), -20, 0, 360, (70, 70, 75), -1)
+            if captions:
+                caption(moved, index, count)
             picture = av.VideoFrame.from_ndarray(moved, format="rgb24")
             picture.pts, picture.time_base = index, Fraction(1, FPS)
             for packet in stream.encode(picture):
@@ -104,6 +128,20 @@ def damage(before: list[np.ndarray], after: list[np.ndarray], top: int = 218) ->
     return {"mic": max(changed), "ghost": max(ghosts), "redrawn": redrawn}
 
 
+def caption_damage(before: list[np.ndarray], after: list[np.ndarray]) -> float:
+    """The most a frame's caption changes in the output (mean of the largest channel
+    difference over its letters and their outline, within the mouth's reach)."""
+    worst = 0.0
+    for index, (a, b) in enumerate(zip(before, after, strict=False)):
+        letters = np.full(a.shape, 128, np.uint8)
+        caption(letters, index, len(before))
+        near = (letters != 128).any(axis=2)
+        near[:, : a.shape[1] // 3] = near[:, 2 * a.shape[1] // 3 :] = False
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2)
+        worst = max(worst, float(diff[near].mean()))
+    return worst
+
+
 def found(video: Path, top: int = 218) -> tuple[float, int]:
     """(share of the microphone's head marked, pixels marked beyond 6 px of it)."""
     from openlipsync.engine.pipeline import planned
@@ -122,19 +160,26 @@ def found(video: Path, top: int = 218) -> tuple[float, int]:
     return float((marked & head).sum() / head.sum()), int((marked & ~near).sum())
 
 
-def run(video: Path, out: Path, top: int) -> dict:
-    from openlipsync.engine import generate
+def run(video: Path, out: Path, top: int, searched: bool = True) -> dict:
+    """Generate `out` from `video` (with the still-occluder search or without) and measure it:
+    damage(), and caption_damage() as "caption"."""
+    from openlipsync.engine import generate, occluders
     from openlipsync.engine.request import GenerateRequest
     from openlipsync.media.video import VideoReader
 
-    generate(GenerateRequest(video, SPEECH, out))
+    search = occluders.MIN_ENTRIES
+    if not searched:
+        occluders.MIN_ENTRIES = 1 << 30  # no shot has that many crops: nothing is found
+    try:
+        generate(GenerateRequest(video, SPEECH, out))
+    finally:
+        occluders.MIN_ENTRIES = search
     with VideoReader(video) as a, VideoReader(out) as b:
-        return damage(list(a), list(b), top)
+        before, after = list(a), list(b)
+    return {**damage(before, after, top), "caption": caption_damage(before, after)}
 
 
 def main() -> None:
-    from openlipsync.engine import occluders
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sways", default="0,4,8,12,20", help="px, comma-separated")
     parser.add_argument("--top", type=int, default=218, help="the microphone's top row")
@@ -148,18 +193,19 @@ def main() -> None:
             video = write_clip(folder / f"mic_{sway:g}.mp4", sway, True, top=args.top)
             share, beside = found(video, args.top)
             seen = run(video, folder / f"out_{sway:g}.mp4", args.top)
-            search = occluders.MIN_ENTRIES
-            occluders.MIN_ENTRIES = 1 << 30  # no shot has that many crops: nothing is found
-            try:
-                blind = run(video, folder / f"blind_{sway:g}.mp4", args.top)
-            finally:
-                occluders.MIN_ENTRIES = search
+            blind = run(video, folder / f"blind_{sway:g}.mp4", args.top, searched=False)
             row = f"{sway:4g}  {share:5.2f}  {beside:6d}"
             for figures in (seen, blind):
                 row += (
                     f" |       {figures['mic']:6.1f} {figures['ghost']:6d} {figures['redrawn']:7d}"
                 )
             print(row)
+        print("captions over the chin, no microphone: the most a frame's letters change")
+        for sway in (float(s) for s in args.sways.split(",")):
+            video = write_clip(folder / f"captions_{sway:g}.mp4", sway, False, captions=True)
+            seen = run(video, folder / f"captions_out_{sway:g}.mp4", args.top)
+            blind = run(video, folder / f"captions_blind_{sway:g}.mp4", args.top, searched=False)
+            print(f"{sway:4g}  with {seen['caption']:5.1f}  without {blind['caption']:5.1f}")
 
 
 if __name__ == "__main__":

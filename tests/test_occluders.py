@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.occluders import MEDIA, damage, found, write_clip
+from bench.occluders import MEDIA, caption_damage, damage, found, write_clip
 from openlipsync.engine import generate, occluders
 from openlipsync.engine.chunks import load_plan, write_plan
 from openlipsync.engine.pipeline import planned
@@ -96,3 +96,17 @@ def test_each_shot_has_its_own(clips: dict[str, Path]) -> None:
     with planned(_request(clips["two_shots"]), RunState()) as plan:
         occluders_found = plan.look.renderer.occluders
     assert [(shot.start, shot.stop) for shot in occluders_found.shots] == [(0, 75)]
+
+
+def test_burnt_in_captions_over_the_chin_stay_legible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Captions over a swaying speaker's chin, one line and then another: still in the
+    picture while each is shown. Before, the mouth pasted over them came with the letters of
+    its own frame, bent, or with the other line's ("HELL TI WORLD")."""
+    video = write_clip(tmp_path / "captions.mp4", 12.0, False, captions=True)
+    before = _decoded(video)
+    seen = caption_damage(before, _decoded(generate(_request(video, tmp_path / "a.mp4")).output))
+    monkeypatch.setattr(occluders, "MIN_ENTRIES", 1 << 30)  # the search off: as before
+    blind = caption_damage(before, _decoded(generate(_request(video, tmp_path / "b.mp4")).output))
+    assert seen < 0.5 * blind, (seen, blind)

@@ -15,6 +15,7 @@ and a thing in front of it cannot be told apart.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -35,6 +36,11 @@ COVERED = 0.8  # share of a shot's crops that must see a grid pixel for it to be
 STILL = 4.0
 CHANGING = 10.0
 RATIO = 3.0
+SOFTEN = 1.0  # grid pixels (Gaussian sigma) the small crops are blurred by before comparing
+# Seconds between the two crops of a pair compared: a caption stays for a second or two; a
+# large object is crossed by a face that sways slowly only over seconds.
+LAGS = (0.5, 1.5, 4.0)
+PAIR_MOTION = 0.1  # eye distances the face must have moved between the two crops of a pair
 MIN_AREA = 0.05  # square eye distances: specks smaller than this are noise, not an object
 # An object is in front of the face when this share of it lies inside the face's outline (on
 # most of the shot's crops): a still shirt under a moving chin is beside the face, not in front
@@ -129,7 +135,7 @@ class Crops:
 
 
 def find_still_occluders(
-    library: Crops, src: np.ndarray, shots: list[tuple[int, int]]
+    library: Crops, src: np.ndarray, shots: list[tuple[int, int]], fps: float
 ) -> StillOccluders:
     """The still occluders of every shot; crop i of `library` was cut from source frame
     `src[i]`; `shots`: [start, stop) source frame ranges."""
@@ -145,13 +151,20 @@ def find_still_occluders(
                 library.landmarks[entries],
                 library.scale,
             )
-            shot = _shot_occluder(crops, start, stop)
+            shot = _shot_occluder(crops, src[entries] / fps, start, stop)
             if shot is not None:
                 found.append(shot)
     return StillOccluders(found)
 
 
-def _shot_occluder(crops: Crops, start: int, stop: int) -> ShotOccluder | None:
+def _pairs(seconds: np.ndarray, lag: float) -> list[tuple[int, int]]:
+    """(i, j): each crop and the first one at least `lag` seconds after it."""
+    after = np.searchsorted(seconds, seconds + lag)
+    return [(i, int(j)) for i, j in enumerate(after) if j < len(seconds)]
+
+
+def _shot_occluder(crops: Crops, seconds: np.ndarray, start: int, stop: int) -> ShotOccluder | None:
+    """`seconds`: when each crop was cut."""
     shrink = GRID_IOD / crops.scale
     to_small = np.array([[shrink, 0.0, 0.5 * shrink - 0.5], [0.0, shrink, 0.5 * shrink - 0.5]])
     small_of = [_then(affine, to_small) for affine in crops.to_crop]  # picture -> small face
@@ -159,14 +172,44 @@ def _shot_occluder(crops: Crops, start: int, stop: int) -> ShotOccluder | None:
     to_grid, size = _grid(small_of, faces[0].shape)
     if not _moved([_then(_invert(to_grid), small) for small in small_of]):
         return None
-    still, changes, judged, inside = _statistics(
-        faces, crops.landmarks * shrink, small_of, to_grid, size
+    to_picture = [_invert(_then(_invert(to_grid), a)) for a in small_of]
+    views = _Views(faces, to_picture, size)
+    inside = views.inside(crops.landmarks * shrink)
+    # A large object the face sways behind: over the whole shot. Its outline is soft on the
+    # grid: grown by a grid pixel.
+    mask = _objects(_marked(*views.spread()), inside)
+    mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    # Thin, changing ones (a caption's letters, one line and then the next): over pairs of
+    # crops LAG apart, blurred (the crops were resampled at another sub-pixel phase on every
+    # frame, and thin strokes flicker by tens of grey levels from that alone); gaps of a grid
+    # pixel closed (a word's letters are one object); grown only where the picture is still
+    # (not onto lips that move beside them).
+    soft = _Views([cv2.GaussianBlur(f, (0, 0), SOFTEN) for f in faces], to_picture, size)
+    thin, steady = np.zeros((2, size[1], size[0]), bool)
+    where = _face_positions(to_picture)
+    for lag in LAGS:
+        pairs = [
+            (i, j)
+            for i, j in _pairs(seconds, lag)
+            if np.hypot(*(where[i] - where[j])) >= PAIR_MOTION * GRID_IOD
+        ]
+        if len(pairs) >= MIN_ENTRIES:
+            still, changes, judged = soft.compared(pairs)
+            steady |= judged & (still < STILL)
+            thin |= _marked(still, changes, judged)
+    thin = _objects(
+        cv2.morphologyEx(thin.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0,
+        inside,
     )
-    mask = judged & (still < STILL) & (changes > CHANGING) & (changes > RATIO * still)
-    mask = _objects(mask, inside, MIN_AREA * GRID_IOD**2)
+    mask |= thin | ((cv2.dilate(thin.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & steady)
     if not mask.any():
         return None
     return ShotOccluder(start, stop, to_grid, mask.astype(np.float32))
+
+
+def _marked(still: np.ndarray, changes: np.ndarray, judged: np.ndarray) -> np.ndarray:
+    """Still in the picture, changing on the face under it (see STILL, CHANGING, RATIO)."""
+    return judged & (still < STILL) & (changes > CHANGING) & (changes > RATIO * still)
 
 
 def _grid(small_of: list[np.ndarray], shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -184,6 +227,11 @@ def _grid(small_of: list[np.ndarray], shape: tuple[int, ...]) -> tuple[np.ndarra
     )
 
 
+def _face_positions(to_picture: list[np.ndarray]) -> np.ndarray:
+    """(n, 2): where each crop's face (its crop's origin) is on the grid."""
+    return np.array([_apply(a, np.zeros((1, 2)))[0] for a in to_picture])
+
+
 def _moved(grid_to_face: list[np.ndarray]) -> bool:
     """Whether the face moved under the grid by MIN_MOTION (10th-90th percentile)."""
     where = np.array([_apply(_invert(a), np.zeros((1, 2)))[0] for a in grid_to_face])
@@ -192,42 +240,75 @@ def _moved(grid_to_face: list[np.ndarray]) -> bool:
     )
 
 
-def _statistics(
-    faces: list[np.ndarray],
-    landmarks: np.ndarray,
-    small_of: list[np.ndarray],
-    to_grid: np.ndarray,
-    size: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """On the grid: how much each pixel changes over the shot in the picture; how much the
-    face under it changes in face coordinates; whether enough crops see it to judge (COVERED);
-    whether it is inside the face's outline on most crops."""
-    face_std = np.std(np.stack(faces), axis=0)
-    total, squares, changing, inside, count = np.zeros((5, size[1], size[0]))
-    for face, points, small in zip(faces, landmarks, small_of, strict=True):
-        to_picture = _invert(_then(_invert(to_grid), small))  # small face -> grid
-        valid = _warp(np.ones_like(face), to_picture, size) > 0.999
-        picture = _warp(face, to_picture, size)
-        total += np.where(valid, picture, 0)
-        squares += np.where(valid, picture * picture, 0)
-        changing += np.where(valid, _warp(face_std, to_picture, size), 0)
-        inside += _warp(_inside(points, face.shape), to_picture, size) > 0.5
-        count += valid
-    n = np.maximum(count, 1)
-    still = np.sqrt(np.maximum(squares / n - (total / n) ** 2, 0))
-    return still, changing / n, count >= COVERED * len(faces), inside >= 0.5 * len(faces)
+class _Views:
+    """A shot's small faces seen on the grid (picture coordinates)."""
+
+    def __init__(
+        self, faces: list[np.ndarray], to_picture: list[np.ndarray], size: tuple[int, int]
+    ) -> None:
+        self.faces, self.to_picture, self.size = faces, to_picture, size
+        self.pictures = [_warp(f, a, size) for f, a in zip(faces, to_picture, strict=True)]
+        self.seen = [
+            _warp(np.ones_like(f), a, size) > 0.999 for f, a in zip(faces, to_picture, strict=True)
+        ]
+
+    def inside(self, landmarks: np.ndarray) -> np.ndarray:
+        """Where the face's outline (its landmarks' hull) is on most crops."""
+        count = sum(
+            _warp(_inside(points, face.shape), a, self.size) > 0.5
+            for face, points, a in zip(self.faces, landmarks, self.to_picture, strict=True)
+        )
+        return count >= 0.5 * len(self.faces)
+
+    def spread(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Over the whole shot: how much each grid pixel changes in the picture, and the face
+        under it (standard deviations), and whether enough crops see it to judge."""
+        count = sum(self.seen)
+        n = np.maximum(count, 1)
+        total = sum(np.where(s, p, 0) for s, p in zip(self.seen, self.pictures, strict=True))
+        squares = sum(np.where(s, p * p, 0) for s, p in zip(self.seen, self.pictures, strict=True))
+        still = np.sqrt(np.maximum(squares / n - (total / n) ** 2, 0))
+        face_std = np.std(np.stack(self.faces), axis=0)
+        changes = sum(
+            np.where(s, _warp(face_std, a, self.size), 0)
+            for s, a in zip(self.seen, self.to_picture, strict=True)
+        )
+        return still, changes / n, count >= COVERED * len(self.faces)
+
+    def compared(self, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Over `pairs` of crops: how much each grid pixel changes in the picture; how much
+        the face under it changes (the same place of the face, in both crops); whether enough
+        pairs see it to judge (COVERED). Medians: a caption that changes now and then, a flash
+        or a few odd frames do not count."""
+        picture_change = np.full((len(pairs), self.size[1], self.size[0]), np.nan, np.float32)
+        face_change = np.full_like(picture_change, np.nan)
+        for k, (i, j) in enumerate(pairs):
+            both = self.seen[i] & self.seen[j]
+            picture_change[k][both] = np.abs(self.pictures[i] - self.pictures[j])[both]
+            there = _warp(self.faces[j], self.to_picture[i], self.size)  # face j, where face i is
+            face_change[k][both] = np.abs(self.pictures[i] - there)[both]
+        judged = np.isfinite(picture_change).sum(axis=0) >= COVERED * len(pairs)
+        return _median(picture_change, 255.0), _median(face_change, 0.0), judged
 
 
-def _objects(mask: np.ndarray, face: np.ndarray, min_area: float) -> np.ndarray:
-    """The objects of `mask` in front of the `face` region (see IN_FRONT), not specks, their
-    outlines grown by a grid pixel."""
+def _median(stack: np.ndarray, unseen: float) -> np.ndarray:
+    """Median over the first axis ignoring NaN; `unseen` where all are NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        return np.nan_to_num(np.nanmedian(stack, axis=0), nan=unseen)
+
+
+def _objects(
+    mask: np.ndarray, face: np.ndarray, min_area: float = MIN_AREA * GRID_IOD**2
+) -> np.ndarray:
+    """The objects of `mask` in front of the `face` region (see IN_FRONT), not specks."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
     area = stats[:, cv2.CC_STAT_AREA]
     in_front = np.bincount(labels[face], minlength=count)
     keep = (area >= min_area) & (in_front >= IN_FRONT * area) & (in_front >= min_area)
     keep[0] = False
     cleaned = keep[labels].astype(np.uint8)
-    return cv2.dilate(cleaned, np.ones((3, 3), np.uint8)) > 0
+    return cleaned > 0
 
 
 def _inside(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
