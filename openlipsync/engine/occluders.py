@@ -48,6 +48,9 @@ MIN_AREA = 0.05  # square eye distances: specks smaller than this are noise, not
 IN_FRONT = 0.3
 
 
+_PIXEL = np.ones((3, 3), np.uint8)  # a grid pixel around
+
+
 @dataclass
 class ShotOccluder:
     """Where something stands still in front of the face during frames [start, stop)."""
@@ -172,21 +175,30 @@ def _shot_occluder(crops: Crops, seconds: np.ndarray, start: int, stop: int) -> 
     to_grid, size = _grid(small_of, faces[0].shape)
     if not _moved([_then(_invert(to_grid), small) for small in small_of]):
         return None
-    to_picture = [_invert(_then(_invert(to_grid), a)) for a in small_of]
-    views = _Views(faces, to_picture, size)
+    views = _Views(faces, [_invert(_then(_invert(to_grid), a)) for a in small_of], size)
     inside = views.inside(crops.landmarks * shrink)
-    # A large object the face sways behind: over the whole shot. Its outline is soft on the
-    # grid: grown by a grid pixel.
+    mask = _large(views, inside) | _thin(views, seconds, inside)
+    if not mask.any():
+        return None
+    return ShotOccluder(start, stop, to_grid, mask.astype(np.float32))
+
+
+def _large(views: _Views, inside: np.ndarray) -> np.ndarray:
+    """A large object the face sways behind: still over the whole shot. Its outline is soft
+    on the grid: grown by a grid pixel."""
     mask = _objects(_marked(*views.spread()), inside)
-    mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    # Thin, changing ones (a caption's letters, one line and then the next): over pairs of
-    # crops LAG apart, blurred (the crops were resampled at another sub-pixel phase on every
-    # frame, and thin strokes flicker by tens of grey levels from that alone); gaps of a grid
-    # pixel closed (a word's letters are one object); grown only where the picture is still
-    # (not onto lips that move beside them).
-    soft = _Views([cv2.GaussianBlur(f, (0, 0), SOFTEN) for f in faces], to_picture, size)
-    thin, steady = np.zeros((2, size[1], size[0]), bool)
-    where = _face_positions(to_picture)
+    return cv2.dilate(mask.astype(np.uint8), _PIXEL) > 0
+
+
+def _thin(views: _Views, seconds: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Thin ones that change now and then (a caption's letters, one line and then the next):
+    still over most pairs of crops LAG apart whose face moved, compared blurred (the crops
+    were resampled at another sub-pixel phase on every frame, and thin strokes flicker by
+    tens of grey levels from that alone); gaps of a grid pixel closed (a word's letters are
+    one object); grown only where the picture is still (not onto lips that move beside)."""
+    soft = views.blurred(SOFTEN)
+    where = _face_positions(views.to_picture)
+    mask, steady = np.zeros((2, *inside.shape), bool)
     for lag in LAGS:
         pairs = [
             (i, j)
@@ -196,15 +208,9 @@ def _shot_occluder(crops: Crops, seconds: np.ndarray, start: int, stop: int) -> 
         if len(pairs) >= MIN_ENTRIES:
             still, changes, judged = soft.compared(pairs)
             steady |= judged & (still < STILL)
-            thin |= _marked(still, changes, judged)
-    thin = _objects(
-        cv2.morphologyEx(thin.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0,
-        inside,
-    )
-    mask |= thin | ((cv2.dilate(thin.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & steady)
-    if not mask.any():
-        return None
-    return ShotOccluder(start, stop, to_grid, mask.astype(np.float32))
+            mask |= _marked(still, changes, judged)
+    mask = _objects(cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, _PIXEL) > 0, inside)
+    return mask | ((cv2.dilate(mask.astype(np.uint8), _PIXEL) > 0) & steady)
 
 
 def _marked(still: np.ndarray, changes: np.ndarray, judged: np.ndarray) -> np.ndarray:
@@ -251,6 +257,11 @@ class _Views:
         self.seen = [
             _warp(np.ones_like(f), a, size) > 0.999 for f, a in zip(faces, to_picture, strict=True)
         ]
+
+    def blurred(self, sigma: float) -> _Views:
+        """The same views of the faces blurred by `sigma` grid pixels."""
+        soft = [cv2.GaussianBlur(face, (0, 0), sigma) for face in self.faces]
+        return _Views(soft, self.to_picture, self.size)
 
     def inside(self, landmarks: np.ndarray) -> np.ndarray:
         """Where the face's outline (its landmarks' hull) is on most crops."""
