@@ -110,3 +110,23 @@ def test_burnt_in_captions_over_the_chin_stay_legible(
     monkeypatch.setattr(occluders, "MIN_ENTRIES", 1 << 30)  # the search off: as before
     blind = caption_damage(before, _decoded(generate(_request(video, tmp_path / "b.mp4")).output))
     assert seen < 0.5 * blind, (seen, blind)
+
+
+def test_a_face_crossing_a_wide_picture_is_not_searched() -> None:
+    """A small face that walks across a 4K picture in one shot: the grid would be the whole
+    picture (48 of them, and the pairs' differences: gigabytes). Such a shot is skipped."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    count, scale = 48, 24.0
+    images = [rng.integers(0, 255, (36, 48, 3), np.uint8) for _ in range(count)]
+    to_crop = np.array([[[1.0, 0, -80.0 * k], [0, 1.0, -1000.0]] for k in range(count)])
+    landmarks = rng.uniform(0, 36, (count, 478, 2)).astype(np.float32)
+    crops = occluders.Crops(images, to_crop, landmarks, scale)
+    tracemalloc.start()
+    try:
+        found_here = occluders.find_still_occluders(crops, np.arange(count) * 2, [(0, 96)], 25.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not found_here and peak < 32 * 2**20, peak

@@ -1,9 +1,10 @@
 """Still occluders: what stands still in the picture while the face moves behind it.
 
-A microphone on a stand, a mug held still, the edge of a desk: in front of the lower face. The
+A microphone on a stand, a mug held still, burnt-in captions: in front of the lower face. The
 renderer draws the person's mouth from other moments of their footage, warped onto the current
 head, and anything in front of the mouth comes along: a microphone was bent by the chin's warp
-and pasted a second time wherever it sat in the donor frame (a ghost that moves with the head).
+and pasted a second time wherever it sat in the donor frame (a ghost that moves with the head),
+and a caption's letters came with the other line's.
 
 The mouth library already holds the lower face of frames spread over the video, upright and at
 one scale (face coordinates). Per shot, each crop is mapped back onto a coarse grid in picture
@@ -29,10 +30,11 @@ SAMPLES = 48  # crops of a shot looked at, spread over it (a statistic needs no 
 # The face must move under the grid by this many eye distances (10th-90th percentile of its
 # position): otherwise a still face and a still object look the same.
 MIN_MOTION = 0.15
-COVERED = 0.8  # share of a shot's crops that must see a grid pixel for it to be judged
-# Grey levels (standard deviation over the shot's crops): a still object stays under STILL in
-# the picture (compression noise, lighting flicker), while in face coordinates the place it
-# covers changes by more than CHANGING and by RATIO times as much (a face moving under it).
+COVERED = 0.8  # share of a shot's crops (or pairs) that must see a grid pixel to judge it
+# Grey levels (standard deviation over the shot's crops, or median difference over pairs): a
+# still object stays under STILL in the picture (compression noise, lighting flicker), while
+# in face coordinates the place it covers changes by more than CHANGING and by RATIO times as
+# much (a face moving under it).
 STILL = 4.0
 CHANGING = 10.0
 RATIO = 3.0
@@ -46,6 +48,10 @@ MIN_AREA = 0.05  # square eye distances: specks smaller than this are noise, not
 # most of the shot's crops): a still shirt under a moving chin is beside the face, not in front
 # of it, and the chin must be free to move over it.
 IN_FRONT = 0.3
+# A face that crosses the picture by many of its sizes in one shot (a small face walking
+# across a wide shot) would need a grid as large as the picture, and 48 pictures of it: such
+# a shot is not searched.
+MAX_GRID = 160 * 160
 
 
 _PIXEL = np.ones((3, 3), np.uint8)  # a grid pixel around
@@ -173,7 +179,9 @@ def _shot_occluder(crops: Crops, seconds: np.ndarray, start: int, stop: int) -> 
     small_of = [_then(affine, to_small) for affine in crops.to_crop]  # picture -> small face
     faces = [_grey(crop, shrink) for crop in crops.images]  # face coordinates, GRID_IOD px/eye
     to_grid, size = _grid(small_of, faces[0].shape)
-    if not _moved([_then(_invert(to_grid), small) for small in small_of]):
+    if size[0] * size[1] > MAX_GRID or not _moved(
+        [_then(_invert(to_grid), small) for small in small_of]
+    ):
         return None
     views = _Views(faces, [_invert(_then(_invert(to_grid), a)) for a in small_of], size)
     inside = views.inside(crops.landmarks * shrink)
