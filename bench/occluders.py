@@ -15,7 +15,8 @@ search switched off), and prints:
 - redrawn: frames whose mouth changed (>= 100 px by more than 20 levels).
 
 Then the same sways with burnt-in captions over the chin instead of a microphone, one line
-and then another (CAPTIONS): the most a frame's letters change, within the mouth's reach.
+and then another (CAPTIONS): how much the letters change within the mouth's reach, on average
+over the frames and at most.
 
     python -m bench.occluders [--sways 0,4,8,12,20] [--top 218] [--keep DIR]
 """
@@ -128,18 +129,19 @@ def damage(before: list[np.ndarray], after: list[np.ndarray], top: int = 218) ->
     return {"mic": max(changed), "ghost": max(ghosts), "redrawn": redrawn}
 
 
-def caption_damage(before: list[np.ndarray], after: list[np.ndarray]) -> float:
-    """The most a frame's caption changes in the output (mean of the largest channel
-    difference over its letters and their outline, within the mouth's reach)."""
-    worst = 0.0
+def caption_damage(before: list[np.ndarray], after: list[np.ndarray]) -> tuple[float, float]:
+    """How much the captions change in the output: (mean, most) over frames of the mean of
+    the largest channel difference over a frame's letters and their outline, within the
+    mouth's reach."""
+    per_frame = []
     for index, (a, b) in enumerate(zip(before, after, strict=False)):
         letters = np.full(a.shape, 128, np.uint8)
         caption(letters, index, len(before))
         near = (letters != 128).any(axis=2)
         near[:, : a.shape[1] // 3] = near[:, 2 * a.shape[1] // 3 :] = False
         diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2)
-        worst = max(worst, float(diff[near].mean()))
-    return worst
+        per_frame.append(float(diff[near].mean()))
+    return float(np.mean(per_frame)), float(np.max(per_frame))
 
 
 def found(video: Path, top: int = 218) -> tuple[float, int]:
@@ -205,7 +207,10 @@ def main() -> None:
             video = write_clip(folder / f"captions_{sway:g}.mp4", sway, False, captions=True)
             seen = run(video, folder / f"captions_out_{sway:g}.mp4", args.top)
             blind = run(video, folder / f"captions_blind_{sway:g}.mp4", args.top, searched=False)
-            print(f"{sway:4g}  with {seen['caption']:5.1f}  without {blind['caption']:5.1f}")
+            print(
+                f"{sway:4g}  with {seen['caption'][0]:5.1f} (most {seen['caption'][1]:5.1f})"
+                f"  without {blind['caption'][0]:5.1f} (most {blind['caption'][1]:5.1f})"
+            )
 
 
 if __name__ == "__main__":

@@ -109,7 +109,8 @@ def test_burnt_in_captions_over_the_chin_stay_legible(
     seen = caption_damage(before, _decoded(generate(_request(video, tmp_path / "a.mp4")).output))
     monkeypatch.setattr(occluders, "MIN_ENTRIES", 1 << 30)  # the search off: as before
     blind = caption_damage(before, _decoded(generate(_request(video, tmp_path / "b.mp4")).output))
-    assert seen < 0.5 * blind, (seen, blind)
+    # (mean over frames, most in a frame): measured 8-10 / 20-24 against 13-18 / 51-59
+    assert seen[0] < 0.8 * blind[0] and seen[1] < 0.6 * blind[1], (seen, blind)
 
 
 def test_a_face_crossing_a_wide_picture_is_not_searched() -> None:

@@ -44,6 +44,7 @@ SOFTEN = 1.0  # grid pixels (Gaussian sigma) the small crops are blurred by befo
 LAGS = (0.5, 1.5, 4.0)
 PAIR_MOTION = 0.1  # eye distances the face must have moved between the two crops of a pair
 MIN_AREA = 0.05  # square eye distances: specks smaller than this are noise, not an object
+THIN_AREA = 0.03  # the same for thin objects (a word of a caption, seen on 2-3 grid pixels)
 # An object is in front of the face when this share of it lies inside the face's outline (on
 # most of the shot's crops): a still shirt under a moving chin is beside the face, not in front
 # of it, and the chin must be free to move over it.
@@ -217,7 +218,8 @@ def _thin(views: _Views, seconds: np.ndarray, inside: np.ndarray) -> np.ndarray:
             still, changes, judged = soft.compared(pairs)
             steady |= judged & (still < STILL)
             mask |= _marked(still, changes, judged)
-    mask = _objects(cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, _PIXEL) > 0, inside)
+    joined = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, _PIXEL) > 0
+    mask = _objects(joined, inside, THIN_AREA * GRID_IOD**2)
     return mask | ((cv2.dilate(mask.astype(np.uint8), _PIXEL) > 0) & steady)
 
 
