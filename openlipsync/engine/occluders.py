@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from openlipsync.engine.tracking import _invert
+from openlipsync.engine.tracking import _apply, _compose_affine, _invert
 
 GRID_IOD = 24.0  # grid pixels per eye distance: a microphone's edge within a twelfth of one
 MIN_ENTRIES = 12  # library crops a shot needs before anything in it is judged
@@ -90,7 +90,7 @@ class StillOccluders:
         shot = self.of(frame)
         if shot is None:
             return None
-        grid_to_target = _then(_invert(shot.to_grid), to_target)
+        grid_to_target = _compose_affine(to_target, _invert(shot.to_grid))
         out = cv2.warpAffine(
             shot.mask,
             grid_to_target,
@@ -177,16 +177,20 @@ def _shot_occluder(crops: Crops, seconds: np.ndarray, start: int, stop: int) -> 
     """`seconds`: when each crop was cut."""
     shrink = GRID_IOD / crops.scale
     to_small = np.array([[shrink, 0.0, 0.5 * shrink - 0.5], [0.0, shrink, 0.5 * shrink - 0.5]])
-    small_of = [_then(affine, to_small) for affine in crops.to_crop]  # picture -> small face
+    small_of = [
+        _compose_affine(to_small, affine) for affine in crops.to_crop
+    ]  # picture -> small face
     faces = [_grey(crop, shrink) for crop in crops.images]  # face coordinates, GRID_IOD px/eye
     to_grid, size = _grid(small_of, faces[0].shape)
-    if size[0] * size[1] > MAX_GRID or not _moved(
-        [_then(_invert(to_grid), small) for small in small_of]
-    ):
+    if size[0] * size[1] > MAX_GRID:
         return None
-    views = _Views(faces, [_invert(_then(_invert(to_grid), a)) for a in small_of], size)
+    to_picture = [_compose_affine(to_grid, _invert(small)) for small in small_of]  # face -> grid
+    where = _face_positions(to_picture)
+    if not _moved(where):
+        return None
+    views = _Views(faces, to_picture, size)
     inside = views.inside(crops.landmarks * shrink)
-    mask = _large(views, inside) | _thin(views, seconds, inside)
+    mask = _large(views, inside) | _thin(views, seconds, where, inside)
     if not mask.any():
         return None
     return ShotOccluder(start, stop, to_grid, mask.astype(np.float32))
@@ -199,14 +203,14 @@ def _large(views: _Views, inside: np.ndarray) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), _PIXEL) > 0
 
 
-def _thin(views: _Views, seconds: np.ndarray, inside: np.ndarray) -> np.ndarray:
+def _thin(views: _Views, seconds: np.ndarray, where: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """Thin ones that change now and then (a caption's letters, one line and then the next):
     still over most pairs of crops LAG apart whose face moved, compared blurred (the crops
     were resampled at another sub-pixel phase on every frame, and thin strokes flicker by
     tens of grey levels from that alone); gaps of a grid pixel closed (a word's letters are
-    one object); grown only where the picture is still (not onto lips that move beside)."""
+    one object); grown only where the picture is still (not onto lips that move beside).
+    `where`: each crop's face on the grid (see _face_positions)."""
     soft = views.blurred(SOFTEN)
-    where = _face_positions(views.to_picture)
     mask, steady = np.zeros((2, *inside.shape), bool)
     for lag in LAGS:
         pairs = [
@@ -248,9 +252,9 @@ def _face_positions(to_picture: list[np.ndarray]) -> np.ndarray:
     return np.array([_apply(a, np.zeros((1, 2)))[0] for a in to_picture])
 
 
-def _moved(grid_to_face: list[np.ndarray]) -> bool:
-    """Whether the face moved under the grid by MIN_MOTION (10th-90th percentile)."""
-    where = np.array([_apply(_invert(a), np.zeros((1, 2)))[0] for a in grid_to_face])
+def _moved(where: np.ndarray) -> bool:
+    """Whether the faces (see _face_positions) moved under the grid by MIN_MOTION (10th-90th
+    percentile)."""
     return bool(
         np.ptp(np.percentile(where, [10, 90], axis=0), axis=0).max() >= MIN_MOTION * GRID_IOD
     )
@@ -355,12 +359,3 @@ def _warp(image: np.ndarray, affine: np.ndarray, size: tuple[int, int]) -> np.nd
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0.0,
     )
-
-
-def _then(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The (2, 3) affine applying `first`, then `second`."""
-    return np.hstack([second[:, :2] @ first[:, :2], second[:, :2] @ first[:, 2:] + second[:, 2:]])
-
-
-def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ affine[:, :2].T + affine[:, 2]

@@ -44,6 +44,8 @@ from openlipsync.engine.tracking import (
     STABLE_POINTS,
     FaceTrack,
     HandWatch,
+    _apply,
+    _compose_affine,
     _invert,
     _similarity,
     hand_square,
@@ -688,25 +690,6 @@ def _triangulation(lib: MouthLibrary) -> np.ndarray:
     opened = reshape_mouth(mean, shape, np.array([0.2, 0.05, 1.0]), iod)
     points = np.vstack([opened[CONTROL], _crop_ring(lib.size)])
     return Delaunay(points).simplices.astype(np.int64)
-
-
-def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(n, 2) points through a (2, 3) affine, elementwise: a BLAS matmul on arrays this small
-    costs more in thread hand-off than in arithmetic when the machine is busy."""
-    points = np.asarray(points, np.float64)
-    x, y = points[:, 0], points[:, 1]
-    return np.stack(
-        [
-            affine[0, 0] * x + affine[0, 1] * y + affine[0, 2],
-            affine[1, 0] * x + affine[1, 1] * y + affine[1, 2],
-        ],
-        axis=1,
-    )
-
-
-def _compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """(2, 3) affine applying `inner` then `outer`."""
-    return np.hstack([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2:] + outer[:, 2:]])
 
 
 def _piecewise_affine(

@@ -541,6 +541,25 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([matrix, shift[:, None]])
 
 
+def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(n, 2) points through a (2, 3) affine, elementwise: a BLAS matmul on arrays this small
+    costs more in thread hand-off than in arithmetic when the machine is busy."""
+    points = np.asarray(points, np.float64)
+    x, y = points[:, 0], points[:, 1]
+    return np.stack(
+        [
+            affine[0, 0] * x + affine[0, 1] * y + affine[0, 2],
+            affine[1, 0] * x + affine[1, 1] * y + affine[1, 2],
+        ],
+        axis=1,
+    )
+
+
+def _compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """(2, 3) affine applying `inner` then `outer`."""
+    return np.hstack([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2:] + outer[:, 2:]])
+
+
 def _invert(affine: np.ndarray) -> np.ndarray:
     """Inverse of a (2, 3) affine in closed form: np.linalg.inv on a 2x2 matrix costs far more
     than the arithmetic (LAPACK dispatch, slow under thread contention)."""
