@@ -1,10 +1,9 @@
 """Still occluders: what stands still in the picture while the face moves behind it.
 
-A microphone on a stand, a mug held still, burnt-in captions: in front of the lower face. The
+A microphone on a stand, a mug held still, the edge of a desk: in front of the lower face. The
 renderer draws the person's mouth from other moments of their footage, warped onto the current
 head, and anything in front of the mouth comes along: a microphone was bent by the chin's warp
-and pasted a second time wherever it sat in the donor frame (a ghost that moves with the head),
-and a caption's letters came with the other line's.
+and pasted a second time wherever it sat in the donor frame (a ghost that moves with the head).
 
 The mouth library already holds the lower face of frames spread over the video, upright and at
 one scale (face coordinates). Per shot, each crop is mapped back onto a coarse grid in picture
@@ -16,7 +15,6 @@ and a thing in front of it cannot be told apart.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -30,21 +28,14 @@ SAMPLES = 48  # crops of a shot looked at, spread over it (a statistic needs no 
 # The face must move under the grid by this many eye distances (10th-90th percentile of its
 # position): otherwise a still face and a still object look the same.
 MIN_MOTION = 0.15
-COVERED = 0.8  # share of a shot's crops (or pairs) that must see a grid pixel to judge it
-# Grey levels (standard deviation over the shot's crops, or median difference over pairs): a
-# still object stays under STILL in the picture (compression noise, lighting flicker), while
-# in face coordinates the place it covers changes by more than CHANGING and by RATIO times as
-# much (a face moving under it).
+COVERED = 0.8  # share of a shot's crops that must see a grid pixel for it to be judged
+# Grey levels (standard deviation over the shot's crops): a still object stays under STILL in
+# the picture (compression noise, lighting flicker), while in face coordinates the place it
+# covers changes by more than CHANGING and by RATIO times as much (a face moving under it).
 STILL = 4.0
 CHANGING = 10.0
 RATIO = 3.0
-SOFTEN = 1.0  # grid pixels (Gaussian sigma) the small crops are blurred by before comparing
-# Seconds between the two crops of a pair compared: a caption stays for a second or two; a
-# large object is crossed by a face that sways slowly only over seconds.
-LAGS = (0.5, 1.5, 4.0)
-PAIR_MOTION = 0.1  # eye distances the face must have moved between the two crops of a pair
 MIN_AREA = 0.05  # square eye distances: specks smaller than this are noise, not an object
-THIN_AREA = 0.03  # the same for thin objects (a word of a caption, seen on 2-3 grid pixels)
 # An object is in front of the face when this share of it lies inside the face's outline (on
 # most of the shot's crops): a still shirt under a moving chin is beside the face, not in front
 # of it, and the chin must be free to move over it.
@@ -145,7 +136,7 @@ class Crops:
 
 
 def find_still_occluders(
-    library: Crops, src: np.ndarray, shots: list[tuple[int, int]], fps: float
+    library: Crops, src: np.ndarray, shots: list[tuple[int, int]]
 ) -> StillOccluders:
     """The still occluders of every shot; crop i of `library` was cut from source frame
     `src[i]`; `shots`: [start, stop) source frame ranges."""
@@ -161,70 +152,29 @@ def find_still_occluders(
                 library.landmarks[entries],
                 library.scale,
             )
-            shot = _shot_occluder(crops, src[entries] / fps, start, stop)
+            shot = _shot_occluder(crops, start, stop)
             if shot is not None:
                 found.append(shot)
     return StillOccluders(found)
 
 
-def _pairs(seconds: np.ndarray, lag: float) -> list[tuple[int, int]]:
-    """(i, j): each crop and the first one at least `lag` seconds after it."""
-    after = np.searchsorted(seconds, seconds + lag)
-    return [(i, int(j)) for i, j in enumerate(after) if j < len(seconds)]
-
-
-def _shot_occluder(crops: Crops, seconds: np.ndarray, start: int, stop: int) -> ShotOccluder | None:
-    """`seconds`: when each crop was cut."""
+def _shot_occluder(crops: Crops, start: int, stop: int) -> ShotOccluder | None:
     shrink = GRID_IOD / crops.scale
     to_small = np.array([[shrink, 0.0, 0.5 * shrink - 0.5], [0.0, shrink, 0.5 * shrink - 0.5]])
-    small_of = [
-        _compose_affine(to_small, affine) for affine in crops.to_crop
-    ]  # picture -> small face
+    small_of = [_compose_affine(to_small, a) for a in crops.to_crop]  # picture -> small face
     faces = [_grey(crop, shrink) for crop in crops.images]  # face coordinates, GRID_IOD px/eye
     to_grid, size = _grid(small_of, faces[0].shape)
     if size[0] * size[1] > MAX_GRID:
         return None
     to_picture = [_compose_affine(to_grid, _invert(small)) for small in small_of]  # face -> grid
-    where = _face_positions(to_picture)
-    if not _moved(where):
+    if not _moved(_face_positions(to_picture)):
         return None
     views = _Views(faces, to_picture, size)
-    inside = views.inside(crops.landmarks * shrink)
-    mask = _large(views, inside) | _thin(views, seconds, where, inside)
+    mask = _objects(_marked(*views.spread()), views.inside(crops.landmarks * shrink))
     if not mask.any():
         return None
+    mask = cv2.dilate(mask.astype(np.uint8), _PIXEL) > 0  # its outline is soft on the grid
     return ShotOccluder(start, stop, to_grid, mask.astype(np.float32))
-
-
-def _large(views: _Views, inside: np.ndarray) -> np.ndarray:
-    """A large object the face sways behind: still over the whole shot. Its outline is soft
-    on the grid: grown by a grid pixel."""
-    mask = _objects(_marked(*views.spread()), inside)
-    return cv2.dilate(mask.astype(np.uint8), _PIXEL) > 0
-
-
-def _thin(views: _Views, seconds: np.ndarray, where: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Thin ones that change now and then (a caption's letters, one line and then the next):
-    still over most pairs of crops LAG apart whose face moved, compared blurred (the crops
-    were resampled at another sub-pixel phase on every frame, and thin strokes flicker by
-    tens of grey levels from that alone); gaps of a grid pixel closed (a word's letters are
-    one object); grown only where the picture is still (not onto lips that move beside).
-    `where`: each crop's face on the grid (see _face_positions)."""
-    soft = views.blurred(SOFTEN)
-    mask, steady = np.zeros((2, *inside.shape), bool)
-    for lag in LAGS:
-        pairs = [
-            (i, j)
-            for i, j in _pairs(seconds, lag)
-            if np.hypot(*(where[i] - where[j])) >= PAIR_MOTION * GRID_IOD
-        ]
-        if len(pairs) >= MIN_ENTRIES:
-            still, changes, judged = soft.compared(pairs)
-            steady |= judged & (still < STILL)
-            mask |= _marked(still, changes, judged)
-    joined = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, _PIXEL) > 0
-    mask = _objects(joined, inside, THIN_AREA * GRID_IOD**2)
-    return mask | ((cv2.dilate(mask.astype(np.uint8), _PIXEL) > 0) & steady)
 
 
 def _marked(still: np.ndarray, changes: np.ndarray, judged: np.ndarray) -> np.ndarray:
@@ -272,11 +222,6 @@ class _Views:
             _warp(np.ones_like(f), a, size) > 0.999 for f, a in zip(faces, to_picture, strict=True)
         ]
 
-    def blurred(self, sigma: float) -> _Views:
-        """The same views of the faces blurred by `sigma` grid pixels."""
-        soft = [cv2.GaussianBlur(face, (0, 0), sigma) for face in self.faces]
-        return _Views(soft, self.to_picture, self.size)
-
     def inside(self, landmarks: np.ndarray) -> np.ndarray:
         """Where the face's outline (its landmarks' hull) is on most crops."""
         count = sum(
@@ -300,36 +245,13 @@ class _Views:
         )
         return still, changes / n, count >= COVERED * len(self.faces)
 
-    def compared(self, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Over `pairs` of crops: how much each grid pixel changes in the picture; how much
-        the face under it changes (the same place of the face, in both crops); whether enough
-        pairs see it to judge (COVERED). Medians: a caption that changes now and then, a flash
-        or a few odd frames do not count."""
-        picture_change = np.full((len(pairs), self.size[1], self.size[0]), np.nan, np.float32)
-        face_change = np.full_like(picture_change, np.nan)
-        for k, (i, j) in enumerate(pairs):
-            both = self.seen[i] & self.seen[j]
-            picture_change[k][both] = np.abs(self.pictures[i] - self.pictures[j])[both]
-            there = _warp(self.faces[j], self.to_picture[i], self.size)  # face j, where face i is
-            face_change[k][both] = np.abs(self.pictures[i] - there)[both]
-        judged = np.isfinite(picture_change).sum(axis=0) >= COVERED * len(pairs)
-        return _median(picture_change, 255.0), _median(face_change, 0.0), judged
 
-
-def _median(stack: np.ndarray, unseen: float) -> np.ndarray:
-    """Median over the first axis ignoring NaN; `unseen` where all are NaN."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        return np.nan_to_num(np.nanmedian(stack, axis=0), nan=unseen)
-
-
-def _objects(
-    mask: np.ndarray, face: np.ndarray, min_area: float = MIN_AREA * GRID_IOD**2
-) -> np.ndarray:
+def _objects(mask: np.ndarray, face: np.ndarray) -> np.ndarray:
     """The objects of `mask` in front of the `face` region (see IN_FRONT), not specks."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
     area = stats[:, cv2.CC_STAT_AREA]
     in_front = np.bincount(labels[face], minlength=count)
+    min_area = MIN_AREA * GRID_IOD**2
     keep = (area >= min_area) & (in_front >= IN_FRONT * area) & (in_front >= min_area)
     keep[0] = False
     cleaned = keep[labels].astype(np.uint8)

@@ -240,7 +240,6 @@ class MouthRenderer:
             Crops([lib.crop(i) for i in range(lib.count)], lib.to_crop, lib.landmarks, lib.scale),
             lib.src,
             shot_ranges(breaks or [], n_src),
-            self.fps,
         )
         lib.release_pages()
         present = track.present[src_index] if len(src_index) else np.zeros(0, bool)
