@@ -12,6 +12,7 @@ N times and adds the median.
 
     python bench/engine.py [--seconds 8] [--sizes 360,720,1080] [--model lipsync-2] [--repeat 1]
                            [--source ../shared/media/video/grid_bbaf2n.mpg] [--decoding-baseline]
+    python bench/engine.py --photo ../shared/media/photo/obama.jpg [--repeat N]
 """
 
 from __future__ import annotations
@@ -84,6 +85,31 @@ def floor_run(video: Path, out: Path, model: str) -> dict:
                 writer.write_picture(frame)
         frames = writer.close()
     return {"seconds": time.perf_counter() - began, "frames": frames, "fps_video": fps}
+
+
+def photo_floor_run(photo: Path, out: Path, model: str) -> dict:
+    """A photo's floor: its one picture encoded as many times as the engine's output has
+    frames (SPEECH's length), with the same settings; the engine moves the head and blinks, so
+    its frames cost x264 more than these identical ones."""
+    from openlipsync.engine.presets import preset_for
+    from openlipsync.media.encode import VideoWriter
+    from openlipsync.media.probe import probe
+    from openlipsync.media.video import VideoReader
+
+    preset = preset_for(model)
+    began = time.perf_counter()
+    with VideoReader(photo) as reader:
+        info = reader.info
+        picture = next(iter(reader))
+    count = round(probe(SPEECH).audio.duration * info.fps)
+    writer = VideoWriter(
+        out, info.width, info.height, info.fps, None, crf=preset.crf, preset=preset.x264
+    )
+    with writer:
+        for _ in range(count):
+            writer.write(picture)
+        frames = writer.close()
+    return {"seconds": time.perf_counter() - began, "frames": frames, "fps_video": info.fps}
 
 
 def rgb_floor_run(video: Path, out: Path, model: str) -> dict:
@@ -173,7 +199,7 @@ def child(kind: str, video: str, out: str, model: str) -> None:
 
             openlipsync.media.kept.KEPT_BYTES = 0
     cpu = _cpu_seconds()
-    runs = {"floor": floor_run, "floor-rgb": rgb_floor_run}
+    runs = {"floor": floor_run, "floor-rgb": rgb_floor_run, "floor-photo": photo_floor_run}
     run = runs.get(kind, engine_run)(Path(video), Path(out), model)
     run["cpu"] = _cpu_seconds() - cpu
     run["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -186,7 +212,7 @@ def measure(kind: str, video: Path, out: Path, model: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(height: int, floor: dict, engine: dict, rgb_floor: dict | None = None) -> float:
+def report(label: str, floor: dict, engine: dict, rgb_floor: dict | None = None) -> float:
     """Print one run's figures; returns engine/floor (wall)."""
     duration = engine["frames"] / engine["fps_video"]
     rtf, floor_rtf = engine["seconds"] / duration, floor["seconds"] / duration
@@ -197,7 +223,7 @@ def report(height: int, floor: dict, engine: dict, rgb_floor: dict | None = None
     fps = engine["frames"] / engine["seconds"]
     cpu, floor_cpu = (run["cpu"] / run["frames"] * 1000 for run in (engine, floor))
     print(
-        f"{height:>5}p  frames={engine['frames']:4d}  engine {fps:6.1f} fps"
+        f"{label:>6}  frames={engine['frames']:4d}  engine {fps:6.1f} fps"
         f"  RTF {rtf:5.2f}  floor RTF {floor_rtf:5.2f}  engine/floor {rtf / floor_rtf:4.2f}x"
         f"  peak {engine['peak_mib']:.0f} MiB (floor {floor['peak_mib']:.0f})\n"
         f"        CPU {cpu:.1f} ms/frame (floor {floor_cpu:.1f}, ratio {cpu / floor_cpu:.2f}x)"
@@ -213,6 +239,14 @@ def report(height: int, floor: dict, engine: dict, rgb_floor: dict | None = None
             f" engine/that {engine['seconds'] / rgb_floor['seconds']:.2f}x"
         )
     return rtf / floor_rtf
+
+
+def photo_runs(photo: Path, model: str, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            floor = measure("floor-photo", photo, Path(tmp) / "floor.mp4", model)
+            engine = measure("engine", photo, Path(tmp) / "out.mp4", model)
+            report("photo", floor, engine)
 
 
 def main() -> None:
@@ -234,12 +268,21 @@ def main() -> None:
         help="also run the engine with no frames kept from the analysis (media/kept.py), so the "
         "render pass decodes again: the gain of keeping them, measured in the same run",
     )
+    parser.add_argument(
+        "--photo",
+        type=Path,
+        help="instead of the sizes: this photo driven by the 11 s speech (blinks and head "
+        "motion on every frame), against its picture encoded as often",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
     np.set_printoptions(precision=2)
+    if args.photo:
+        photo_runs(args.photo, args.model, args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for height in (int(s) for s in args.sizes.split(",")):
             video = make_input(height, args.seconds, Path(tmp) / f"in_{height}.mp4", args.source)
@@ -248,7 +291,7 @@ def main() -> None:
                 floor = measure("floor", video, Path(tmp) / f"floor_{height}.mp4", args.model)
                 rgb = measure("floor-rgb", video, Path(tmp) / f"rgb_{height}.mp4", args.model)
                 engine = measure("engine", video, Path(tmp) / f"out_{height}.mp4", args.model)
-                ratios.append(report(height, floor, engine, rgb))
+                ratios.append(report(f"{height}p", floor, engine, rgb))
                 if not ratios[:-1]:  # once: the first job of a new process
                     cold = measure("engine-cold", video, Path(tmp) / "cold.mp4", args.model)
                     print(
@@ -259,7 +302,7 @@ def main() -> None:
                 if args.decoding_baseline:
                     again = measure("engine-decoding", video, Path(tmp) / "again.mp4", args.model)
                     print("        decoding again (no kept frames):", end="")
-                    report(height, floor, again)
+                    report(f"{height}p", floor, again)
                 rtfs.append(engine["seconds"] * engine["fps_video"] / engine["frames"])
             if args.repeat > 1:
                 print(

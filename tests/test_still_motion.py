@@ -13,11 +13,13 @@ from openlipsync.engine.mouth import face_scale
 from openlipsync.engine.speaker import FaceFinder
 from openlipsync.engine.still_motion import (
     BLINK_INTERVAL,
+    BLUR_DETAIL,
     MAX_ANGLE,
     MAX_SCALE,
     MAX_SHIFT,
     HeadPose,
     MotionFrame,
+    _blurred,
     apply_still_motion,
     head_poses,
     moved_landmarks,
@@ -137,3 +139,20 @@ def test_bad_frames_and_landmarks_are_rejected() -> None:
     with pytest.raises(ValueError, match="RGB uint8"):
         apply_still_motion(np.zeros((8, 8), np.uint8), np.zeros((478, 2)), step)
     assert still_motion(0, FPS).poses == []
+
+
+def test_head_weight_blurred_coarsely_matches_the_full_blur(photo) -> None:
+    """The head's weight is blurred on a coarse grid (a face-wide blur at full size was most
+    of a photo's render); on a real face's outline it agrees with the full-size blur."""
+    _, landmarks = photo
+    hull = cv2.convexHull(np.round(landmarks).astype(np.int32)).reshape(-1, 2)
+    x1, y1 = hull.min(axis=0) - 60
+    x2, y2 = hull.max(axis=0) + 60
+    mask = np.zeros((y2 - y1, x2 - x1), np.float32)
+    cv2.fillPoly(mask, [hull - (x1, y1)], 1.0)
+    sigma = 0.2 * float(np.ptp(hull[:, 0]))
+    assert sigma >= 2 * BLUR_DETAIL  # coarse indeed: a grid step of two pixels or more
+    full = cv2.GaussianBlur(mask, (0, 0), sigma)
+    coarse = _blurred(mask, sigma)
+    assert coarse.shape == full.shape
+    assert float(np.abs(coarse - full).max()) < 0.015
