@@ -16,6 +16,7 @@ from openlipsync.engine.expression import (
     expression_warp,
     head_motion,
 )
+from openlipsync.engine.facewarp import thin_plate
 from openlipsync.engine.mouth import face_scale
 from openlipsync.engine.speaker import FaceFinder
 from openlipsync.engine.still_motion import MAX_ANGLE, MAX_SHIFT
@@ -142,3 +143,37 @@ def test_bad_landmarks_are_rejected() -> None:
 
 def test_all_spec_emotions_are_known() -> None:
     assert set(EMOTIONS) == {"happy", "sad", "angry", "disgusted", "surprised", "neutral"}
+
+
+@pytest.mark.parametrize("emotion", ["happy", "surprised"])
+def test_thin_plate_is_the_spline_scipy_computes(photo, emotion) -> None:
+    """facewarp's own thin-plate spline (float32, on a grid) is the interpolant scipy's
+    RBFInterpolator gives for a real emotion's controls, to a hundredth of a pixel, and it
+    passes through its controls."""
+    from scipy.interpolate import RBFInterpolator
+
+    _, landmarks, _ = photo
+    target = expression_targets(landmarks, emotion, 0.7)
+    controls, offsets = target.astype(np.float64), (landmarks - target).astype(np.float64)
+    x1, y1 = controls.min(axis=0) - 20
+    x2, y2 = controls.max(axis=0) + 20
+    xs, ys = np.arange(x1, x2, 6.0), np.arange(y1, y2, 6.0)
+    field = thin_plate(controls, offsets, xs, ys)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    exact = RBFInterpolator(controls, offsets, kernel="thin_plate_spline")(grid)
+    assert field.shape == (len(ys), len(xs), 2) and field.dtype == np.float32
+    assert np.abs(offsets).max() > 1.0  # the emotion moves points by pixels
+    assert float(np.abs(field.reshape(-1, 2) - exact).max()) < 0.01
+    at_controls = thin_plate(controls, offsets, controls[:5, 0], controls[:5, 1])
+    diagonal = at_controls[np.arange(5), np.arange(5)]
+    assert np.allclose(diagonal, offsets[:5], atol=0.01)
+
+
+def test_thin_plate_takes_twin_controls() -> None:
+    """Two controls at one place (with different values) make the exact system singular: the
+    spline is then the least-squares one, not an error."""
+    controls = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0], [5.0, 5.0]])
+    controls = np.vstack([controls, controls[-1:]])
+    values = np.array([[0.0], [0.0], [0.0], [0.0], [1.0], [3.0]])
+    field = thin_plate(controls, values, np.array([5.0]), np.array([5.0]))
+    assert np.isfinite(field).all() and 1.0 <= float(field[0, 0, 0]) <= 3.0
