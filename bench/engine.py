@@ -13,6 +13,7 @@ N times and adds the median.
     python bench/engine.py [--seconds 8] [--sizes 360,720,1080] [--model lipsync-2] [--repeat 1]
                            [--source ../shared/media/video/grid_bbaf2n.mpg] [--decoding-baseline]
     python bench/engine.py --photo ../shared/media/photo/obama.jpg [--repeat N]
+    python bench/engine.py --variants    # each model and per-frame option against lipsync-2
 """
 
 from __future__ import annotations
@@ -171,6 +172,41 @@ def engine_run(video: Path, out: Path, model: str) -> dict:
     }
 
 
+# Models and options whose own stages run per frame (effects, speaker search, occlusion, ...).
+VARIANTS: list[tuple[str, dict]] = [
+    ("lipsync-2", {}),
+    ("lipsync-2", {"occlusion_detection_enabled": True}),
+    ("lipsync-2", {"active_speaker_detection": {"auto_detect": True}}),
+    ("sync-3", {}),
+    ("lipsync-2-pro", {}),
+    ("lipsync-1.9.0-beta", {}),
+    ("react-1", {"prompt": "happy"}),
+    ("react-1", {"model_mode": "head"}),
+    ("react-1", {"model_mode": "head", "prompt": "angry"}),
+]
+
+
+def variant_runs(video: Path, out: Path) -> list[dict]:
+    """Every VARIANTS entry on `video`, one after another in this warm process."""
+    from openlipsync.engine import GenerateRequest, generate
+
+    runs = []
+    for model, options in VARIANTS:
+        began = time.perf_counter()
+        request = GenerateRequest(video, SPEECH, out, "cut_off", model=model, options=options)
+        result = generate(request)
+        seconds = time.perf_counter() - began
+        runs.append(
+            {
+                "model": model,
+                "options": options,
+                "seconds": seconds,
+                "rtf": seconds * result.fps / result.frame_count,
+            }
+        )
+    return runs
+
+
 def _phases(began: float, starts: dict[str, float], ended: float) -> dict[str, float]:
     """Wall seconds of each pass, from the first progress report of each stage: "start" runs
     until the first frame is tracked, "analysis" until planning begins, "render" to the end."""
@@ -198,6 +234,9 @@ def child(kind: str, video: str, out: str, model: str) -> None:
             import openlipsync.media.kept
 
             openlipsync.media.kept.KEPT_BYTES = 0
+    if kind == "variants":
+        print(json.dumps(variant_runs(Path(video), Path(out))))
+        return
     cpu = _cpu_seconds()
     runs = {"floor": floor_run, "floor-rgb": rgb_floor_run, "floor-photo": photo_floor_run}
     run = runs.get(kind, engine_run)(Path(video), Path(out), model)
@@ -274,6 +313,12 @@ def main() -> None:
         help="instead of the sizes: this photo driven by the 11 s speech (blinks and head "
         "motion on every frame), against its picture encoded as often",
     )
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="instead of the sizes: each model and per-frame option at 720p, one warm process, "
+        "against plain lipsync-2 (the first row)",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -282,6 +327,15 @@ def main() -> None:
     np.set_printoptions(precision=2)
     if args.photo:
         photo_runs(args.photo, args.model, args.repeat)
+        return
+    if args.variants:
+        with tempfile.TemporaryDirectory() as tmp:
+            video = make_input(720, args.seconds, Path(tmp) / "in.mp4", args.source)
+            runs = measure("variants", video, Path(tmp) / "out.mp4", args.model)
+        for run in runs:
+            ratio = run["seconds"] / runs[0]["seconds"]
+            options = json.dumps(run["options"]) if run["options"] else ""
+            print(f"{run['model']:20} {options:58} RTF {run['rtf']:5.2f}  {ratio:4.2f}x lipsync-2")
         return
     with tempfile.TemporaryDirectory() as tmp:
         for height in (int(s) for s in args.sizes.split(",")):

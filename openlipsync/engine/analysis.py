@@ -26,6 +26,7 @@ from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.run_state import RunState
 from openlipsync.engine.scenes import SceneDetector, shot_ranges
 from openlipsync.engine.speaker import (
+    FaceFinder,
     MultiFaceTracker,
     SpeakerSelectionError,
     choose_face,
@@ -332,11 +333,11 @@ def _speaker_pass(
     """Every face of every frame (their landmarks in `faces_file` when given), then the one
     the option asks for (into `rows`). `sounds`: the source's and the driving audio. Returns
     the scene cuts and the frames where the face followed changes (the cuts among them)."""
-    scenes = SceneDetector()
     with MultiFaceTracker(path=faces_file, expected=video.frame_count) as multi:
-        for index, frame in _frames(path, video, state):
-            with state.timed("track"):
-                multi.push(frame, new_shot=scenes.push(frame))
+        for index, (new_shot, found) in enumerate(_every_face(path, video, state, multi.max_faces)):
+            if new_shot:
+                multi.cut()
+            multi.push_faces(found)
             if index % 10 == 0:
                 state.report("track", 0.6 * index / max(video.frame_count, 1))
         faces = multi.finish()
@@ -367,6 +368,51 @@ def _speaker_pass(
                 changes.add(index)
             followed = chosen
     return faces.cuts, sorted(changes)
+
+
+def _every_face(
+    path: Path, video: VideoInfo, state: RunState, max_faces: int
+) -> Iterator[tuple[bool, list[np.ndarray]]]:
+    """(first of a new shot, every face found) per frame, in order.
+
+    Finding every face (the full-range detector on the whole frame, a face mesh per face)
+    is the speaker pass's cost, three times the single face's. Each frame is searched on its
+    own, but for the faces followed from the frame before (a face the detector misses): so
+    spans of frames are searched on two threads (see spans_in_parallel), each span starting
+    afresh with a search of the tiles as well (FaceFinder.restart)."""
+    scenes = SceneDetector()
+    reader = VideoReader(path, fps=video.fps, source=video)
+    marked = state.timed_iter("decode", prefetch(_cut_marked(reader.pictures(), scenes)))
+    local = threading.local()
+    finders: list[FaceFinder] = []
+    lock = threading.Lock()
+
+    def find_span(items: Iterator[tuple[Picture, bool]]) -> Iterator[tuple[bool, list]]:
+        finder = getattr(local, "finder", None)
+        if finder is None:
+            finder = local.finder = FaceFinder(max_faces)
+            with lock:
+                finders.append(finder)
+        finder.restart()
+        found: list[np.ndarray] = []
+        for picture, new_shot in items:
+            began = time.perf_counter()
+            found = finder.find(picture.rgb(), [] if new_shot else found)
+            with lock:
+                state.stage_seconds["track"] = state.stage_seconds.get("track", 0.0) + (
+                    time.perf_counter() - began
+                )
+            yield new_shot, found
+
+    span = _span_frames(video)
+    spans = spans_in_parallel(marked, find_span, span) if span >= MIN_SPAN else find_span(marked)
+    try:
+        yield from spans
+    finally:
+        spans.close()
+        reader.close()
+        for finder in finders:
+            finder.close()
 
 
 def _library_pass(

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from openlipsync.engine.detection import FaceBox, FaceDetector
@@ -22,7 +21,7 @@ from openlipsync.engine.mouth import face_scale, mouth_shape
 from openlipsync.engine.scenes import shot_ranges
 from openlipsync.engine.tracking import TILED_EVERY, LandmarkRows
 from openlipsync.media.mapped import release
-from openlipsync.media.picture import RgbPicture, padded_square
+from openlipsync.media.picture import RgbPicture, padded_square, shrink_square
 
 N_LANDMARKS = 478
 MESH_INPUT_CAP = 384
@@ -87,6 +86,10 @@ class FaceFinder:
     def __enter__(self) -> FaceFinder:
         return self
 
+    def restart(self) -> None:
+        """The next frame is searched as a first one (its tiles too): after a jump ahead."""
+        self._calls = 0
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -121,11 +124,7 @@ class FaceFinder:
     def _mesh_in(self, frame: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray | None:
         size = max(int(round(side)), 32)
         x0, y0 = int(round(cx - size / 2)), int(round(cy - size / 2))
-        crop = padded_square(frame, x0, y0, size)
-        factor = 1.0
-        if size > MESH_INPUT_CAP:
-            factor = MESH_INPUT_CAP / size
-            crop = cv2.resize(crop, (MESH_INPUT_CAP, MESH_INPUT_CAP), interpolation=cv2.INTER_AREA)
+        crop, factor = shrink_square(padded_square(frame, x0, y0, size), MESH_INPUT_CAP)
         result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None
@@ -247,7 +246,8 @@ class MultiFaceTracker:
     """
 
     def __init__(self, max_faces: int = 5, path: Path | None = None, expected: int = 0) -> None:
-        self._finder = FaceFinder(max_faces)
+        self.max_faces = max_faces
+        self._finder: FaceFinder | None = None  # made by the first push (push_faces needs none)
         self._landmarks = LandmarkRows(expected, path)
         self._first, self._identity = array("q", [0]), array("q")
         self._boxes, self._opening, self._eyes = array("f"), array("f"), array("f")
@@ -263,7 +263,8 @@ class MultiFaceTracker:
         self.close()
 
     def close(self) -> None:
-        self._finder.close()
+        if self._finder is not None:
+            self._finder.close()
 
     def cut(self) -> None:
         """The next pushed frame starts a new shot."""
@@ -276,6 +277,8 @@ class MultiFaceTracker:
         """Faces of this frame by identity; `new_shot` (e.g. SceneDetector.push) calls `cut()`."""
         if new_shot:
             self.cut()
+        if self._finder is None:
+            self._finder = FaceFinder(self.max_faces)
         return self.push_faces(self._finder.find(frame, self._last))
 
     def push_faces(self, faces: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
