@@ -269,12 +269,13 @@ def _head_weight(hull_bytes: bytes, box: tuple[int, int, int, int]) -> np.ndarra
     cv2.fillPoly(mask, [np.round(grown - (x1, y1)).astype(np.int32)], 1.0)
     face_w = float(hull[:, 0].max() - hull[:, 0].min())
     weight = _blurred(mask, max(2.0, 0.2 * face_w))
-    # Taper to exactly 0 at the region's edges (and so at the frame's, where they meet it).
+    # Taper to exactly 0 at the region's edges (and so at the frame's, where they meet it);
+    # clipped along each axis first (np.clip of the whole region took 3 ms of a 720p frame).
+    reach = max(0.1 * face_w, 2.0)
     rows, cols = np.arange(y2 - y1, dtype=np.float32), np.arange(x2 - x1, dtype=np.float32)
-    to_edge_y = np.minimum(rows, rows[::-1])[:, None]
-    to_edge_x = np.minimum(cols, cols[::-1])[None, :]
-    taper = np.clip(np.minimum(to_edge_x, to_edge_y) / max(0.1 * face_w, 2.0), 0.0, 1.0)
-    weight = weight * taper
+    down = np.clip(np.minimum(rows, rows[::-1]) / reach, 0.0, 1.0)
+    across = np.clip(np.minimum(cols, cols[::-1]) / reach, 0.0, 1.0)
+    weight *= np.minimum(down[:, None], across[None, :])
     weight.flags.writeable = False  # shared by the cache
     return weight
 
@@ -287,10 +288,17 @@ def _blurred(mask: np.ndarray, sigma: float) -> np.ndarray:
     step = max(1, int(sigma / BLUR_DETAIL))
     if step == 1:
         return cv2.GaussianBlur(mask, (0, 0), sigma)
+    # Whole steps (reflected past the edge, as the blur itself does): a whole-step INTER_AREA
+    # is OpenCV's fast path, 6x cheaper than a fractional one here.
     height, width = mask.shape
-    small = cv2.resize(mask, (-(-width // step), -(-height // step)), interpolation=cv2.INTER_AREA)
+    rows, cols = -(-height // step), -(-width // step)
+    padded = cv2.copyMakeBorder(
+        mask, 0, rows * step - height, 0, cols * step - width, cv2.BORDER_REFLECT_101
+    )
+    small = cv2.resize(padded, (cols, rows), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigma / step)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    fine = cv2.resize(small, (cols * step, rows * step), interpolation=cv2.INTER_LINEAR)
+    return fine[:height, :width]
 
 
 def _blinks(frame_count: int, fps: float, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
