@@ -86,12 +86,12 @@ class FaceFinder:
     def __enter__(self) -> FaceFinder:
         return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def restart(self) -> None:
         """The next frame is searched as a first one (its tiles too): after a jump ahead."""
         self._calls = 0
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._mesh.close()
