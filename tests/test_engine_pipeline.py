@@ -51,9 +51,16 @@ def test_still_photo_becomes_a_video_of_the_audio_length(tmp_path: Path) -> None
     with av.open(str(audio)) as container:
         seconds = container.duration / 1e6
     assert abs(result.duration - seconds) <= 1 / result.fps + 1e-6
-    frames = decode(result.output)
-    assert len(frames) == result.frame_count
-    assert frames.std(axis=0).max() > 10  # the mouth moves
+    # Every frame counted, every fourth's luma kept: the whole 1 MP video as RGB and its
+    # float64 std took 15 s of CI.
+    count, sample = 0, []
+    with av.open(str(result.output)) as container:
+        for frame in container.decode(video=0):
+            if count % 4 == 0:
+                sample.append(frame.to_ndarray(format="gray"))
+            count += 1
+    assert count == result.frame_count
+    assert np.stack(sample).std(axis=0).max() > 10  # the mouth moves
 
 
 def test_cancellation_stops_the_run_and_leaves_no_output(tmp_path: Path, grid_video: Path) -> None:
