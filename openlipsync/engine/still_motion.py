@@ -113,23 +113,25 @@ def apply_still_motion(
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.shape}")
     landmarks = np.asarray(landmarks, np.float32)
-    frame, landmarks = blink(frame, landmarks, motion_at_i.closure)
+    frame, landmarks = blink(frame, landmarks, motion_at_i.closure, copy=False)
     return move_head(frame, landmarks, motion_at_i.pose)
 
 
 def blink(
-    frame: np.ndarray, landmarks: np.ndarray, closure: float
+    frame: np.ndarray, landmarks: np.ndarray, closure: float, copy: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Slide each upper eyelid down over the eye by `closure` (0..1).
 
     The eyeball stays where it is and the lid skin between the crease and the lash line is
     stretched down over it, so a half-closed eye shows the lower half of the iris under the
-    lashes, as a real one does. Pixels outside each eye's lid band are untouched.
+    lashes, as a real one does. Pixels outside each eye's lid band are untouched. With open
+    eyes the frame is returned as it is unless `copy` (move_head copies it anyway: a 12 MP
+    photo's frame is 10 ms to copy).
     """
     moved = _blinked_landmarks(landmarks, closure)
     closure = float(np.clip(closure, 0.0, 1.0)) * MAX_CLOSURE
     if closure < 0.02:
-        return frame.copy(), moved
+        return frame.copy() if copy else frame, moved
     out = frame.copy()
     for pairs, corners in ((LID_PAIRS[:7], (33, 133)), (LID_PAIRS[7:], (362, 263))):
         _close_eye(frame, out, landmarks, pairs, corners, closure)
