@@ -100,7 +100,7 @@ def test_each_shot_has_its_own(clips: dict[str, Path]) -> None:
 
 def test_a_face_crossing_a_wide_picture_is_not_searched() -> None:
     """A small face that walks across a 4K picture in one shot: the grid would be the whole
-    picture (48 of them, and the pairs' differences: gigabytes). Such a shot is skipped."""
+    picture (48 views of the face on it: gigabytes at full size). Such a shot is skipped."""
     import tracemalloc
 
     rng = np.random.default_rng(0)
