@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     broker_key_prefix: str = "openlipsync:"
     broker_polling_seconds: float = 0.5  # SQLite broker only
     job_max_attempts: int = 3  # a generation that kills its worker this often ends FAILED
+    # The engine worker runs this much nicer (os.nice) than the API and the service worker: on a
+    # machine that runs them all (`serve`), requests, webhooks and the reaper stay prompt while
+    # the engine takes every cycle left. 0 keeps one priority for all.
+    engine_niceness: int = Field(default=10, ge=0, le=19)
     job_heartbeat_seconds: float = 5.0
     job_stale_seconds: float = 60.0  # PROCESSING without a heartbeat this long is orphaned
     job_requeue_seconds: float = 1800.0  # re-send a still-queued PENDING message after this

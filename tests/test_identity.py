@@ -345,3 +345,34 @@ def test_auto_detect_lip_syncs_each_person_of_a_two_shot_in_their_turn(
         mouths = drawn[turn][drawn[turn] >= 0]
         assert len(mouths) > 0.5 * len(drawn[turn]) and own(mouths).all(), (turn, mouths)
     assert (shown == np.arange(len(shown))).all()
+
+
+def test_auto_detect_decodes_once_when_the_clip_is_kept(
+    two_shot_turns: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Choosing a speaker reads the source twice (every face, then the chosen face's mouths):
+    a clip that fits media/kept.py's budget is decoded once, and planned exactly as when it
+    is decoded again."""
+    from openlipsync.engine import analysis
+    from openlipsync.media import kept
+
+    opened: list[Path] = []
+
+    class CountedReader(VideoReader):
+        def __init__(self, path: Path, *args: object, **kwargs: object) -> None:
+            opened.append(path)
+            super().__init__(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analysis, "VideoReader", CountedReader)
+    options = {"active_speaker_detection": {"auto_detect": True}}
+    plans = []
+    for budget in (0, kept.KEPT_BYTES):
+        monkeypatch.setattr(kept, "KEPT_BYTES", budget)
+        opened.clear()
+        request = _driven(two_shot_turns, f"kept_{budget}", options)
+        with planned(request, RunState(), keep_frames=True) as plan:
+            drawn, _ = plan.look.renderer.shown_sources()
+            plans.append((drawn, plan.look.source_track.landmarks.copy(), len(opened)))
+    (drawn_0, track_0, reads_0), (drawn_1, track_1, reads_1) = plans
+    assert (reads_0, reads_1) == (2, 1)
+    assert np.array_equal(drawn_0, drawn_1) and np.array_equal(track_0, track_1)

@@ -4,6 +4,7 @@ data directory: they cooperate, and both stop cleanly (no stray children) on Ctr
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -93,15 +94,28 @@ def test_separate_api_and_worker_cooperate_and_stop_cleanly(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_workers_do_not_outlive_a_killed_parent(tmp_path: Path) -> None:
-    env = settings_env(job_settings(tmp_path / "data"))
+    """(On the way, the engine worker and its pool run `engine_niceness` nicer than the
+    service worker, which stays at the parent's priority.)"""
+    settings = job_settings(tmp_path / "data", engine_niceness=7)
     log = tmp_path / "worker.log"
-    with process(openlipsync_command("worker"), env, log) as worker:
+    with process(openlipsync_command("worker"), settings_env(settings), log) as worker:
         wait_until(lambda: log.read_text().count(" ready.") == 2, 90)
         children = descendants(worker.pid)
         assert len(children) >= 3  # two Celery workers and the engine pool process
+        _assert_engine_runs_nicer(log.read_text(), worker.pid, 7)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
         wait_until(lambda: not any(alive(pid) for pid in children), 40)
+
+
+def _assert_engine_runs_nicer(log: str, parent: int, niceness: int) -> None:
+    pids = {name: int(pid) for name, pid in re.findall(r"(engine|service)@\S+-(\d+) ready\.", log)}
+    base = os.getpriority(os.PRIO_PROCESS, parent)
+    engine = [pids["engine"], *descendants(pids["engine"])]  # with its pool process
+    assert len(engine) >= 2
+    priorities = [os.getpriority(os.PRIO_PROCESS, pid) for pid in engine]
+    assert priorities == [base + niceness] * len(engine)
+    assert os.getpriority(os.PRIO_PROCESS, pids["service"]) == base
 
 
 _FIRST_USE = """

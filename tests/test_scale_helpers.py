@@ -34,6 +34,7 @@ from tests.test_jobs_helpers import (
     openlipsync_command,
     process,
     settings_env,
+    terminate_together,
     wait_until,
 )
 
@@ -232,6 +233,7 @@ def deployment(
         cluster = Deployment(settings, base_url, api_key, organization_id, webhook_secret, root)
         cluster.pin_cores = pin_cores
         stack.enter_context(cluster._stack)
+        stack.callback(terminate_together, lambda: [api, *(w.proc for w in cluster.workers)])
         for _ in range(workers):
             cluster.start_worker()
         wait_until(api_up, 120, interval=0.5)

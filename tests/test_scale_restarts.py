@@ -47,6 +47,7 @@ from tests.test_jobs_helpers import (
     openlipsync_command,
     process,
     settings_env,
+    terminate_together,
     verify_signature,
     wait_until,
     webhook_receiver,
@@ -125,12 +126,17 @@ class Outcomes:
 
 
 def _call(
-    outcomes: Outcomes, method: str, url: str, deadline: float, **kwargs: Any
+    client: httpx.Client,
+    outcomes: Outcomes,
+    method: str,
+    url: str,
+    deadline: float,
+    **kwargs: Any,
 ) -> httpx.Response:
     """One logical request, retried through restarts: transport errors and 503 are retried."""
     while True:
         try:
-            response = httpx.request(method, url, timeout=15, **kwargs)
+            response = client.request(method, url, timeout=15, **kwargs)
             outcomes.saw(response)
             if response.status_code != 503:
                 return response
@@ -172,6 +178,11 @@ def _cluster(tmp: Path, database_url: str, broker_url: str) -> Iterator[tuple[Ap
             command = openlipsync_command("worker")
             proc = stack.enter_context(process(command, env, log, new_session=True))
             workers.append(Worker(proc, log, ExitStack()))
+
+        def everyone() -> list[Any]:
+            return [p for p in (getattr(api, "proc", None), *(w.proc for w in workers)) if p]
+
+        stack.callback(terminate_together, everyone)
         api.start()
         for worker in workers:
             wait_until(worker.ready, 180, interval=0.5)
@@ -197,6 +208,10 @@ class Run:
     def __post_init__(self) -> None:
         self.started = time.monotonic()
         self.deadline = self.started + RUN_TIMEOUT
+        # One pool for all clients: a client per request costs 50 ms of CPU (its SSL context),
+        # and fifty clients retrying through an outage would starve the API restarting.
+        limits = httpx.Limits(max_connections=self.total, max_keepalive_connections=self.total)
+        self.http = httpx.Client(limits=limits)
 
     def mark(self, event: str) -> None:
         self.chaos.append((event, round(time.monotonic() - self.started, 1)))
@@ -214,7 +229,9 @@ class Run:
         }
         headers = {**self.headers, "Idempotency-Key": f"restart-{index}"}
         url = f"{self.api.base_url}/v2/generate"
-        response = _call(self.outcomes, "POST", url, self.deadline, json=body, headers=headers)
+        response = _call(
+            self.http, self.outcomes, "POST", url, self.deadline, json=body, headers=headers
+        )
         assert response.status_code in (200, 201), response.text
         generation_id = response.json()["id"]
         with self.lock:
@@ -222,7 +239,12 @@ class Run:
         while time.monotonic() < self.deadline:
             time.sleep(POLL_INTERVAL)
             polled = _call(
-                self.outcomes, "GET", f"{url}/{generation_id}", self.deadline, headers=self.headers
+                self.http,
+                self.outcomes,
+                "GET",
+                f"{url}/{generation_id}",
+                self.deadline,
+                headers=self.headers,
             )
             assert polled.status_code == 200, polled.text
             if polled.json()["status"] in TERMINAL:
@@ -231,7 +253,7 @@ class Run:
                 return
 
     def drive(self, chaos: Any) -> None:
-        with concurrent.futures.ThreadPoolExecutor(self.total + 1) as pool:
+        with self.http, concurrent.futures.ThreadPoolExecutor(self.total + 1) as pool:
             futures = [pool.submit(self.client, index) for index in range(self.total)]
             futures.append(pool.submit(chaos))
             for future in futures:

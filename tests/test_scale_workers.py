@@ -27,6 +27,7 @@ from tests.test_scale_helpers import (
     PG,
     REDIS,
     Deployment,
+    Worker,
     deployment,
     media_server,
     port_open,
@@ -235,3 +236,13 @@ def test_six_generations_complete_across_two_workers_on_rabbitmq(
         ) as cluster,
     ):
         _run_six(cluster, media, tmp_path)
+        _assert_a_prompt_warm_stop(cluster.workers[0])
+
+
+def _assert_a_prompt_warm_stop(worker: Worker) -> None:
+    """An idle worker on RabbitMQ used to sleep in its event loop up to 10 s before noticing a
+    SIGTERM: as long as `docker stop` waits before it kills (celery_app.WakeUp)."""
+    began = time.monotonic()
+    worker.proc.terminate()
+    assert worker.proc.wait(timeout=60) == 0
+    assert time.monotonic() - began < 6.0, "a warm stop well within docker stop's 10 s"

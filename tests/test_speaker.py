@@ -211,11 +211,11 @@ def test_a_long_single_shot_keeps_its_faces_landmarks_out_of_memory(
     """A three-hour podcast is one shot of two faces: their landmarks are two gigabytes.
     Held in memory (and copied whole per candidate to choose the speaker), they broke the
     engine's 2 GiB bound; with a scratch file only the chosen face's rows are read back.
-    Here 8 000 frames of two faces (61 MiB of landmarks): choosing costs a few MiB."""
+    Here 5 000 frames of two faces (38 MiB of landmarks): choosing costs a few MiB."""
     import tracemalloc
 
     faces = list(track.faces_at(0).values())
-    frames = 8_000  # tracemalloc slows the loop: 20 000 frames took 47 s of CI
+    frames = 5_000  # tracemalloc slows the loop: 20 000 frames took 47 s of CI
     with MultiFaceTracker(path=tmp_path / "faces.f32", expected=frames) as tracker:
         tracemalloc.start()
         try:

@@ -13,6 +13,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,17 +86,19 @@ def analyse(
     track_file: Path | None = None,
 ) -> Analysis:
     """The track and what the renderer learns from the source; `kept`, when given, keeps
-    decoded frames for the render pass (the largest-face pass only). With `track_file` the
-    track is kept in that scratch file rather than in memory (see LandmarkRows)."""
+    decoded frames for the render pass (and, choosing a speaker, for the library pass). With
+    `track_file` the track is kept in that scratch file rather than in memory (see
+    LandmarkRows)."""
     rows = LandmarkRows(video.frame_count, track_file)
     if speaker_option:
         faces_file = None if track_file is None else track_file.with_suffix(".faces.f32")
+        sounds = (source_audio, driving_audio)
         cuts, changes = _speaker_pass(
-            path, video, state, speaker_option, (source_audio, driving_audio), rows, faces_file
+            path, video, state, speaker_option, sounds, rows, faces_file, kept
         )
         landmarks = rows.array()
         watch = PeopleWatch(video.fps, changes)
-        _library_pass(path, video, renderer, watch, landmarks, state)
+        _library_pass(path, video, renderer, watch, landmarks, state, kept)
         visibility = None
     else:
         watch = PeopleWatch(video.fps, [])
@@ -115,12 +118,6 @@ def analyse(
     if occlusion and visibility is not None:
         weights = visibility_weights(visibility.scores(people), video.fps)
     return Analysis(track=track, cuts=cuts, visibility=weights, people=people, breaks=breaks)
-
-
-def _frames(path: Path, video: VideoInfo, state: RunState) -> Iterator[tuple[int, np.ndarray]]:
-    reader = VideoReader(path, fps=video.fps, source=video)
-    with reader:
-        yield from enumerate(state.timed_iter("decode", prefetch(iter(reader))))
 
 
 def _largest_face_pass(
@@ -158,22 +155,11 @@ def _largest_face_pass(
         tracked = _tracked_in_spans(marked, busy, trackers, span, scenes.cuts)
     else:
         tracked = prefetch(_tracked(marked, busy, trackers), depth=4)
-    buffer: np.ndarray | None = None  # the RGB frame the observers see, filled where they look
+    observers = _Observers(renderer, watch, visibility)
     try:
         for index, picture, landmarks in state.timed_iter("track_wait", tracked):
             with state.timed("observe"):
-                boxes = renderer.source_boxes(index, landmarks)
-                boxes.append(watch.source_box(index, landmarks))
-                if visibility is not None:
-                    boxes.append(visibility.source_box(landmarks))
-                shape = (picture.height, picture.width, 3)
-                if buffer is None or buffer.shape != shape:
-                    buffer = np.empty(shape, np.uint8)
-                frame = picture.partial([b for b in boxes if b is not None], buffer)
-                if visibility is not None:
-                    visibility.observe(frame, landmarks)
-                watch.observe(index, frame, landmarks)
-                renderer.observe(index, frame, landmarks)
+                observers.observe(index, picture, landmarks)
             rows.append(landmarks)
             if kept is not None:
                 kept.keep(index, picture)
@@ -185,6 +171,37 @@ def _largest_face_pass(
         reader.close()
         state.stage_seconds["track"] = state.stage_seconds.get("track", 0.0) + busy["track"]
     return scenes.cuts, visibility
+
+
+@dataclass
+class _Observers:
+    """What learns from the source frames (the renderer's library, the identity watch, the
+    occlusion model), fed a frame converted to RGB only where they read (Picture.partial)."""
+
+    renderer: MouthRenderer
+    watch: PeopleWatch
+    visibility: VisibilityModel | None = None
+    buffer: np.ndarray | None = None
+
+    def observe(self, index: int, picture: Picture, landmarks: np.ndarray | None) -> None:
+        boxes = self.renderer.source_boxes(index, landmarks)
+        boxes.append(self.watch.source_box(index, landmarks))
+        if self.visibility is not None:
+            boxes.append(self.visibility.source_box(landmarks))
+        shape = (picture.height, picture.width, 3)
+        if self.buffer is None or self.buffer.shape != shape:
+            self.buffer = np.empty(shape, np.uint8)
+        frame = picture.partial([b for b in boxes if b is not None], self.buffer)
+        if self.visibility is not None:
+            self.visibility.observe(frame, landmarks)
+        self.watch.observe(index, frame, landmarks)
+        self.renderer.observe(index, frame, landmarks)
+
+
+def _keeping(pictures: Iterator[Picture], kept: KeptFrames) -> Iterator[Picture]:
+    for index, picture in enumerate(pictures):
+        kept.keep(index, picture)
+        yield picture
 
 
 def _cut_marked(frames: Iterator[Picture], scenes: SceneDetector) -> Iterator[tuple[Picture, bool]]:
@@ -329,12 +346,14 @@ def _speaker_pass(
     sounds: tuple[AudioClip | None, AudioClip | None],
     rows: LandmarkRows,
     faces_file: Path | None,
+    kept: KeptFrames | None,
 ) -> tuple[list[int], list[int]]:
     """Every face of every frame (their landmarks in `faces_file` when given), then the one
     the option asks for (into `rows`). `sounds`: the source's and the driving audio. Returns
     the scene cuts and the frames where the face followed changes (the cuts among them)."""
     with MultiFaceTracker(path=faces_file, expected=video.frame_count) as multi:
-        for index, (new_shot, found) in enumerate(_every_face(path, video, state, multi.max_faces)):
+        every = _every_face(path, video, state, multi.max_faces, kept)
+        for index, (new_shot, found) in enumerate(every):
             if new_shot:
                 multi.cut()
             multi.push_faces(found)
@@ -371,7 +390,7 @@ def _speaker_pass(
 
 
 def _every_face(
-    path: Path, video: VideoInfo, state: RunState, max_faces: int
+    path: Path, video: VideoInfo, state: RunState, max_faces: int, kept: KeptFrames | None
 ) -> Iterator[tuple[bool, list[np.ndarray]]]:
     """(first of a new shot, every face found) per frame, in order.
 
@@ -379,10 +398,12 @@ def _every_face(
     is the speaker pass's cost, three times the single face's. Each frame is searched on its
     own, but for the faces followed from the frame before (a face the detector misses): so
     spans of frames are searched on two threads (see spans_in_parallel), each span starting
-    afresh with a search of the tiles as well (FaceFinder.restart)."""
+    afresh with a search of the tiles as well (FaceFinder.restart). `kept` keeps the pictures
+    decoded, on the decoder's thread."""
     scenes = SceneDetector()
     reader = VideoReader(path, fps=video.fps, source=video)
-    marked = state.timed_iter("decode", prefetch(_cut_marked(reader.pictures(), scenes)))
+    pictures = reader.pictures() if kept is None else _keeping(reader.pictures(), kept)
+    marked = state.timed_iter("decode", prefetch(_cut_marked(pictures, scenes)))
     local = threading.local()
     finders: list[FaceFinder] = []
     lock = threading.Lock()
@@ -422,17 +443,25 @@ def _library_pass(
     watch: PeopleWatch,
     rows: np.ndarray,
     state: RunState,
+    kept: KeptFrames | None,
 ) -> None:
-    """Show the renderer the chosen face only, so its mouths are the speaker's own."""
-    for index, frame in _frames(path, video, state):
-        if index >= len(rows):
-            break
-        landmarks = None if np.isnan(rows[index][0, 0]) else rows[index]
-        with state.timed("render"):
-            watch.observe(index, frame, landmarks)
-            renderer.observe(index, frame, landmarks)
-        if index % 10 == 0:
-            state.report("track", 0.6 + 0.4 * index / max(video.frame_count, 1))
+    """Show the renderer the chosen face only, so its mouths are the speaker's own: from the
+    pictures the speaker pass kept when they hold the whole clip, else decoded again."""
+    observers = _Observers(renderer, watch)
+    with ExitStack() as stack:
+        if kept is not None and len(kept) >= len(rows):
+            pictures: Iterator[Picture] = (kept.picture(i) for i in range(len(rows)))
+        else:
+            reader = stack.enter_context(VideoReader(path, fps=video.fps, source=video))
+            pictures = state.timed_iter("decode", prefetch(reader.pictures()))
+        for index, picture in enumerate(pictures):
+            if index >= len(rows):
+                break
+            landmarks = None if np.isnan(rows[index][0, 0]) else rows[index]
+            with state.timed("observe"):
+                observers.observe(index, picture, landmarks)
+            if index % 10 == 0:
+                state.report("track", 0.6 + 0.4 * index / max(video.frame_count, 1))
 
 
 def _smooth_per_shot(track: FaceTrack, cuts: list[int], fps: float) -> FaceTrack:

@@ -165,6 +165,8 @@ def run_celery_worker(
     from openlipsync.jobs.celery_app import configure
 
     _die_with_parent(parent_pid)
+    if name == "engine" and settings.engine_niceness:
+        os.nice(settings.engine_niceness)  # its pool processes inherit it
     _setup_logging()
     app = configure(settings)
     argv = [
