@@ -56,7 +56,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     sessions = open_db(settings)
     configure(settings)
     _key, org_id, _secret = new_organization(sessions)
-    with process(openlipsync_command("worker"), settings_env(settings), data / "worker.log"):
+    command, log = openlipsync_command("worker"), data / "worker.log"
+    with process(command, settings_env(settings), log, new_session=True, stop="kill"):
         yield sessions, org_id
 
 

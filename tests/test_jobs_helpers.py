@@ -7,12 +7,13 @@ import hmac
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -177,9 +178,20 @@ def free_port() -> int:
 
 @contextmanager
 def process(
-    args: list[str], env: dict[str, str], log: Path, new_session: bool = False
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    new_session: bool = False,
+    stop: str = "term",
 ) -> Iterator[subprocess.Popen]:
-    """A real subprocess (worker, server) stopped with SIGTERM, then killed, on exit."""
+    """A real subprocess (worker, server) stopped with SIGTERM, then killed, on exit.
+
+    `stop="kill"` (with `new_session`) kills its whole process group at once instead: for a
+    worker whose stop is not what the test is about. A warm stop takes 2-6 s (Celery's loop
+    on the embedded broker looks for it every 2 s, its prefork pool winds down over 2 more),
+    and is tested where it matters (test_jobs_runner, test_e2e_server, test_scale_workers)."""
+    if stop not in ("term", "kill") or (stop == "kill" and not new_session):
+        raise ValueError("stop is 'term', or 'kill' for a process in a new session")
     handle = log.open("wb")
     proc = subprocess.Popen(
         args,
@@ -192,6 +204,8 @@ def process(
     try:
         yield proc
     finally:
+        if stop == "kill" and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.terminate()
         try:
             proc.wait(timeout=40)
@@ -199,14 +213,6 @@ def process(
             proc.kill()
             proc.wait(timeout=10)
         handle.close()
-
-
-def terminate_together(procs: Callable[[], Iterable[subprocess.Popen]]) -> None:
-    """SIGTERM to every process still running, at once: each warm shutdown takes a second or
-    two, and `process` would otherwise ask (and wait for) one after the other."""
-    for proc in procs():
-        if proc.poll() is None:
-            proc.terminate()
 
 
 def openlipsync_command(*args: str) -> list[str]:

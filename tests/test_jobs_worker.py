@@ -79,7 +79,8 @@ def running_worker(request, tmp_path_factory) -> Iterator[Settings]:  # type: ig
     open_db(settings)
     configure(settings)
     try:
-        with process(openlipsync_command("worker"), settings_env(settings), root / "worker.log"):
+        command, log = openlipsync_command("worker"), root / "worker.log"
+        with process(command, settings_env(settings), log, new_session=True, stop="kill"):
             yield settings
     finally:
         if request.param == "redis":

@@ -34,7 +34,6 @@ from tests.test_jobs_helpers import (
     openlipsync_command,
     process,
     settings_env,
-    terminate_together,
     wait_until,
 )
 
@@ -156,7 +155,7 @@ class Deployment:
             cores = sorted(os.sched_getaffinity(0))
             command = ["taskset", "-c", str(cores[len(self.workers) % len(cores)]), *command]
         proc = stack.enter_context(
-            process(command, settings_env(self.settings), log, new_session=True)
+            process(command, settings_env(self.settings), log, new_session=True, stop="kill")
         )
         worker = Worker(proc, log, stack)
         self.workers.append(worker)
@@ -233,7 +232,6 @@ def deployment(
         cluster = Deployment(settings, base_url, api_key, organization_id, webhook_secret, root)
         cluster.pin_cores = pin_cores
         stack.enter_context(cluster._stack)
-        stack.callback(terminate_together, lambda: [api, *(w.proc for w in cluster.workers)])
         for _ in range(workers):
             cluster.start_worker()
         wait_until(api_up, 120, interval=0.5)

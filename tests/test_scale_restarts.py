@@ -47,7 +47,6 @@ from tests.test_jobs_helpers import (
     openlipsync_command,
     process,
     settings_env,
-    terminate_together,
     verify_signature,
     wait_until,
     webhook_receiver,
@@ -176,13 +175,8 @@ def _cluster(tmp: Path, database_url: str, broker_url: str) -> Iterator[tuple[Ap
         for index in range(2):
             log = tmp / f"worker-{index}.log"
             command = openlipsync_command("worker")
-            proc = stack.enter_context(process(command, env, log, new_session=True))
+            proc = stack.enter_context(process(command, env, log, new_session=True, stop="kill"))
             workers.append(Worker(proc, log, ExitStack()))
-
-        def everyone() -> list[Any]:
-            return [p for p in (getattr(api, "proc", None), *(w.proc for w in workers)) if p]
-
-        stack.callback(terminate_together, everyone)
         api.start()
         for worker in workers:
             wait_until(worker.ready, 180, interval=0.5)
@@ -441,7 +435,7 @@ def test_a_worker_replaces_a_celery_process_that_died(mode: str, tmp_path: Path)
     log = tmp_path / "worker.log"
     port = ["--port", str(free_port())] if mode == "serve" else []
     command = openlipsync_command(mode, *port)
-    with process(command, settings_env(settings), log, new_session=True) as proc:
+    with process(command, settings_env(settings), log, new_session=True, stop="kill") as proc:
         worker = Worker(proc, log, ExitStack())
         wait_until(worker.ready, 180, interval=0.5)
         match = re.search(r"service@\S+-(\d+) ready\.", log.read_text())
