@@ -3,7 +3,8 @@
 The common case is one streaming pass (decode, face mesh of the largest face, scene cuts, mouth
 visibility, mouth library). With `active_speaker_detection` the face to follow is only known
 once every face of the video has been seen, so that case tracks all faces first, chooses, and
-decodes a second time to fill the mouth library from the chosen face only.
+reads the pictures a second time (those it kept, when the clip fits media/kept.py's budget;
+else decoded again) to fill the mouth library from the chosen face only.
 """
 
 from __future__ import annotations
