@@ -151,7 +151,8 @@ def _largest_face_pass(
     )
     renderer.make_ahead()
     reader = VideoReader(path, fps=video.fps, source=video)
-    marked = state.timed_iter("decode", prefetch(_cut_marked(reader.pictures(), scenes)))
+    pictures = _keeping(reader.pictures(), kept)
+    marked = state.timed_iter("decode", prefetch(_cut_marked(pictures, scenes)))
     if span >= MIN_SPAN:
         tracked = _tracked_in_spans(marked, busy, trackers, span, scenes.cuts)
     else:
@@ -162,8 +163,6 @@ def _largest_face_pass(
             with state.timed("observe"):
                 observers.observe(index, picture, landmarks)
             rows.append(landmarks)
-            if kept is not None:
-                kept.keep(index, picture)
             if index % 10 == 0:
                 state.report("track", index / max(video.frame_count, 1))
     finally:
@@ -199,7 +198,14 @@ class _Observers:
         self.renderer.observe(index, frame, landmarks)
 
 
-def _keeping(pictures: Iterator[Picture], kept: KeptFrames) -> Iterator[Picture]:
+def _keeping(pictures: Iterator[Picture], kept: KeptFrames | None) -> Iterator[Picture]:
+    """The pictures, each kept as it goes by (on the decoder's thread) when `kept` is given."""
+    if kept is None:
+        return pictures
+    return _kept_as_they_go(pictures, kept)
+
+
+def _kept_as_they_go(pictures: Iterator[Picture], kept: KeptFrames) -> Iterator[Picture]:
     for index, picture in enumerate(pictures):
         kept.keep(index, picture)
         yield picture
@@ -399,11 +405,10 @@ def _every_face(
     is the speaker pass's cost, three times the single face's. Each frame is searched on its
     own, but for the faces followed from the frame before (a face the detector misses): so
     spans of frames are searched on two threads (see spans_in_parallel), each span starting
-    afresh with a search of the tiles as well (FaceFinder.restart). `kept` keeps the pictures
-    decoded, on the decoder's thread."""
+    afresh with a search of the tiles as well (FaceFinder.restart)."""
     scenes = SceneDetector()
     reader = VideoReader(path, fps=video.fps, source=video)
-    pictures = reader.pictures() if kept is None else _keeping(reader.pictures(), kept)
+    pictures = _keeping(reader.pictures(), kept)
     marked = state.timed_iter("decode", prefetch(_cut_marked(pictures, scenes)))
     local = threading.local()
     finders: list[FaceFinder] = []
