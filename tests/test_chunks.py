@@ -412,7 +412,7 @@ def test_the_embedded_sqlite_worker_runs_chunks_end_to_end(local, tmp_path: Path
     settings, sessions, storage, org_id, inputs = local
     generation_id = add_generation(sessions, org_id, input=inputs)
     command, log = openlipsync_command("worker"), tmp_path / "worker.log"
-    with process(command, settings_env(settings), log, new_session=True, stop="kill"):
+    with process(command, settings_env(settings), log, kill_group=True):
         dispatch.enqueue_generation(generation_id)
 
         def finished():  # type: ignore[no-untyped-def]

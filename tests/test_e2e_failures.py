@@ -57,7 +57,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     configure(settings)
     _key, org_id, _secret = new_organization(sessions)
     command, log = openlipsync_command("worker"), data / "worker.log"
-    with process(command, settings_env(settings), log, new_session=True, stop="kill"):
+    with process(command, settings_env(settings), log, kill_group=True):
         yield sessions, org_id
 
 

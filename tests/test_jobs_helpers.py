@@ -182,16 +182,15 @@ def process(
     env: dict[str, str],
     log: Path,
     new_session: bool = False,
-    stop: str = "term",
+    kill_group: bool = False,
 ) -> Iterator[subprocess.Popen]:
     """A real subprocess (worker, server) stopped with SIGTERM, then killed, on exit.
 
-    `stop="kill"` (with `new_session`) kills its whole process group at once instead: for a
-    worker whose stop is not what the test is about. A warm stop takes 2-6 s (Celery's loop
-    on the embedded broker looks for it every 2 s, its prefork pool winds down over 2 more),
-    and is tested where it matters (test_jobs_runner, test_e2e_server, test_scale_workers)."""
-    if stop not in ("term", "kill") or (stop == "kill" and not new_session):
-        raise ValueError("stop is 'term', or 'kill' for a process in a new session")
+    `kill_group` starts it in a new session and kills that whole process group at once on
+    exit instead: for a worker whose stop is not what the test is about. A warm stop takes 2-6
+    s (Celery's loop on the embedded broker looks for it every 2 s, its prefork pool winds
+    down over 2 more), and is tested where it matters (test_jobs_runner, test_e2e_server,
+    test_scale_workers)."""
     handle = log.open("wb")
     proc = subprocess.Popen(
         args,
@@ -199,12 +198,12 @@ def process(
         stdout=handle,
         stderr=subprocess.STDOUT,
         cwd=REPO,
-        start_new_session=new_session,
+        start_new_session=new_session or kill_group,
     )
     try:
         yield proc
     finally:
-        if stop == "kill" and proc.poll() is None:
+        if kill_group and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.terminate()
         try:

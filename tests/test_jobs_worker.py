@@ -80,7 +80,7 @@ def running_worker(request, tmp_path_factory) -> Iterator[Settings]:  # type: ig
     configure(settings)
     try:
         command, log = openlipsync_command("worker"), root / "worker.log"
-        with process(command, settings_env(settings), log, new_session=True, stop="kill"):
+        with process(command, settings_env(settings), log, kill_group=True):
             yield settings
     finally:
         if request.param == "redis":

@@ -155,7 +155,7 @@ class Deployment:
             cores = sorted(os.sched_getaffinity(0))
             command = ["taskset", "-c", str(cores[len(self.workers) % len(cores)]), *command]
         proc = stack.enter_context(
-            process(command, settings_env(self.settings), log, new_session=True, stop="kill")
+            process(command, settings_env(self.settings), log, kill_group=True)
         )
         worker = Worker(proc, log, stack)
         self.workers.append(worker)

@@ -175,7 +175,7 @@ def _cluster(tmp: Path, database_url: str, broker_url: str) -> Iterator[tuple[Ap
         for index in range(2):
             log = tmp / f"worker-{index}.log"
             command = openlipsync_command("worker")
-            proc = stack.enter_context(process(command, env, log, new_session=True, stop="kill"))
+            proc = stack.enter_context(process(command, env, log, kill_group=True))
             workers.append(Worker(proc, log, ExitStack()))
         api.start()
         for worker in workers:
@@ -435,7 +435,7 @@ def test_a_worker_replaces_a_celery_process_that_died(mode: str, tmp_path: Path)
     log = tmp_path / "worker.log"
     port = ["--port", str(free_port())] if mode == "serve" else []
     command = openlipsync_command(mode, *port)
-    with process(command, settings_env(settings), log, new_session=True, stop="kill") as proc:
+    with process(command, settings_env(settings), log, kill_group=True) as proc:
         worker = Worker(proc, log, ExitStack())
         wait_until(worker.ready, 180, interval=0.5)
         match = re.search(r"service@\S+-(\d+) ready\.", log.read_text())
