@@ -142,3 +142,68 @@ def scaled_copy(
         for packet in stream.encode():
             out.mux(packet)
     return dst
+
+
+_BT709_TO_BT2020 = np.array(
+    [[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]]
+)
+
+
+def hdr_from_sdr(rgb: np.ndarray, transfer: str) -> np.ndarray:
+    """An SDR picture (uint8 RGB, BT.709, display gamma 2.4) as the HDR signal a camera would
+    give for the same scene (float R'G'B' 0..1, BT.2020), at BT.2408's levels: SDR white is
+    HDR reference white, 203 cd/m2. `transfer` is "pq" or "hlg" (1000 cd/m2, system gamma 1.2).
+    Written from the standards independently of media/hdr.py, which it is the test of."""
+    nits = 203.0 * (rgb.astype(np.float64) / 255) ** 2.4 @ _BT709_TO_BT2020.T
+    if transfer == "pq":
+        m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+        y = np.clip(nits / 10000, 0, 1) ** m1
+        return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+    display = np.maximum(nits / 1000, 0)  # HLG: undo the OOTF, then the OETF
+    luminance = display @ np.array([0.2627, 0.6780, 0.0593])
+    scene_luminance = np.maximum(luminance, 1e-12) ** (1 / 1.2)
+    scene = display / np.maximum(scene_luminance, 1e-12)[..., None] ** 0.2
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    log = a * np.log(np.maximum(12 * scene - b, 1e-12)) + c
+    return np.where(scene <= 1 / 12, np.sqrt(3 * scene), log)
+
+
+def hdr_variant(
+    src: Path,
+    dst: Path,
+    transfer: str,
+    count: int,
+    codec: str = "libx265",
+    pix_fmt: str = "yuv420p10le",
+) -> Path:
+    """The first `count` frames of `src` as a 10-bit HDR clip (`hdr_from_sdr`): HEVC tagged
+    BT.2020 / PQ or HLG the way phones tag theirs (or `codec`, e.g. prores_ks), at 25 fps."""
+    trc = {"pq": 16, "hlg": 18}[transfer]
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height = inp.streams.video[0].width, inp.streams.video[0].height
+        stream.pix_fmt = pix_fmt
+        name = {"pq": "smpte2084", "hlg": "arib-std-b67"}[transfer]
+        if codec == "libx265":
+            stream.options = {
+                "crf": "12",
+                "preset": "ultrafast",
+                "x265-params": f"log-level=error:colorprim=bt2020:transfer={name}"
+                ":colormatrix=bt2020nc",
+            }
+        ctx = stream.codec_context
+        ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = 9, trc, 9, 1
+        for index, frame in enumerate(inp.decode(video=0)):
+            if index == count:
+                break
+            signal = hdr_from_sdr(frame.to_ndarray(format="rgb24"), transfer)
+            rgb48 = np.round(np.clip(signal, 0, 1) * 65535).astype(np.uint16)
+            picture = av.VideoFrame.from_ndarray(rgb48, format="rgb48le").reformat(
+                format=pix_fmt, dst_colorspace="BT2020", dst_color_range="MPEG"
+            )
+            picture.colorspace, picture.color_range = 9, 1
+            picture.color_primaries, picture.color_trc = 9, trc
+            picture.pts, picture.time_base = index, Fraction(1, 25)
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    return dst

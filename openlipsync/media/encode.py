@@ -10,7 +10,8 @@ Choices and why:
 * RGB -> YUV 4:2:0 is OpenCV's BT.601 limited-range conversion (6x faster than swscale at 720p,
   identical values), and the stream is tagged BT.601 so players invert it exactly, also for HD
   (players honour the tag; they only guess BT.709 for untagged HD). A stream whose planes are
-  copied from a 4:2:0 source instead carries the source's colour tags (`_tag_colour`).
+  copied from a 4:2:0 source instead carries the source's colour tags (`_tag_colour`); an HDR
+  source's pictures are SDR BT.709 (the reader tone-maps them, media/hdr.py) and tagged so.
 * Audio is AAC-LC, mono or stereo as the clip is, interleaved with the video as frames
   arrive. The clip's sample rate is kept when AAC supports it (16 kHz speech stays 16 kHz),
   otherwise resampled to 48 kHz. On `close` the audio is cut or padded with silence to
@@ -39,6 +40,7 @@ from scipy.signal import resample_poly
 
 from openlipsync.engine.errors import EngineError
 from openlipsync.media.audio import AudioClip
+from openlipsync.media.hdr import shown_colour
 from openlipsync.media.picture import Patch, Picture, even_box, plane_array
 from openlipsync.media.probe import Colour, round_half_up
 
@@ -77,7 +79,7 @@ class VideoWriter:
             raise ValueError(f"bad frame size {width}x{height}")
         self.path = Path(path)
         self._aspect = aspect  # the source's pixel shape: anamorphic pictures stay wide
-        self._colour = colour or Colour()  # the source's (see _tag_colour)
+        self._colour = shown_colour(colour or Colour())  # its pictures' (see _tag_colour)
         self.source_width, self.source_height = width, height
         self.width, self.height = width + width % 2, height + height % 2
         self.rate = frame_rate(fps)

@@ -29,6 +29,7 @@ import numpy as np
 
 from openlipsync.engine.errors import MediaUnreadable, VideoMissing
 from openlipsync.media.deinterlace import progressive
+from openlipsync.media.hdr import ToneMapper, is_hdr
 from openlipsync.media.picture import Picture, RgbPicture, YuvPicture, plane_array
 from openlipsync.media.probe import (
     VideoInfo,
@@ -75,6 +76,7 @@ class VideoReader:
                 raise ValueError(f"fps must be positive, got {fps}")
             count = max(1, round_half_up(source.duration * fps))
             self.info = replace(source, fps=float(fps), frame_count=count)
+        self._tone_mapper = ToneMapper(source.colour.transfer) if is_hdr(source.colour) else None
         self._open: list[Iterator[np.ndarray]] = []
 
     def __enter__(self) -> VideoReader:
@@ -160,17 +162,25 @@ class VideoReader:
         turned = info.rotation in (90, 270)
         return (info.height, info.width) if turned else (info.width, info.height)
 
+    def _shown(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The frame as SDR pictures are (media/hdr.py), before any other conversion."""
+        return frame if self._tone_mapper is None else self._tone_mapper(frame)
+
     def _to_picture(self, frame: av.VideoFrame) -> Picture:
         """The decoder's planes when the plain conversion applies (rotated like the frame)."""
         info = self.info
+        frame = self._shown(frame)
         if not _plain_yuv420(frame, *self._coded_size()):
-            return RgbPicture(self._to_rgb(frame))
+            return RgbPicture(self._rgb_of(frame))
         planes = [plane_array(plane) for plane in frame.planes]
         if info.rotation:
             planes = [np.rot90(plane, k=info.rotation // 90) for plane in planes]
         return YuvPicture(*planes)
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        return self._rgb_of(self._shown(frame))
+
+    def _rgb_of(self, frame: av.VideoFrame) -> np.ndarray:
         """Convert (to the first frame's coded size, should the stream change size) and rotate."""
         info = self.info
         width, height = self._coded_size()
