@@ -175,9 +175,11 @@ def hdr_variant(
     count: int,
     codec: str = "libx265",
     pix_fmt: str = "yuv420p10le",
+    rotation: int = 0,
 ) -> Path:
     """The first `count` frames of `src` as a 10-bit HDR clip (`hdr_from_sdr`): HEVC tagged
-    BT.2020 / PQ or HLG the way phones tag theirs (or `codec`, e.g. prores_ks), at 25 fps."""
+    BT.2020 / PQ or HLG the way phones tag theirs (or `codec`, e.g. prores_ks), at 25 fps,
+    with a display `rotation` as a phone held upright writes it."""
     trc = {"pq": 16, "hlg": 18}[transfer]
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         stream = out.add_stream(codec, rate=25)
@@ -193,6 +195,8 @@ def hdr_variant(
             }
         ctx = stream.codec_context
         ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = 9, trc, 9, 1
+        if rotation:
+            stream.set_display_rotation(rotation)
         for index, frame in enumerate(inp.decode(video=0)):
             if index == count:
                 break

@@ -62,6 +62,15 @@ def test_a_seek_shows_the_same_sdr_pictures(tmp_path: Path) -> None:
             assert np.array_equal(source.get(index), frames[index])
 
 
+def test_a_phone_held_upright(tmp_path: Path) -> None:
+    clip = hdr_variant(FACE, tmp_path / "portrait.mp4", "hlg", 10, rotation=90)
+    video = probe(clip).video
+    assert (video.width, video.height, video.rotation) == (360, 640, 90)
+    upright = [np.rot90(frame) for frame in _decoded(FACE, 10)]
+    with VideoReader(clip) as reader:
+        assert _mean_psnr(list(reader), upright) > 36
+
+
 def test_ten_bit_422_prores_hlg(tmp_path: Path) -> None:
     clip = hdr_variant(FACE, tmp_path / "hlg.mov", "hlg", 10, "prores_ks", "yuv422p10le")
     with VideoReader(clip) as reader:
