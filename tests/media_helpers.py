@@ -211,3 +211,36 @@ def hdr_variant(
             out.mux(stream.encode(picture))
         out.mux(stream.encode(None))
     return dst
+
+
+def heic_photo(src: Path, dst: Path, tile: int = 0) -> Path:
+    """`src` (a photo) as HEIC, lossy HEVC like a phone's; `tile` > 0 writes it as a grid of
+    tiles that size, as phones do (iPhones: 512)."""
+    import pillow_heif
+    from PIL import Image
+
+    previous = pillow_heif.options.GRID_TILE_SIZE
+    pillow_heif.options.GRID_TILE_SIZE = tile
+    try:
+        heif = pillow_heif.from_pillow(Image.open(src).convert("RGB"))
+        heif.save(dst, quality=90)
+    finally:
+        pillow_heif.options.GRID_TILE_SIZE = previous
+    return dst
+
+
+def avif_photo(src: Path, dst: Path) -> Path:
+    """`src` (a photo; even sides kept) as an AVIF file: one AV1 frame, by FFmpeg's muxer."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(src).convert("RGB"))
+    rgb = np.ascontiguousarray(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2])
+    with av.open(str(dst), "w", format="avif") as out:
+        stream = out.add_stream("libsvtav1", rate=1)
+        stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+        stream.options = {"svtav1-params": "log-level=0"}
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return dst

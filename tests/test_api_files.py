@@ -17,6 +17,7 @@ from sqlalchemy import update
 from test_api_support import LiveServer, media, url_body
 
 from openlipsync.store.models import Asset, Generation
+from tests.media_helpers import heic_photo
 
 database_url = support.database_url  # fixture
 live = support.live  # fixture
@@ -182,6 +183,27 @@ def test_upload_put_register_flow(live: LiveServer, client: httpx.Client) -> Non
     deleted = client.delete(f"/v2/assets/{registered['id']}")
     assert deleted.status_code == 200
     assert client.get(f"/v2/assets/{registered['id']}").status_code == 404
+
+
+def test_a_phone_photo_registers_as_an_image(client: httpx.Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    photo = heic_photo(media("photo/obama.jpg"), tmp_path / "IMG_0001.HEIC", tile=512).read_bytes()
+    ticket = client.post(
+        "/v2/assets/upload",
+        json={"fileName": "IMG_0001.HEIC", "contentType": "image/heic", "size": len(photo)},
+    ).json()
+    with httpx.Client() as anonymous:
+        assert anonymous.put(ticket["uploadUrl"], content=photo).status_code == 200
+    as_video = client.post("/v2/assets", json={"url": ticket["url"], "type": "VIDEO"})
+    assert as_video.status_code == 400 and "IMAGE" in as_video.json()["message"]
+    asset = client.post("/v2/assets", json={"url": ticket["url"], "type": "IMAGE"})
+    assert asset.status_code == 201, asset.text
+    body = asset.json()
+    assert (body["type"], body["format"], body["width"], body["height"]) == (
+        "IMAGE",
+        "heic",
+        910,
+        1137,
+    )
 
 
 def test_upload_flow_refuses_bad_input(client: httpx.Client) -> None:

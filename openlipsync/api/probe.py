@@ -6,10 +6,13 @@ this must stay fast and safe on hostile input: headers only, no decoding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
+
+from openlipsync.engine.errors import MediaUnreadable
+from openlipsync.media.heif import heif_size, photo_kind
 
 IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 IMAGE_FORMATS = ("image2", "png", "mjpeg")
@@ -31,15 +34,30 @@ class MediaInfo:
 
 
 def probe(path: Path) -> MediaInfo:
+    photo = photo_kind(path)
+    if photo == "heif":
+        return _heif_photo(path)
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            return _describe(container)
+            info = _describe(container)
     except NotMediaError:
         raise
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise NotMediaError(
             f"not a readable audio/video/image file ({exc.__class__.__name__})"
         ) from None
+    if photo == "avif" and info.kind == "VIDEO":  # FFmpeg reads it as a one-frame video
+        return replace(info, kind="IMAGE", container="avif", duration=None, fps=None)
+    return info
+
+
+def _heif_photo(path: Path) -> MediaInfo:
+    """A HEIC photo, from its headers by libheif (FFmpeg sees a tile of a phone's photo)."""
+    try:
+        width, height = heif_size(path)
+    except MediaUnreadable as exc:
+        raise NotMediaError(exc.message) from None
+    return MediaInfo("IMAGE", "heic", None, None, width, height, has_audio=False)
 
 
 def _describe(container: av.container.InputContainer) -> MediaInfo:

@@ -15,8 +15,8 @@ Conventions shared by the whole media layer:
 * `VideoInfo.rotation` is the counter-clockwise display rotation in degrees (0/90/180/270), the
   convention of FFmpeg's display matrix and `av.VideoFrame.rotation`; width/height are the size
   after that rotation. Decoders return upright pictures, so outputs need no rotation tag.
-* Still images (PNG/JPEG/WebP/BMP/TIFF files) have ``is_still=True``, 25 fps, one frame, and a
-  duration of one frame (1/25 s).
+* Still images (PNG/JPEG/WebP/BMP/TIFF files; HEIC and AVIF photos, media/heif.py) have
+  ``is_still=True``, 25 fps, one frame, and a duration of one frame (1/25 s).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import NamedTuple
 import av
 
 from openlipsync.engine.errors import MediaMetadataMissing, MediaUnreadable, UnsupportedSize
+from openlipsync.media.heif import HEIF_CODEC, heif_size, photo_kind
 
 DEFAULT_FPS = 25.0
 MIN_FPS, MAX_FPS = 1.0, 240.0
@@ -124,12 +125,17 @@ def picture_stream(container: av.container.InputContainer) -> av.VideoStream | N
 def probe(path: str | Path) -> MediaInfo:
     """Describe `path`; raise MediaUnreadable / MediaMetadataMissing instead of guessing."""
     path = Path(path)
+    photo = photo_kind(path)
+    if photo == "heif":
+        return _heif_photo(path)
     with open_container(path) as container:
         video_stream = picture_stream(container)
         audio_stream = container.streams.audio[0] if container.streams.audio else None
         if video_stream is None and audio_stream is None:
             raise MediaUnreadable(f"{path.name}: no audio or video stream")
-        is_still = container.format.name in _STILL_FORMATS
+        is_still = container.format.name in _STILL_FORMATS or photo == "avif"
+        if photo == "avif" and len(container.streams.video) > 1:
+            raise MediaUnreadable(f"{path.name}: a tiled AVIF photo; save it as JPEG or PNG")
         spans = _scan_packets(container, path.name, [video_stream, audio_stream])
         _reject_truncated(container, path.name, spans)
         video = None
@@ -194,6 +200,16 @@ def _reject_truncated(container, name: str, spans: dict[int, _Span]) -> None:
             f"{name}: file is truncated (media ends at {measured - start:.2f} s "
             f"of a declared {declared:.2f} s)"
         )
+
+
+def _heif_photo(path: Path) -> MediaInfo:
+    """A HEIF photo, described by libheif from its headers (media/heif.py)."""
+    if path.stat().st_size == 0:
+        raise MediaUnreadable(f"{path.name}: file is empty")
+    width, height = heif_size(path)
+    _check_size(width, height, path.name)
+    video = VideoInfo(width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, 0, HEIF_CODEC, True)
+    return MediaInfo(format="heif", size_bytes=path.stat().st_size, video=video, audio=None)
 
 
 def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoInfo:

@@ -96,6 +96,8 @@ class SeekingSource:
         self._next = -1
 
     def _first_time(self) -> float | None:
+        if self.info.is_still:
+            return None  # one picture, served by the sequential reader
         with open_container(self.path) as container:
             stream = picture_stream(container)
             if stream is None:

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +31,7 @@ import numpy as np
 from openlipsync.engine.errors import MediaUnreadable, VideoMissing
 from openlipsync.media.deinterlace import progressive
 from openlipsync.media.hdr import ToneMapper, is_hdr
+from openlipsync.media.heif import HEIF_CODEC, read_heif
 from openlipsync.media.picture import Picture, RgbPicture, YuvPicture, plane_array
 from openlipsync.media.probe import (
     VideoInfo,
@@ -109,16 +111,12 @@ class VideoReader:
 
     def _frames(self, convert: Callable[[av.VideoFrame], T], copy: bool) -> Iterator[T]:
         info = self.info
-        with open_container(self.path) as container:
-            stream = picture_stream(container)
-            if stream is None:
-                raise VideoMissing(f"{self.path.name}: no video stream")
-            stream.thread_type = "AUTO"
+        with self._decoded() as decoded:
             slot = 0
             pending: av.VideoFrame | None = None
             origin: float | None = None
             last_start = 0.0
-            for frame in self._decode(container, stream):
+            for frame in decoded:
                 start = frame.time
                 if start is None:
                     start = (origin or 0.0) + last_start + 1 / self.source_info.fps
@@ -149,6 +147,20 @@ class VideoReader:
     def _due(self, slot: int, next_start: float) -> bool:
         """Slot `slot` still shows the pending frame: its centre precedes the next frame."""
         return slot < self.info.frame_count and (slot + 0.5) / self.info.fps < next_start
+
+    @contextmanager
+    def _decoded(self) -> Iterator[Iterator[av.VideoFrame]]:
+        """The source's frames as decoded: FFmpeg's, or a HEIF photo's one picture, which
+        libheif puts together (media/heif.py)."""
+        if self.source_info.codec == HEIF_CODEC:
+            yield iter([av.VideoFrame.from_ndarray(read_heif(self.path), format="rgb24")])
+            return
+        with open_container(self.path) as container:
+            stream = picture_stream(container)
+            if stream is None:
+                raise VideoMissing(f"{self.path.name}: no video stream")
+            stream.thread_type = "AUTO"
+            yield self._decode(container, stream)
 
     def _decode(self, container, stream) -> Iterator[av.VideoFrame]:
         try:
