@@ -23,7 +23,7 @@ from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import Colour, probe
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
-from tests.media_helpers import scaled_copy, write_frames
+from tests.media_helpers import scaled_copy, transcode, write_frames
 
 BT709 = Colour(1, 1, 1)
 GRID = media_path("video/grid_bbaf2n.mpg")
@@ -66,6 +66,29 @@ def test_a_bt709_source_is_lip_synced_in_its_own_colours(tmp_path: Path) -> None
     after, matrix = _shown(out)
     assert matrix == 1
     for region in (BACKGROUND, SHIRT):  # untouched by the mouth: only the encoder differs
+        assert np.abs(after[region].mean(axis=(0, 1)) - before[region].mean(axis=(0, 1))).max() < 2
+
+
+def test_a_ten_bit_422_master_is_lip_synced_in_its_own_colours(tmp_path: Path) -> None:
+    """A ProRes master's 10-bit 4:2:2 frames become 8-bit 4:2:0 planes at decoding, in their
+    own matrix, and are copied as an H.264 source's are (media/video.py `_as_420`)."""
+    master = transcode(
+        _tagged(tmp_path / "hd.mp4", BT709),
+        tmp_path / "master.mov",
+        "prores_ks",
+        None,
+        {},
+        "yuv422p10le",
+    )
+    assert probe(master).video.colour == BT709
+    with VideoReader(master) as reader:
+        assert next(reader.pictures()).planes() is not None
+    out = tmp_path / "out.mp4"
+    generate(GenerateRequest(master, GRID, out, sync_mode="cut_off"))
+    before, _ = _shown(master)
+    after, matrix = _shown(out)
+    assert matrix == 1
+    for region in (BACKGROUND, SHIRT):
         assert np.abs(after[region].mean(axis=(0, 1)) - before[region].mean(axis=(0, 1))).max() < 2
 
 

@@ -155,7 +155,7 @@ def test_rotated_and_unusual_inputs(tmp_path: Path) -> None:
     grid = media_path("video/grid_bbaf2n.mpg")
     turned = transcode(grid, tmp_path / "turned.mp4", "libx264", None, rotation=90)
     ten_bit = transcode(grid, tmp_path / "ten.mkv", "libx264", None, pix_fmt="yuv420p10le")
-    for path, kind in ((turned, YuvPicture), (ten_bit, RgbPicture)):
+    for path, kind in ((turned, YuvPicture), (ten_bit, YuvPicture)):  # 10-bit: as 8-bit 4:2:0
         reader = VideoReader(path)
         with reader:
             frames, pictures = list(iter(reader))[:5], list(reader.pictures())[:5]

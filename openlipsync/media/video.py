@@ -181,7 +181,7 @@ class VideoReader:
     def _to_picture(self, frame: av.VideoFrame) -> Picture:
         """The decoder's planes when the plain conversion applies (rotated like the frame)."""
         info = self.info
-        frame = self._shown(frame)
+        frame = _as_420(self._shown(frame), info.is_still)
         if not _plain_yuv420(frame, *self._coded_size()):
             return RgbPicture(self._rgb_of(frame))
         planes = [plane_array(plane) for plane in frame.planes]
@@ -190,7 +190,7 @@ class VideoReader:
         return YuvPicture(*planes)
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        return self._rgb_of(self._shown(frame))
+        return self._rgb_of(_as_420(self._shown(frame), self.info.is_still))
 
     def _rgb_of(self, frame: av.VideoFrame) -> np.ndarray:
         """Convert (to the first frame's coded size, should the stream change size) and rotate."""
@@ -206,6 +206,25 @@ class VideoReader:
         if info.rotation:
             rgb = np.rot90(rgb, k=info.rotation // 90)
         return np.ascontiguousarray(rgb)  # rows of odd widths come padded to 32 bytes
+
+
+def _as_420(frame: av.VideoFrame, is_still: bool) -> av.VideoFrame:
+    """A video's YUV frame of another layout (a master's 10-bit 4:2:2, a webcam's full-range
+    MJPEG) as 8-bit limited-range 4:2:0 in the same matrix, which is what the output gets:
+    swscale's one conversion, then planes copied as for H.264 sources, where converting the
+    whole frame to RGB and back cost a 720p ProRes source 40 % more time than its H.264 twin.
+    RGB sources keep their RGB (an untagged matrix would be guessed), photos their chroma."""
+    fmt = frame.format
+    if is_still or fmt.name == "yuv420p" and frame.color_range != 2:
+        return frame
+    if fmt.is_rgb or fmt.has_palette or fmt.is_bayer or frame.width % 2 or frame.height % 2:
+        return frame
+    full = frame.color_range == 2 or fmt.name.startswith("yuvj")
+    return frame.reformat(
+        format="yuv420p",
+        src_color_range="JPEG" if full else "MPEG",
+        dst_color_range="MPEG",
+    )
 
 
 def _plain_yuv420(frame: av.VideoFrame, width: int, height: int) -> bool:
