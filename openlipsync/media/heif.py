@@ -24,7 +24,8 @@ HEIF_CODEC = "heif"  # VideoInfo.codec of a photo that libheif decodes
 
 
 def photo_kind(path: str | Path) -> str | None:
-    """ "heif" (HEVC-coded: libheif), "avif" (FFmpeg), or None for anything else."""
+    """The kind of photo `path` holds: "heif" (HEVC-coded, for libheif), "avif" (for FFmpeg),
+    or None (not a HEIF file: anything else, videos in MP4 and MOV included)."""
     found = _brands(Path(path))
     if found is None:
         return None
