@@ -244,3 +244,59 @@ def avif_photo(src: Path, dst: Path) -> Path:
         out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return dst
+
+
+def display_p3_profile() -> bytes:
+    """An ICC v2 display profile of Display P3 (Apple's colorants, D50-adapted; a 2.2 gamma
+    for its tone curves), built by hand: the shared media carries no wide-gamut photo and the
+    machine no profile file, and phones embed exactly this kind of profile in their photos."""
+    import struct
+
+    def fixed(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + fixed(x) + fixed(y) + fixed(z)
+
+    gamma = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(2.2 * 256)) + b"\0\0"
+    text = b"Display P3 (test)"
+    desc = (
+        b"desc\0\0\0\0"
+        + struct.pack(">I", len(text) + 1)
+        + text
+        + b"\0"
+        + bytes(4 + 4 + 2 + 1 + 67)
+    )
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", xyz(0.964203, 1.0, 0.824905)),
+        (b"rXYZ", xyz(0.515102, 0.241182, -0.001050)),
+        (b"gXYZ", xyz(0.291965, 0.692236, 0.041882)),
+        (b"bXYZ", xyz(0.157153, 0.066582, 0.784378)),
+        (b"rTRC", gamma),
+        (b"gTRC", gamma),
+        (b"bTRC", gamma),
+    ]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for signature, body in tags:
+        body += bytes(-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (
+        struct.pack(">I", size)
+        + b"lcms"
+        + bytes([2, 0x10, 0, 0])
+        + b"mntrRGB XYZ "
+        + bytes(12)
+        + b"acsp"
+        + b"APPL"
+        + bytes(4 + 4 + 4 + 8 + 4)
+        + fixed(0.9642)
+        + fixed(1.0)
+        + fixed(0.8249)
+        + b"lcms"
+        + bytes(16 + 28)
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data

@@ -88,6 +88,14 @@ def read_heif(path: Path) -> np.ndarray:
     return np.ascontiguousarray(pixels[..., :3])
 
 
+def heif_profile(path: Path) -> bytes | None:
+    """The photo's ICC profile (a phone's Display P3), if it carries one."""
+    try:
+        return _opened(path).info.get("icc_profile") or None
+    except MediaUnreadable:
+        return None
+
+
 def _opened(path: Path):  # type: ignore[no-untyped-def]
     import pillow_heif
 

@@ -31,7 +31,8 @@ import numpy as np
 from openlipsync.engine.errors import MediaUnreadable, VideoMissing
 from openlipsync.media.deinterlace import progressive
 from openlipsync.media.hdr import ToneMapper, is_hdr
-from openlipsync.media.heif import HEIF_CODEC, read_heif
+from openlipsync.media.heif import HEIF_CODEC, heif_profile, read_heif
+from openlipsync.media.icc import embedded_profile, srgb_converter
 from openlipsync.media.picture import Picture, RgbPicture, YuvPicture, plane_array
 from openlipsync.media.probe import (
     VideoInfo,
@@ -79,6 +80,7 @@ class VideoReader:
             count = max(1, round_half_up(source.duration * fps))
             self.info = replace(source, fps=float(fps), frame_count=count)
         self._tone_mapper = ToneMapper(source.colour.transfer) if is_hdr(source.colour) else None
+        self._to_srgb = self._photo_colours() if source.is_still else None
         self._open: list[Iterator[np.ndarray]] = []
 
     def __enter__(self) -> VideoReader:
@@ -174,6 +176,11 @@ class VideoReader:
         turned = info.rotation in (90, 270)
         return (info.height, info.width) if turned else (info.width, info.height)
 
+    def _photo_colours(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """A photo's conversion to sRGB, when its ICC profile is another (media/icc.py)."""
+        heif = self.source_info.codec == HEIF_CODEC
+        return srgb_converter(heif_profile(self.path) if heif else embedded_profile(self.path))
+
     def _shown(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The frame as SDR pictures are (media/hdr.py), before any other conversion."""
         return frame if self._tone_mapper is None else self._tone_mapper(frame)
@@ -182,7 +189,7 @@ class VideoReader:
         """The decoder's planes when the plain conversion applies (rotated like the frame)."""
         info = self.info
         frame = _as_420(self._shown(frame), info.is_still)
-        if not _plain_yuv420(frame, *self._coded_size()):
+        if self._to_srgb is not None or not _plain_yuv420(frame, *self._coded_size()):
             return RgbPicture(self._rgb_of(frame))
         planes = [plane_array(plane) for plane in frame.planes]
         if info.rotation:
@@ -203,6 +210,8 @@ class VideoReader:
             rgb = cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
         else:
             rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+        if self._to_srgb is not None:
+            rgb = self._to_srgb(rgb)
         if info.rotation:
             rgb = np.rot90(rgb, k=info.rotation // 90)
         return np.ascontiguousarray(rgb)  # rows of odd widths come padded to 32 bytes
