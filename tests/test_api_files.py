@@ -185,7 +185,9 @@ def test_upload_put_register_flow(live: LiveServer, client: httpx.Client) -> Non
     assert client.get(f"/v2/assets/{registered['id']}").status_code == 404
 
 
-def test_a_phone_photo_registers_as_an_image(client: httpx.Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_phone_photo_registers_as_an_image(
+    live: LiveServer, client: httpx.Client, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     photo = heic_photo(media("photo/obama.jpg"), tmp_path / "IMG_0001.HEIC", tile=512).read_bytes()
     ticket = client.post(
         "/v2/assets/upload",
@@ -204,6 +206,7 @@ def test_a_phone_photo_registers_as_an_image(client: httpx.Client, tmp_path) -> 
         910,
         1137,
     )
+    assert body["id"] in live.enqueued.thumbnails and body["thumbnailUrl"] is None  # not yet
 
 
 def test_upload_flow_refuses_bad_input(client: httpx.Client) -> None:

@@ -94,13 +94,15 @@ def test_create_with_segments_and_tts(sdk: Sync) -> None:
     assert created.webhook_url == "https://hooks.example/done"
 
 
-def test_create_with_files_uses_real_media(sdk: Sync) -> None:
+def test_create_with_files_uses_real_media(sdk: Sync, live: LiveServer) -> None:
     video = media("video/grid_bbaf2n.mpg").read_bytes()
     audio = media("speech/librivox_austen_0870.wav").read_bytes()
     created = sdk.generations.create_with_files(model="lipsync-2", video=video, audio=audio)
     assert created.status == "PENDING"
     asset_ids = [item.asset_id for item in created.input]
     assert all(asset_ids)
+    assert asset_ids[0] in live.enqueued.thumbnails  # the video's, not the sound's
+    assert asset_ids[1] not in live.enqueued.thumbnails
 
     asset = sdk.assets.get(asset_ids[0])
     assert asset.type == "VIDEO" and asset.input_type == "UPLOAD"

@@ -148,6 +148,12 @@ def test_multipart_create_poll_and_download_without_the_key(server: Server, tmp_
     assert download.status_code == 200
     _assert_mp4(download.content, tmp_path, generation["outputDuration"])
     print(f"multipart round trip: {time.monotonic() - began:.1f} s")
+    # the uploaded video became an asset whose thumbnail the service worker made meanwhile
+    with server.client() as client:
+        asset = client.get(f"/v2/assets/{generation['input'][0]['assetId']}").json()
+    assert asset["thumbnailUrl"], asset
+    thumbnail = httpx.get(asset["thumbnailUrl"], timeout=30)
+    assert thumbnail.status_code == 200 and thumbnail.content[:2] == b"\xff\xd8"  # a JPEG
 
 
 @pytest.mark.slow

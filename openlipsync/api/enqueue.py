@@ -17,6 +17,7 @@ log = logging.getLogger("openlipsync.api")
 class Enqueue(Protocol):
     def generation(self, generation_id: str) -> None: ...
     def batch(self, batch_id: str) -> None: ...
+    def thumbnail(self, asset_id: str) -> None: ...
 
 
 class DispatchEnqueue:
@@ -43,6 +44,12 @@ class DispatchEnqueue:
         self._configure()
         enqueue_batch(batch_id)
 
+    def thumbnail(self, asset_id: str) -> None:
+        from openlipsync.jobs.dispatch import send_thumbnail
+
+        self._configure()
+        send_thumbnail(asset_id)
+
 
 class NoEnqueue:
     """Leaves new work PENDING in the database (no worker attached): API-only deployments/tests."""
@@ -50,12 +57,16 @@ class NoEnqueue:
     def __init__(self) -> None:
         self.generations: list[str] = []
         self.batches: list[str] = []
+        self.thumbnails: list[str] = []
 
     def generation(self, generation_id: str) -> None:
         self.generations.append(generation_id)
 
     def batch(self, batch_id: str) -> None:
         self.batches.append(batch_id)
+
+    def thumbnail(self, asset_id: str) -> None:
+        self.thumbnails.append(asset_id)
 
 
 def safely(enqueue: Enqueue, kind: str, item_id: str) -> None:

@@ -25,6 +25,7 @@ DELIVER_TASK = "openlipsync.deliver_webhook"
 REAP_TASK = "openlipsync.reap"
 RENDER_CHUNK_TASK = "openlipsync.render_chunk"
 JOIN_TASK = "openlipsync.join_chunks"
+THUMBNAIL_TASK = "openlipsync.make_thumbnail"
 QUEUED_STAGE = "queued"
 
 
@@ -62,6 +63,11 @@ def send_join(generation_id: str) -> bool:
 
 def send_delivery(delivery_id: str, countdown: float | None = None) -> bool:
     return _send(DELIVER_TASK, delivery_id, DEFAULT_QUEUE, countdown)
+
+
+def send_thumbnail(asset_id: str) -> bool:
+    """Queue an asset's thumbnail for the service worker (jobs/thumbnails.py)."""
+    return _send(THUMBNAIL_TASK, asset_id, DEFAULT_QUEUE)
 
 
 def send_refresh_batch(batch_id: str) -> bool:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from celery import Celery
 from celery.exceptions import Reject
 
-from openlipsync.jobs import batches, chunks, dispatch, reaper, webhooks
+from openlipsync.jobs import batches, chunks, dispatch, reaper, thumbnails, webhooks
 from openlipsync.jobs.celery_app import current_settings
 from openlipsync.jobs.context import sessions, storage
 from openlipsync.jobs.generation import Finished, run_generation
@@ -112,6 +112,11 @@ def deliver_webhook(delivery_id: str) -> str:
     return outcome.state
 
 
+def make_thumbnail(asset_id: str) -> str:
+    settings = current_settings()
+    return thumbnails.make_thumbnail(sessions(settings), storage(settings), asset_id)
+
+
 def reap() -> str:
     settings = current_settings()
     return str(reaper.reap(sessions(settings), storage(settings), settings))
@@ -129,3 +134,4 @@ def register_tasks(app: Celery) -> None:
     app.task(name=dispatch.REFRESH_BATCH_TASK, acks_late=True)(refresh_batch)
     app.task(name=dispatch.DELIVER_TASK, acks_late=True)(deliver_webhook)
     app.task(name=dispatch.REAP_TASK, acks_late=True)(reap)
+    app.task(name=dispatch.THUMBNAIL_TASK, acks_late=True)(make_thumbnail)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from openlipsync.api import schemas
 from openlipsync.api.creation import asset_from_info, safe_file_name
 from openlipsync.api.deps import Caller, current_caller, get_session
+from openlipsync.api.enqueue import safely
 from openlipsync.api.errors import ApiError, bad_request, not_found
 from openlipsync.api.probe import NotMediaError, probe
 from openlipsync.api.query import enum_values, integer, single
@@ -253,6 +254,8 @@ async def register_asset(
     asset.created_at = asset.updated_at = utcnow()
     session.add(asset)
     await run_in_threadpool(session.commit)
+    if asset.storage_key is not None and asset.type in ("VIDEO", "IMAGE"):
+        await run_in_threadpool(safely, request.app.state.enqueue, "thumbnail", asset.id)
     return JSONResponse(_render(request, asset), status_code=201)
 
 

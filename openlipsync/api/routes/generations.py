@@ -132,6 +132,9 @@ async def create(
             form.cleanup()
     if created:
         await run_in_threadpool(safely, state.enqueue, "generation", generation.id)
+        for upload in uploads:
+            if upload.info.kind in ("VIDEO", "IMAGE"):
+                await run_in_threadpool(safely, state.enqueue, "thumbnail", upload.asset_id)
     return _json(request, generation, 201)
 
 

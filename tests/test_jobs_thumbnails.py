@@ -1,0 +1,75 @@
+"""Asset thumbnails (jobs/thumbnails.py): made from the stored file, on real storage and a
+real database; a file that cannot be decoded gets none, and nothing fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from openlipsync.jobs.context import storage as open_storage
+from openlipsync.jobs.thumbnails import WIDTH, make_thumbnail
+from openlipsync.media.video import VideoReader
+from openlipsync.store.models import Asset
+from tests.conftest import media_path
+from tests.media_helpers import heic_photo, psnr
+from tests.test_jobs_helpers import job_settings, new_organization, open_db
+
+CLIP = media_path("video/pexels_woman_expressions.mp4")  # 640x360, 23.976 fps
+
+
+def _asset(sessions, store, organization: str, kind: str, source: Path) -> str:  # type: ignore[no-untyped-def]
+    key = f"assets/{organization}/{source.name}"
+    store.put_file(key, source)
+    with sessions() as session, session.begin():
+        asset = Asset(organization_id=organization, type=kind, storage_key=key, name=source.name)
+        session.add(asset)
+        session.flush()
+        return asset.id
+
+
+def _thumbnail(sessions, store, asset_id: str) -> np.ndarray | None:  # type: ignore[no-untyped-def]
+    with sessions() as session:
+        key = session.get(Asset, asset_id).thumbnail_key
+    if key is None:
+        return None
+    data = np.frombuffer(store.path(key).read_bytes(), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_a_video_and_a_phone_photo_get_thumbnails(tmp_path: Path) -> None:
+    settings = job_settings(tmp_path / "data")
+    sessions, store = open_db(settings), open_storage(settings)
+    _, organization, _ = new_organization(sessions)
+    video = _asset(sessions, store, organization, "VIDEO", CLIP)
+    photo_file = heic_photo(media_path("photo/obama.jpg"), tmp_path / "IMG_0001.heic", tile=512)
+    photo = _asset(sessions, store, organization, "IMAGE", photo_file)
+
+    assert make_thumbnail(sessions, store, video) == "made"
+    assert make_thumbnail(sessions, store, photo) == "made"
+    assert make_thumbnail(sessions, store, video) == "exists"
+
+    small = _thumbnail(sessions, store, video)
+    assert small is not None and small.shape == (270, WIDTH, 3)
+    with VideoReader(CLIP) as reader:  # one second in: frame 24 at 23.976 fps
+        second = next(f for i, f in enumerate(reader) if i == 24)
+    expected = cv2.resize(second, (WIDTH, 270), interpolation=cv2.INTER_AREA)
+    assert psnr(small, expected) > 32
+    portrait = _thumbnail(sessions, store, photo)
+    assert portrait is not None and portrait.shape == (600, WIDTH, 3)  # 910x1137, whole
+
+
+def test_unreadable_files_and_sounds_get_none(tmp_path: Path) -> None:
+    settings = job_settings(tmp_path / "data")
+    sessions, store = open_db(settings), open_storage(settings)
+    _, organization, _ = new_organization(sessions)
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"plain text pretending to be a video" * 50)
+    broken = _asset(sessions, store, organization, "VIDEO", fake)
+    sound = _asset(sessions, store, organization, "AUDIO", media_path("speech/arctic_a0009.wav"))
+    assert make_thumbnail(sessions, store, broken) == "unreadable"
+    assert make_thumbnail(sessions, store, sound) == "none needed"
+    assert make_thumbnail(sessions, store, "no-such-asset") == "none needed"
+    assert _thumbnail(sessions, store, broken) is None
+    assert not (store.root / "thumbnails").exists()
