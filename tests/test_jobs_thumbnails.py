@@ -3,6 +3,7 @@ real database; a file that cannot be decoded gets none, and nothing fails."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ from openlipsync.jobs.thumbnails import WIDTH, make_thumbnail
 from openlipsync.media.video import VideoReader
 from openlipsync.store.models import Asset
 from tests.conftest import media_path
-from tests.media_helpers import heic_photo, psnr
+from tests.media_helpers import heic_photo, psnr, scaled_copy
 from tests.test_jobs_helpers import job_settings, new_organization, open_db
 
 CLIP = media_path("video/pexels_woman_expressions.mp4")  # 640x360, 23.976 fps
@@ -58,6 +59,23 @@ def test_a_video_and_a_phone_photo_get_thumbnails(tmp_path: Path) -> None:
     assert psnr(small, expected) > 32
     portrait = _thumbnail(sessions, store, photo)
     assert portrait is not None and portrait.shape == (600, WIDTH, 3)  # 910x1137, whole
+
+
+def test_anamorphic_video_gets_a_thumbnail_of_its_shown_shape(tmp_path: Path) -> None:
+    settings = job_settings(tmp_path / "data")
+    sessions, store = open_db(settings), open_storage(settings)
+    _, organization, _ = new_organization(sessions)
+
+    def wide_pixels(stream) -> None:  # type: ignore[no-untyped-def]
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)  # 360x288 shown 480x288
+
+    clip = scaled_copy(
+        media_path("video/grid_bbaf2n.mpg"), tmp_path / "dv.mp4", (360, 288), 30, {}, wide_pixels
+    )
+    asset = _asset(sessions, store, organization, "VIDEO", clip)
+    assert make_thumbnail(sessions, store, asset) == "made"
+    small = _thumbnail(sessions, store, asset)
+    assert small is not None and small.shape == (288, 480, 3)
 
 
 def test_unreadable_files_and_sounds_get_none(tmp_path: Path) -> None:

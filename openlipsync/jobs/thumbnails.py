@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from openlipsync.store.files import Storage
+from openlipsync.store.files import LocalStorage, Storage
 from openlipsync.store.models import Asset, utcnow
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,15 @@ def make_thumbnail(sessions: sessionmaker[Session], storage: Storage, asset_id: 
     key = f"thumbnails/{asset_id}.jpg"
     with tempfile.TemporaryDirectory(prefix="openlipsync-thumb-") as scratch:
         try:
-            path = storage.download(source_key, Path(scratch) / "source")
-            picture = _picture(path)
+            if isinstance(storage, LocalStorage):  # read in place: no copy of a long video
+                path = storage.path(source_key)
+            else:
+                path = storage.download(source_key, Path(scratch) / "source")
+            picture, aspect = _picture(path)
         except Exception as exc:  # noqa: BLE001 - any unreadable file: no thumbnail, no retry
             log.info("thumbnail of asset %s: not made (%s)", asset_id, exc)
             return "unreadable"
-    storage.put_bytes(key, _jpeg(picture))
+    storage.put_bytes(key, _jpeg(picture, aspect))
     with sessions() as session, session.begin():
         session.execute(
             update(Asset)
@@ -54,8 +57,9 @@ def make_thumbnail(sessions: sessionmaker[Session], storage: Storage, asset_id: 
     return "made"
 
 
-def _picture(path: Path) -> np.ndarray:
-    """RGB of the frame shown AT_SECONDS in (or halfway, for a shorter video; a photo's one)."""
+def _picture(path: Path) -> tuple[np.ndarray, float]:
+    """(RGB of the frame shown AT_SECONDS in, or halfway through a shorter video, or a photo's
+    one; the shape of its pixels, width / height)."""
     from openlipsync.media.probe import probe
     from openlipsync.media.video import VideoReader
 
@@ -64,17 +68,20 @@ def _picture(path: Path) -> np.ndarray:
         raise ValueError("no picture")
     index = min(round(AT_SECONDS * video.fps), video.frame_count // 2)
     with VideoReader(path, source=video) as reader:
-        for number, frame in enumerate(reader):
+        for number, picture in enumerate(reader.pictures()):
             if number == index:
-                return frame
+                return picture.fresh_rgb(), float(video.aspect)
     raise ValueError("no frame")
 
 
-def _jpeg(rgb: np.ndarray) -> bytes:
+def _jpeg(rgb: np.ndarray, aspect: float) -> bytes:
+    """At most WIDTH wide, in the shape it is shown in (anamorphic pixels made square)."""
     height, width = rgb.shape[:2]
-    if width > WIDTH:
-        size = (WIDTH, max(1, round(height * WIDTH / width)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    shown = width * aspect
+    out_width = min(WIDTH, max(1, round(shown)))
+    out_height = max(1, round(height * out_width / shown))
+    if (out_width, out_height) != (width, height):
+        rgb = cv2.resize(rgb, (out_width, out_height), interpolation=cv2.INTER_AREA)
     ok, data = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     )
