@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from openlipsync.jobs.context import storage as open_storage
-from openlipsync.jobs.thumbnails import WIDTH, make_thumbnail
+from openlipsync.jobs.thumbnails import NONE, WIDTH, make_thumbnail
 from openlipsync.media.video import VideoReader
 from openlipsync.store.models import Asset
 from tests.conftest import media_path
@@ -33,7 +33,7 @@ def _asset(sessions, store, organization: str, kind: str, source: Path) -> str: 
 def _thumbnail(sessions, store, asset_id: str) -> np.ndarray | None:  # type: ignore[no-untyped-def]
     with sessions() as session:
         key = session.get(Asset, asset_id).thumbnail_key
-    if key is None:
+    if not key:
         return None
     data = np.frombuffer(store.path(key).read_bytes(), np.uint8)
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -91,3 +91,6 @@ def test_unreadable_files_and_sounds_get_none(tmp_path: Path) -> None:
     assert make_thumbnail(sessions, store, "no-such-asset") == "none needed"
     assert _thumbnail(sessions, store, broken) is None
     assert not (store.root / "thumbnails").exists()
+    with sessions() as session:  # tried once: the reaper leaves it alone
+        assert session.get(Asset, broken).thumbnail_key == NONE
+    assert make_thumbnail(sessions, store, broken) == "exists"

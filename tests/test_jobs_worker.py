@@ -21,7 +21,7 @@ from openlipsync.jobs.context import sessions as job_sessions
 from openlipsync.jobs.generation import claim, finish, run_generation, worker_token
 from openlipsync.settings import Settings
 from openlipsync.store.files import open_storage
-from openlipsync.store.models import Batch, Generation, WebhookDelivery, utcnow
+from openlipsync.store.models import Asset, Batch, Generation, WebhookDelivery, utcnow
 from tests.test_jobs_helpers import (
     add_generation,
     job_settings,
@@ -262,6 +262,33 @@ def test_orphans_are_resumed_then_failed_after_max_attempts(local) -> None:  # t
         rows = session.query(WebhookDelivery).filter_by(generation_id=generation_id).all()
         assert len(rows) == 1  # the FAILED notification, written with the status change
     assert reaper.reap(job_sessions(settings), storage, settings).exhausted == 0
+
+
+def test_the_reaper_queues_missing_thumbnails_at_most_once_a_minute(local) -> None:  # type: ignore[no-untyped-def]
+    settings, sessions, storage, org_id = local
+    old, now = utcnow() - timedelta(minutes=5), utcnow()
+    rows = [  # (type, stored file, thumbnail, last touched): two need one
+        ("VIDEO", "a/lost-message.mp4", None, old),
+        ("IMAGE", "a/from-before-thumbnails.heic", None, old),
+        ("IMAGE", "a/undecodable.png", "", old),
+        ("AUDIO", "a/voice.wav", None, old),
+        ("VIDEO", "a/just-uploaded.mp4", None, now),
+        ("VIDEO", None, None, old),  # registered by URL: nothing stored
+    ]
+    with sessions() as session, session.begin():
+        for kind, key, thumbnail, when in rows:
+            session.add(
+                Asset(
+                    organization_id=org_id,
+                    type=kind,
+                    storage_key=key,
+                    thumbnail_key=thumbnail,
+                    created_at=when,
+                    updated_at=when,
+                )
+            )
+    assert reaper.reap(job_sessions(settings), storage, settings).thumbnails == 2
+    assert reaper.reap(job_sessions(settings), storage, settings).thumbnails == 0
 
 
 def test_retention_deletes_old_outputs(local) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from openlipsync.jobs import batches, chunks, dispatch, webhooks
+from openlipsync.jobs import batches, chunks, dispatch, thumbnails, webhooks
 from openlipsync.jobs.generation import WORKDIR_PREFIX, fail_exhausted, fail_timed_out
 from openlipsync.settings import Settings
 from openlipsync.store.files import Storage
@@ -38,6 +38,7 @@ class Report:
     deliveries: int = 0
     batches: int = 0
     expired_files: int = 0
+    thumbnails: int = 0
 
 
 def reap(sessions: sessionmaker[Session], storage: Storage, settings: Settings) -> Report:
@@ -49,6 +50,7 @@ def reap(sessions: sessionmaker[Session], storage: Storage, settings: Settings) 
         _deliveries(session, report)
         _batches(session, storage, settings, report)
         _expire(session, storage, settings, report)
+        _thumbnails(session, report)
     _remove_abandoned_workdirs(settings)
     if any(vars(report).values()):
         log.info("reaper: %s", report)
@@ -193,6 +195,13 @@ def _batches(session: Session, storage: Storage, settings: Settings, report: Rep
         if delivery_id is not None:
             dispatch.send_delivery(delivery_id)
             report.batches += 1
+
+
+def _thumbnails(session: Session, report: Report) -> None:
+    """Assets left without a thumbnail (a lost message, or stored before thumbnails were)."""
+    for asset_id in thumbnails.missing(session):
+        if dispatch.send_thumbnail(asset_id):
+            report.thumbnails += 1
 
 
 def _expire(session: Session, storage: Storage, settings: Settings, report: Report) -> None:

@@ -2,19 +2,21 @@
 
 Made by the service worker, not the API: it means decoding the file, which the API never does
 for an upload (headers only, fast and safe on hostile input). The API queues one for each
-VIDEO or IMAGE asset it stores; a file that cannot be decoded simply has none (the field is
-optional), and a lost message too: nothing else depends on it.
+VIDEO or IMAGE asset it stores; the reaper queues the ones a lost message or a dead worker
+left without, and those of assets stored before thumbnails existed (`missing`). A file that
+cannot be decoded gets `NONE`, so that it is tried once: `thumbnailUrl` stays null.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from openlipsync.store.files import LocalStorage, Storage
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 WIDTH = 480  # px, at most; the height follows the picture's shape
 AT_SECONDS = 1.0  # into a video (a first frame is often black or a fade), or its middle if shorter
 JPEG_QUALITY = 85
+NONE = ""  # thumbnail_key of an asset tried and found undecodable: no thumbnail, no retry
+RETRY_SECONDS = 60.0  # how long a queued thumbnail may take before the reaper queues it again
 
 
 def make_thumbnail(sessions: sessionmaker[Session], storage: Storage, asset_id: str) -> str:
@@ -46,15 +50,39 @@ def make_thumbnail(sessions: sessionmaker[Session], storage: Storage, asset_id: 
             picture, aspect = _picture(path)
         except Exception as exc:  # noqa: BLE001 - any unreadable file: no thumbnail, no retry
             log.info("thumbnail of asset %s: not made (%s)", asset_id, exc)
+            _settle(sessions, asset_id, NONE)
             return "unreadable"
     storage.put_bytes(key, _jpeg(picture, aspect))
+    _settle(sessions, asset_id, key)
+    return "made"
+
+
+def missing(session: Session, limit: int = 100) -> list[str]:
+    """Stored VIDEO and IMAGE assets without a thumbnail or a try at one, untouched for
+    RETRY_SECONDS; each is touched, so that it is queued again at most that often."""
+    ids = session.scalars(
+        select(Asset.id)
+        .where(
+            Asset.type.in_(("VIDEO", "IMAGE")),
+            Asset.storage_key.is_not(None),
+            Asset.thumbnail_key.is_(None),
+            Asset.updated_at < utcnow() - timedelta(seconds=RETRY_SECONDS),
+        )
+        .limit(limit)
+    ).all()
+    for asset_id in ids:
+        session.execute(update(Asset).where(Asset.id == asset_id).values(updated_at=utcnow()))
+    session.commit()
+    return list(ids)
+
+
+def _settle(sessions: sessionmaker[Session], asset_id: str, key: str) -> None:
     with sessions() as session, session.begin():
         session.execute(
             update(Asset)
             .where(Asset.id == asset_id, Asset.thumbnail_key.is_(None))
             .values(thumbnail_key=key, updated_at=utcnow())
         )
-    return "made"
 
 
 def _picture(path: Path) -> tuple[np.ndarray, float]:
