@@ -17,9 +17,8 @@ ordinary 8-bit BT.709 video.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import shutil
+import os
 import tempfile
 import threading
 from fractions import Fraction
@@ -155,29 +154,31 @@ class ToneMapper:
 
 _tables: dict[int, Path] = {}
 _tables_lock = threading.Lock()
-_folder: Path | None = None
 
 
 def _table_file(transfer: int) -> Path:
-    """The .cube file of `to_sdr` for `transfer`, written once per process (lut3d reads
-    tables from files only) into a private folder removed when the process ends."""
-    global _folder
+    """The .cube file of `to_sdr` for `transfer` (lut3d reads tables from files only), named by
+    its content in a folder of this user's under the temporary directory: written once, then
+    shared by every process (a worker's pool processes end without running atexit hooks, so a
+    private folder per process would be left behind by each)."""
     with _tables_lock:
         if transfer not in _tables:
-            if _folder is None:
-                _folder = Path(tempfile.mkdtemp(prefix="openlipsync-hdr-"))
-                atexit.register(shutil.rmtree, _folder, True)
-            _tables[transfer] = _write_table(_folder, transfer)
+            _tables[transfer] = _write_table(transfer)
         return _tables[transfer]
 
 
-def _write_table(folder: Path, transfer: int) -> Path:
+def _write_table(transfer: int) -> Path:
     axis = np.linspace(0, 1, LUT_POINTS)
     blue, green, red = np.meshgrid(axis, axis, axis, indexing="ij")  # .cube: red runs fastest
     grid = np.stack([red, green, blue], axis=-1).reshape(-1, 3)
     values = to_sdr(grid, transfer)
     text = f"LUT_3D_SIZE {LUT_POINTS}\n" + "%.6f %.6f %.6f\n" * len(values) % tuple(values.ravel())
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"openlipsync-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / f"to-sdr-{transfer}-{digest}.cube"
-    path.write_text(text)
+    if not path.is_file() or path.read_text() != text:  # absent, or damaged since
+        part = folder / f".{path.name}.{os.getpid()}.part"
+        part.write_text(text)
+        os.replace(part, path)  # whole or absent, whichever process writes it
     return path
