@@ -137,3 +137,11 @@ def test_an_hdr_source_is_lip_synced_into_sdr(tmp_path: Path) -> None:
         )
         > 3
     )
+
+
+def test_the_table_file_is_shared_and_mended_when_damaged() -> None:
+    path = hdr._write_table(hdr.HLG)
+    assert path == hdr._write_table(hdr.HLG) != hdr._write_table(hdr.PQ)
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # a disk that filled up, an editor, ...
+    assert hdr._write_table(hdr.HLG) == path and path.read_text() == text
