@@ -546,6 +546,25 @@ def test_a_photo_switches_to_sync3_and_options_follow_the_model(
     page.context.close()
 
 
+def test_a_phone_photo_without_a_mime_type_is_a_photo(
+    browser: Browser, studio: Studio, tmp_path: Path
+) -> None:
+    """Browsers that cannot read HEIC give the file no image type: the extension tells, and
+    the preview is an icon instead of a broken image."""
+    from tests.media_helpers import heic_photo
+
+    photo = heic_photo(media_path("photo/obama.jpg"), tmp_path / "IMG_0001.HEIC", tile=512)
+    page, _ = _new_page(browser, DESKTOP)
+    _sign_in(page, studio)
+    page.locator("#visual-file").set_input_files(
+        {"name": photo.name, "mimeType": "application/octet-stream", "buffer": photo.read_bytes()}
+    )
+    expect(page.get_by_label("Model", exact=True)).to_have_value("sync-3")
+    expect(page.get_by_test_id("visual-status")).to_have_text("In your library", timeout=30_000)
+    expect(page.locator("#visual-picked .asset-icon")).to_be_visible()
+    page.context.close()
+
+
 def test_without_asset_uploads_the_files_go_with_the_job(browser: Browser, studio: Studio) -> None:
     """An older server without POST /v2/assets/upload: one multipart POST /v2/generate."""
     page, _ = _new_page(browser, DESKTOP)

@@ -443,7 +443,10 @@
     const type = (file.type || "").split("/")[0];
     if (type === "video" || type === "image" || type === "audio") return type;
     const ext = (file.name.split(".").pop() || "").toLowerCase();
-    if (["png", "jpg", "jpeg", "webp", "bmp"].includes(ext)) return "image";
+    // Browsers without HEIC support give phone photos no MIME type: the extension tells.
+    if (["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "heic", "heif", "avif"].includes(ext)) {
+      return "image";
+    }
     if (["wav", "mp3", "flac", "ogg", "m4a", "aac", "opus", "wma"].includes(ext)) return "audio";
     return "video";
   }
@@ -592,6 +595,9 @@
         "aria-label": `Preview of ${name || "audio"}` });
     } else if (slotName === "visual" && slot.kind === "image" && slot.url) {
       preview = h("img", { class: "thumb", src: slot.url, alt: "" });
+      // A HEIC photo is fine for the server but most browsers cannot show it.
+      preview.addEventListener("error", () => preview.replaceWith(
+        h("span", { class: "thumb asset-icon", "aria-hidden": "true" }, "▣")));
     } else if (slotName === "visual") {
       preview = videoThumb(slot);
     }
