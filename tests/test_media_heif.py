@@ -89,7 +89,7 @@ def test_broken_and_hostile_heif_files_fail_cleanly(
             with VideoReader(broken) as reader:
                 list(reader)
         with pytest.raises(NotMediaError):
-            api_probe(fake)
+            api_probe(broken)
     wide = tmp_path / "wide.heic"
     Image.fromarray(np.zeros((64, 8200, 3), np.uint8)).save(tmp_path / "wide.png")
     heic_photo(tmp_path / "wide.png", wide, tile=512)  # x265 alone makes no picture this wide
