@@ -182,13 +182,16 @@ class VideoReader:
         return srgb_converter(heif_profile(self.path) if heif else embedded_profile(self.path))
 
     def _shown(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """The frame as SDR pictures are (media/hdr.py), before any other conversion."""
-        return frame if self._tone_mapper is None else self._tone_mapper(frame)
+        """The decoded frame as this reader's pictures are coded: HDR tone-mapped to SDR
+        (media/hdr.py), a video's other YUV layouts as 8-bit 4:2:0 (`_as_420`)."""
+        if self._tone_mapper is not None:
+            frame = self._tone_mapper(frame)
+        return _as_420(frame, self.info.is_still)
 
     def _to_picture(self, frame: av.VideoFrame) -> Picture:
         """The decoder's planes when the plain conversion applies (rotated like the frame)."""
         info = self.info
-        frame = _as_420(self._shown(frame), info.is_still)
+        frame = self._shown(frame)
         if self._to_srgb is not None or not _plain_yuv420(frame, *self._coded_size()):
             return RgbPicture(self._rgb_of(frame))
         planes = [plane_array(plane) for plane in frame.planes]
@@ -197,7 +200,7 @@ class VideoReader:
         return YuvPicture(*planes)
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        return self._rgb_of(_as_420(self._shown(frame), self.info.is_still))
+        return self._rgb_of(self._shown(frame))
 
     def _rgb_of(self, frame: av.VideoFrame) -> np.ndarray:
         """Convert (to the first frame's coded size, should the stream change size) and rotate."""
