@@ -17,7 +17,7 @@ from sqlalchemy import update
 from test_api_support import LiveServer, media, url_body
 
 from openlipsync.store.models import Asset, Generation
-from tests.media_helpers import heic_photo
+from tests.media_helpers import heic_photo, transcode
 
 database_url = support.database_url  # fixture
 live = support.live  # fixture
@@ -207,6 +207,24 @@ def test_a_phone_photo_registers_as_an_image(
         1137,
     )
     assert body["id"] in live.enqueued.thumbnails and body["thumbnailUrl"] is None  # not yet
+
+
+def test_a_phone_video_held_upright_registers_with_its_shown_size(
+    client: httpx.Client, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Stored landscape with a quarter-turn matrix, as phones record it: 288 x 360 as shown."""
+    clip = transcode(
+        media("video/grid_bbaf2n.mpg"), tmp_path / "IMG_0002.MOV", "libx264", "aac", rotation=90
+    ).read_bytes()
+    ticket = client.post(
+        "/v2/assets/upload",
+        json={"fileName": "IMG_0002.MOV", "contentType": "video/quicktime", "size": len(clip)},
+    ).json()
+    with httpx.Client() as anonymous:
+        assert anonymous.put(ticket["uploadUrl"], content=clip).status_code == 200
+    asset = client.post("/v2/assets", json={"url": ticket["url"], "type": "VIDEO"})
+    assert asset.status_code == 201, asset.text
+    assert (asset.json()["width"], asset.json()["height"]) == (288, 360)
 
 
 def test_upload_flow_refuses_bad_input(client: httpx.Client) -> None:

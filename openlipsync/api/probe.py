@@ -13,9 +13,11 @@ import av
 
 from openlipsync.engine.errors import MediaUnreadable
 from openlipsync.media.heif import heif_size, photo_kind
+from openlipsync.media.orientation import exif_orientation, track_rotation
 
 IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 IMAGE_FORMATS = ("image2", "png", "mjpeg")
+ISOBMFF_FORMATS = ("mov", "mp4")  # MediaInfo.container: the first of FFmpeg's names
 
 
 class NotMediaError(ValueError):
@@ -48,7 +50,18 @@ def probe(path: Path) -> MediaInfo:
         ) from None
     if photo == "avif" and info.kind == "VIDEO":  # FFmpeg reads it as a one-frame video
         return replace(info, kind="IMAGE", container="avif", duration=None, fps=None)
-    return info
+    return _as_shown(info, path)
+
+
+def _as_shown(info: MediaInfo, path: Path) -> MediaInfo:
+    """Width and height of the picture as shown: a phone's upright video or photo is stored
+    on its side, with a track matrix or EXIF orientation that says how to turn it."""
+    if info.kind == "IMAGE":
+        turn = exif_orientation(path)
+        turned = turn is not None and turn.turned
+    else:
+        turned = info.container in ISOBMFF_FORMATS and track_rotation(path) in (90, 270)
+    return replace(info, width=info.height, height=info.width) if turned else info
 
 
 def _heif_photo(path: Path) -> MediaInfo:

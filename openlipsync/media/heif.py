@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from openlipsync.engine.errors import MediaUnreadable
+from openlipsync.media.boxes import BoxOverrun, walk
 
 HEVC_BRANDS = frozenset({"heic", "heix", "heim", "heis"})
 """ISOBMFF brands of HEVC-coded HEIF images (not image sequences: those are videos)."""
@@ -60,20 +61,13 @@ def heif_size(path: Path) -> tuple[int, int]:
 def _check_complete(path: Path) -> None:
     """Raise MediaUnreadable when a top-level box runs past the end of the file: libheif
     decodes a photo cut short (a broken download) with its missing tiles left black."""
-    end = path.stat().st_size
     with path.open("rb") as file:
-        offset = 0
-        while offset < end:
-            file.seek(offset)
-            header = file.read(16)
-            size = int.from_bytes(header[:4], "big")
-            if size == 1 and len(header) == 16:  # a 64-bit size follows the type
-                size = int.from_bytes(header[8:16], "big")
-            elif size == 0:  # the box runs to the end of the file
-                return
-            if len(header) < 8 or size < 8 or offset + size > end:
-                raise MediaUnreadable(f"{path.name}: the photo is cut short (incomplete file)")
-            offset += size
+        try:
+            for _ in walk(file, 0, path.stat().st_size):
+                pass
+        except BoxOverrun:
+            message = f"{path.name}: the photo is cut short (incomplete file)"
+            raise MediaUnreadable(message) from None
 
 
 def read_heif(path: Path) -> np.ndarray:

@@ -14,7 +14,8 @@ Conventions shared by the whole media layer:
   at least 1. For constant-rate input it is exactly the number of coded frames.
 * `VideoInfo.rotation` is the counter-clockwise display rotation in degrees (0/90/180/270), the
   convention of FFmpeg's display matrix and `av.VideoFrame.rotation`; width/height are the size
-  after that rotation. Decoders return upright pictures, so outputs need no rotation tag.
+  after that rotation. A photo's EXIF may also mirror it (`VideoInfo.mirrored`, applied before
+  the rotation). Decoders return upright pictures, so outputs need no rotation tag.
 * Still images (PNG/JPEG/WebP/BMP/TIFF files; HEIC and AVIF photos, media/heif.py) have
   ``is_still=True``, 25 fps, one frame, and a duration of one frame (1/25 s).
 """
@@ -31,6 +32,7 @@ import av
 
 from openlipsync.engine.errors import MediaMetadataMissing, MediaUnreadable, UnsupportedSize
 from openlipsync.media.heif import HEIF_CODEC, heif_size, photo_kind
+from openlipsync.media.orientation import Orientation, exif_orientation
 
 DEFAULT_FPS = 25.0
 MIN_FPS, MAX_FPS = 1.0, 240.0
@@ -74,6 +76,7 @@ class VideoInfo:
     is_still: bool
     colour: Colour = Colour()
     aspect: Fraction = Fraction(1)  # of a pixel, width / height, as shown (anamorphic: not 1)
+    mirrored: bool = False  # flipped left-right before the rotation (media/orientation.py)
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def _heif_photo(path: Path) -> MediaInfo:
         raise MediaUnreadable(f"{path.name}: file is empty")
     width, height = heif_size(path)
     _check_size(width, height, path.name)
-    video = VideoInfo(width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, 0, HEIF_CODEC, True)
+    video = _still_info(width, height, HEIF_CODEC, Orientation())
     return MediaInfo(format="heif", size_bytes=path.stat().st_size, video=video, audio=None)
 
 
@@ -216,17 +219,16 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
     name = path.name
     _check_size(stream.codec_context.width, stream.codec_context.height, name)  # before decoding
     first = _first_frame(path)
-    rotation = int(round(first.rotation or 0)) % 360
-    rotation = (rotation + 45) // 90 * 90 % 360
+    turn = (exif_orientation(path) if is_still else None) or _turn_of(first)
     width, height = first.width, first.height
     _check_size(width, height, name)
-    if rotation in (90, 270):
+    if turn.turned:
         width, height = height, width
     codec = stream.codec_context.name
     if is_still:
-        return VideoInfo(width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, rotation, codec, True)
+        return _still_info(width, height, codec, turn)
     colour = Colour(int(first.colorspace), int(first.color_primaries), int(first.color_trc))
-    aspect = _pixel_aspect(stream, rotation)
+    aspect = _pixel_aspect(stream, turn.rotation)
     span = spans[stream.index]
     duration = span.duration if span.packets and math.isfinite(span.start) else 0.0
     if duration <= 0 and stream.duration is not None and stream.time_base is not None:
@@ -238,8 +240,24 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
     fps = _frame_rate(stream, span.packets, duration)
     frame_count = max(1, round_half_up(duration * fps))
     return VideoInfo(
-        width, height, fps, frame_count, duration, rotation, codec, False, colour, aspect
+        width, height, fps, frame_count, duration, turn.rotation, codec, False, colour, aspect
     )
+
+
+def _still_info(width: int, height: int, codec: str, turn: Orientation) -> VideoInfo:
+    """A photo: one frame, shown for one frame at DEFAULT_FPS (the duration comes from the
+    audio)."""
+    rotation, mirrored = turn.rotation, turn.mirrored
+    return VideoInfo(
+        width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, rotation, codec, True, mirrored=mirrored
+    )
+
+
+def _turn_of(frame: av.VideoFrame) -> Orientation:
+    """The decoder's display matrix as a quarter turn (a video's; a photo's EXIF is read whole
+    by media/orientation.py, mirroring included)."""
+    rotation = int(round(frame.rotation or 0)) % 360
+    return Orientation((rotation + 45) // 90 * 90 % 360)
 
 
 def _pixel_aspect(stream, rotation: int) -> Fraction:  # type: ignore[no-untyped-def]

@@ -190,21 +190,23 @@ class VideoReader:
 
     def _to_picture(self, frame: av.VideoFrame) -> Picture:
         """The decoder's planes when the plain conversion applies (rotated like the frame)."""
-        info = self.info
         frame = self._shown(frame)
         if self._to_srgb is not None or not _plain_yuv420(frame, *self._coded_size()):
             return RgbPicture(self._rgb_of(frame))
-        planes = [plane_array(plane) for plane in frame.planes]
-        if info.rotation:
-            planes = [np.rot90(plane, k=info.rotation // 90) for plane in planes]
-        return YuvPicture(*planes)
+        return YuvPicture(*(self._upright(plane_array(plane)) for plane in frame.planes))
+
+    def _upright(self, array: np.ndarray) -> np.ndarray:
+        """A decoded plane or picture turned as the file asks (a view, not a copy)."""
+        info = self.info
+        if info.mirrored:
+            array = array[:, ::-1]
+        return np.rot90(array, k=info.rotation // 90) if info.rotation else array
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         return self._rgb_of(self._shown(frame))
 
     def _rgb_of(self, frame: av.VideoFrame) -> np.ndarray:
         """Convert (to the first frame's coded size, should the stream change size) and rotate."""
-        info = self.info
         width, height = self._coded_size()
         if _plain_yuv420(frame, width, height):
             # OpenCV's BT.601 limited-range conversion, the exact inverse of the encoder's
@@ -215,9 +217,8 @@ class VideoReader:
             rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
         if self._to_srgb is not None:
             rgb = self._to_srgb(rgb)
-        if info.rotation:
-            rgb = np.rot90(rgb, k=info.rotation // 90)
-        return np.ascontiguousarray(rgb)  # rows of odd widths come padded to 32 bytes
+        # also packs the rows of odd widths, which come padded to 32 bytes
+        return np.ascontiguousarray(self._upright(rgb))
 
 
 def _as_420(frame: av.VideoFrame, is_still: bool) -> av.VideoFrame:
