@@ -264,6 +264,7 @@ def test_register_public_url_and_page_through_assets(live: LiveServer) -> None:
                 "/v2/assets", json={"url": f"https://cdn.example/{name}", "type": kind}
             )
             assert response.status_code == 201 and response.json()["inputType"] == "URL"
+            assert response.json()["id"] in live.enqueued.thumbnails  # to be fetched and read
         before = http.get("/v2/assets", params={"limit": 100}).json()["totalCount"]
         seen, cursor = [], None
         while True:

@@ -114,7 +114,7 @@ def deliver_webhook(delivery_id: str) -> str:
 
 def make_thumbnail(asset_id: str) -> str:
     settings = current_settings()
-    return thumbnails.make_thumbnail(sessions(settings), storage(settings), asset_id)
+    return thumbnails.make_thumbnail(sessions(settings), storage(settings), settings, asset_id)
 
 
 def reap() -> str:

@@ -1,10 +1,13 @@
-"""Asset thumbnails: a small JPEG of a stored video or photo, for `thumbnailUrl`.
+"""Asset thumbnails: a small JPEG of a stored video or photo, for `thumbnailUrl`; and, for
+an asset registered by a public URL, what an upload's probe tells at registration (its size,
+duration, frame rate, width and height), which nothing filled in before.
 
-Made by the service worker, not the API: it means decoding the file, which the API never does
-for an upload (headers only, fast and safe on hostile input). The API queues one for each
-VIDEO or IMAGE asset it stores; the reaper queues the ones a lost message or a dead worker
-left without, and those of assets stored before thumbnails existed (`missing`). A file that
-cannot be decoded gets `NONE`, so that it is tried once: `thumbnailUrl` stays null.
+Made by the service worker, not the API: it means decoding the file (and fetching a URL),
+which the API never does (headers only, fast and safe on hostile input). The API queues one
+for each VIDEO or IMAGE asset it stores and for each URL it registers; the reaper queues the
+ones a lost message or a dead worker left without, and those of assets from before this
+(`missing`). A file that cannot be fetched or decoded gets `NONE`, so that it is tried once:
+`thumbnailUrl` stays null; so does a URL's sound, which has no picture but was read.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import logging
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from openlipsync.jobs.fetch import FetchError, fetch_to_file, policy_for
+from openlipsync.settings import Settings
 from openlipsync.store.files import LocalStorage, Storage
 from openlipsync.store.models import Asset, utcnow
 
@@ -27,44 +33,95 @@ log = logging.getLogger(__name__)
 WIDTH = 480  # px, at most; the height follows the picture's shape
 AT_SECONDS = 1.0  # into a video (a first frame is often black or a fade), or its middle if shorter
 JPEG_QUALITY = 85
-NONE = ""  # thumbnail_key of an asset tried and found undecodable: no thumbnail, no retry
+NONE = ""  # thumbnail_key of an asset tried and found without a picture: no retry
 RETRY_SECONDS = 60.0  # how long a queued thumbnail may take before the reaper queues it again
+PICTURES = ("VIDEO", "IMAGE")
 
 
-def make_thumbnail(sessions: sessionmaker[Session], storage: Storage, asset_id: str) -> str:
-    """Make and store the thumbnail of asset `asset_id`; returns what happened (for the log)."""
+def make_thumbnail(
+    sessions: sessionmaker[Session], storage: Storage, settings: Settings, asset_id: str
+) -> str:
+    """Make and store the thumbnail of asset `asset_id` (describing a URL's file on the way);
+    returns what happened (for the log)."""
     with sessions() as session:
         asset = session.get(Asset, asset_id)
-        if asset is None or asset.type not in ("VIDEO", "IMAGE") or asset.storage_key is None:
+        if asset is None or not _wanted(asset):
             return "none needed"
         if asset.thumbnail_key is not None:
             return "exists"
-        source_key = asset.storage_key
-    key = f"thumbnails/{asset_id}.jpg"
+        kind, source_key, url = asset.type, asset.storage_key, asset.source_url
     with tempfile.TemporaryDirectory(prefix="openlipsync-thumb-") as scratch:
         try:
-            if isinstance(storage, LocalStorage):  # read in place: no copy of a long video
-                path = storage.path(source_key)
+            if source_key is not None:
+                path, details = _stored(storage, source_key, Path(scratch)), {}
             else:
-                path = storage.download(source_key, Path(scratch) / "source")
-            picture, aspect = _picture(path)
+                assert url is not None
+                path, details = _fetched(url, Path(scratch), settings)
+            picture = _picture(path) if kind in PICTURES else None
         except Exception as exc:  # noqa: BLE001 - any unreadable file: no thumbnail, no retry
             log.info("thumbnail of asset %s: not made (%s)", asset_id, exc)
-            _settle(sessions, asset_id, NONE)
+            _settle(sessions, asset_id, NONE, {})
             return "unreadable"
-    storage.put_bytes(key, _jpeg(picture, aspect))
-    _settle(sessions, asset_id, key)
+    if picture is None:
+        _settle(sessions, asset_id, NONE, details)
+        return "described"
+    key = f"thumbnails/{asset_id}.jpg"
+    storage.put_bytes(key, _jpeg(*picture))
+    _settle(sessions, asset_id, key, details)
     return "made"
 
 
+def _wanted(asset: Asset) -> bool:
+    """A stored picture (a thumbnail to make), or a registered URL (a file to describe)."""
+    if asset.storage_key is not None:
+        return asset.type in PICTURES
+    return asset.source_url is not None
+
+
+def _stored(storage: Storage, key: str, scratch: Path) -> Path:
+    if isinstance(storage, LocalStorage):  # read in place: no copy of a long video
+        return storage.path(key)
+    return storage.download(key, scratch / "source")
+
+
+def _fetched(url: str, scratch: Path, settings: Settings) -> tuple[Path, dict[str, Any]]:
+    """The URL's file, fetched under the same limits as a generation's inputs, and the
+    asset's columns its probe fills (None where the file has no such thing)."""
+    from openlipsync.media.probe import probe
+
+    try:
+        fetched = fetch_to_file(
+            url,
+            scratch / "source",
+            max_bytes=settings.fetch_max_bytes,
+            timeout_seconds=settings.fetch_timeout_seconds,
+            policy=policy_for(settings.allow_private_urls),
+        )
+    except FetchError as exc:
+        raise ValueError(f"{url} could not be fetched: {exc.message}") from exc
+    info = probe(fetched.path)
+    video, audio = info.video, info.audio
+    moving = video is not None and not video.is_still
+    duration = video.duration if moving else (audio.duration if audio is not None else None)
+    return fetched.path, {
+        "size": fetched.size,
+        "duration_seconds": duration,
+        "fps": video.fps if moving else None,
+        "width": video.width if video is not None else None,
+        "height": video.height if video is not None else None,
+    }
+
+
 def missing(session: Session, limit: int = 100) -> list[str]:
-    """Stored VIDEO and IMAGE assets without a thumbnail or a try at one, untouched for
-    RETRY_SECONDS; each is touched, so that it is queued again at most that often."""
+    """Stored VIDEO and IMAGE assets and registered URLs without a thumbnail or a try at one,
+    untouched for RETRY_SECONDS; each is touched, so that it is queued again at most that
+    often."""
+    stored_picture = Asset.storage_key.is_not(None) & Asset.type.in_(PICTURES)
+    registered_url = Asset.storage_key.is_(None) & Asset.source_url.is_not(None)
     ids = session.scalars(
         select(Asset.id)
         .where(
-            Asset.type.in_(("VIDEO", "IMAGE")),
-            Asset.storage_key.is_not(None),
+            or_(stored_picture, registered_url),
             Asset.thumbnail_key.is_(None),
             Asset.updated_at < utcnow() - timedelta(seconds=RETRY_SECONDS),
         )
@@ -76,12 +133,14 @@ def missing(session: Session, limit: int = 100) -> list[str]:
     return list(ids)
 
 
-def _settle(sessions: sessionmaker[Session], asset_id: str, key: str) -> None:
+def _settle(
+    sessions: sessionmaker[Session], asset_id: str, key: str, details: dict[str, Any]
+) -> None:
     with sessions() as session, session.begin():
         session.execute(
             update(Asset)
             .where(Asset.id == asset_id, Asset.thumbnail_key.is_(None))
-            .values(thumbnail_key=key, updated_at=utcnow())
+            .values(thumbnail_key=key, updated_at=utcnow(), **details)
         )
 
 

@@ -254,7 +254,7 @@ async def register_asset(
     asset.created_at = asset.updated_at = utcnow()
     session.add(asset)
     await run_in_threadpool(session.commit)
-    if asset.storage_key is not None and asset.type in ("VIDEO", "IMAGE"):
+    if asset.storage_key is None or asset.type in ("VIDEO", "IMAGE"):  # a URL: described too
         await run_in_threadpool(safely, request.app.state.enqueue, "thumbnail", asset.id)
     return JSONResponse(_render(request, asset), status_code=201)
 
