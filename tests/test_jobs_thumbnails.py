@@ -13,7 +13,7 @@ import numpy as np
 from openlipsync.jobs.context import storage as open_storage
 from openlipsync.jobs.thumbnails import NONE, WIDTH, make_thumbnail, missing
 from openlipsync.media.video import VideoReader
-from openlipsync.store.models import Asset
+from openlipsync.store.models import Asset, utcnow
 from tests.conftest import media_path
 from tests.http_media import serve_directory
 from tests.media_helpers import heic_photo, psnr, scaled_copy, transcode
@@ -164,9 +164,9 @@ def test_registered_urls_left_undescribed_are_found_by_the_reaper(tmp_path: Path
     sessions, _ = open_db(settings), open_storage(settings)
     _, organization, _ = new_organization(sessions)
     voice = _registered(sessions, organization, "AUDIO", "http://127.0.0.1:9/voice.wav")
-    fresh = _registered(sessions, organization, "VIDEO", "http://127.0.0.1:9/new.mp4")
+    _registered(sessions, organization, "VIDEO", "http://127.0.0.1:9/new.mp4")
     with sessions() as session, session.begin():
-        old = Asset.updated_at - timedelta(minutes=5)
+        old = utcnow() - timedelta(minutes=5)
         session.execute(update(Asset).where(Asset.id == voice).values(updated_at=old))
     with sessions() as session:
         assert missing(session) == [voice]  # the fresh one may still be in the queue
