@@ -11,6 +11,7 @@ from conftest import media_path
 from media_helpers import psnr, transcode, write_vfr
 from PIL import Image
 
+from openlipsync.api.probe import probe as api_probe
 from openlipsync.engine.errors import AudioMissing, MediaUnreadable, VideoMissing
 from openlipsync.media.audio import AudioClip, load_audio
 from openlipsync.media.picture import YuvPicture
@@ -137,6 +138,25 @@ def test_webp_still(tmp_path: Path) -> None:
     with VideoReader(webp) as reader:
         (frame,) = list(reader)
     assert frame.shape == rgb.shape and psnr(frame, rgb) > 30
+
+
+def test_a_gif_that_does_not_move_is_a_photo_and_one_that_moves_a_video(tmp_path: Path) -> None:
+    """FFmpeg gave a one-frame GIF 100 fps and ten frames: the output ran at 100 fps."""
+    photo = Image.open(media_path("photo/obama.jpg")).convert("RGB")
+    still, moving = tmp_path / "still.gif", tmp_path / "moving.gif"
+    photo.convert("P").save(still)
+    turns = [photo.rotate(angle).convert("P") for angle in range(6)]
+    turns[0].save(moving, save_all=True, append_images=turns[1:], duration=100, loop=0)
+    info = probe(still).video
+    assert info is not None and (info.is_still, info.frame_count, info.fps) == (True, 1, 25.0)
+    with VideoReader(still) as reader:
+        (frame,) = list(reader)
+    assert psnr(frame, np.asarray(Image.open(still).convert("RGB"))) > 40  # as Pillow reads it
+    assert api_probe(still).kind == "IMAGE"
+    info = probe(moving).video
+    assert info is not None and not info.is_still
+    assert (info.frame_count, info.fps) == (6, 10.0)
+    assert api_probe(moving).kind == "VIDEO"
 
 
 @pytest.mark.parametrize("name,rotation", [("rot90.mp4", 90), ("rot270.mov", 270)])

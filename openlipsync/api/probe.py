@@ -82,7 +82,11 @@ def _describe(container: av.container.InputContainer) -> MediaInfo:
     is_image = (
         video is not None
         and audio is None
-        and (name.endswith(IMAGE_FORMAT_SUFFIXES) or name in IMAGE_FORMATS)
+        and (
+            name.endswith(IMAGE_FORMAT_SUFFIXES)
+            or name in IMAGE_FORMATS
+            or video.frames == 1  # a GIF that does not move (the engine takes it as a photo)
+        )
     )
     duration = None if is_image else _duration(container, video or audio)
     fps = None

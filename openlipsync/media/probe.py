@@ -16,8 +16,9 @@ Conventions shared by the whole media layer:
   convention of FFmpeg's display matrix and `av.VideoFrame.rotation`; width/height are the size
   after that rotation. A photo's EXIF may also mirror it (`VideoInfo.mirrored`, applied before
   the rotation). Decoders return upright pictures, so outputs need no rotation tag.
-* Still images (PNG/JPEG/WebP/BMP/TIFF files; HEIC and AVIF photos, media/heif.py) have
-  ``is_still=True``, 25 fps, one frame, and a duration of one frame (1/25 s).
+* Still images (PNG/JPEG/WebP/BMP/TIFF files; HEIC and AVIF photos, media/heif.py; any video
+  stream of a single frame, such as a GIF that does not move) have ``is_still=True``, 25 fps,
+  one frame, and a duration of one frame (1/25 s).
 """
 
 from __future__ import annotations
@@ -136,11 +137,15 @@ def probe(path: str | Path) -> MediaInfo:
         audio_stream = container.streams.audio[0] if container.streams.audio else None
         if video_stream is None and audio_stream is None:
             raise MediaUnreadable(f"{path.name}: no audio or video stream")
-        is_still = container.format.name in _STILL_FORMATS or photo == "avif"
         if photo == "avif" and len(container.streams.video) > 1:
             raise MediaUnreadable(f"{path.name}: a tiled AVIF photo; save it as JPEG or PNG")
         spans = _scan_packets(container, path.name, [video_stream, audio_stream])
         _reject_truncated(container, path.name, spans)
+        is_still = (
+            container.format.name in _STILL_FORMATS
+            or photo == "avif"
+            or (video_stream is not None and spans[video_stream.index].packets == 1)
+        )
         video = None
         if video_stream is not None:
             video = _video_info(path, container, video_stream, spans, is_still)
