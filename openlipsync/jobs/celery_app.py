@@ -7,7 +7,6 @@ Celery's own `celery -A openlipsync.jobs.celery_app worker` also works through t
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +28,9 @@ _settings: Settings | None = None
 def _broker_options(broker_url: str, settings: Settings) -> dict[str, Any]:
     """Short connect timeouts: a dead broker must fail a publish fast, not hang a request."""
     if broker_url.startswith("sqla+"):
-        # This transport hands every option to create_engine, so `polling_interval` cannot go
-        # here (kombu 5.7 crashes on it); it is set on the transport class instead.
-        from kombu.transport import sqlalchemy as sql_transport
+        from openlipsync.jobs import sql_broker
 
-        sql_transport.Transport.polling_interval = settings.broker_polling_seconds
+        sql_broker.use(settings.broker_polling_seconds)
         return {"connect_args": {"timeout": 30}} if "sqlite" in broker_url else {}
     if broker_url.startswith(("redis://", "rediss://")):
         return {
@@ -85,7 +82,9 @@ def _build(settings: Settings) -> Celery:
 
     register_tasks(app)
     if broker_url.startswith("sqla+sqlite:///"):
-        _declare_sqlite_queues(app, Path(broker_url.removeprefix("sqla+sqlite:///")))
+        from openlipsync.jobs.sql_broker import declare_sqlite_queues
+
+        declare_sqlite_queues(app, Path(broker_url.removeprefix("sqla+sqlite:///")))
     return app
 
 
@@ -106,23 +105,6 @@ class WakeUp(bootsteps.StartStopStep):
 
 def _nothing() -> None:
     return None
-
-
-def _declare_sqlite_queues(app: Celery, database: Path) -> None:
-    """Create the embedded broker's tables and queue rows once, one process at a time.
-
-    kombu's SQL transport creates them on first use with a check-then-insert locked only within
-    a process: two workers starting together both insert the `default` row and one dies on
-    `UNIQUE constraint failed: kombu_queue.name`. A file lock beside the database serialises
-    the first use; afterwards every process finds the rows and inserts nothing.
-    """
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        with app.connection_for_write() as connection:
-            channel = connection.default_channel
-            for queue in app.conf.task_queues:
-                queue(channel).declare()
 
 
 def configure(settings: Settings) -> Celery:
