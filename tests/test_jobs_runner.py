@@ -154,4 +154,4 @@ def test_workers_starting_together_on_the_embedded_broker_all_start(tmp_path: Pa
     assert [child.returncode for child in children] == [0] * 12, "\n".join(outputs)[-3000:]
     with sqlite3.connect(settings.data_dir / "broker.db") as database:
         names = sorted(row[0] for row in database.execute("SELECT name FROM kombu_queue"))
-    assert names == ["default", "engine"]
+    assert names == ["assets", "default", "engine"]

@@ -171,3 +171,37 @@ def test_registered_urls_left_undescribed_are_found_by_the_reaper(tmp_path: Path
     with sessions() as session:
         assert missing(session) == [voice]  # the fresh one may still be in the queue
         assert missing(session) == []  # touched: not again for a minute
+
+
+def test_a_backlog_of_thumbnails_does_not_hold_a_webhook_up(tmp_path: Path) -> None:
+    """The service worker takes from its queues in turn, on the real embedded broker: a
+    webhook queued behind eight downloads is among the first two messages it gets (it was the
+    ninth when all of them waited in one queue)."""
+    from kombu import Consumer, Queue
+
+    from openlipsync.jobs import dispatch
+    from openlipsync.jobs.celery_app import configure
+    from openlipsync.jobs.runner import _specs
+
+    settings = job_settings(tmp_path / "data")
+    app = configure(settings)
+    for number in range(8):
+        assert dispatch.send_thumbnail(f"asset-{number}")
+    assert dispatch.send_delivery("the-webhook")
+    (service_queues,) = [queues for name, queues, _, _ in _specs(1) if name == "service"]
+    received: list[str] = []
+
+    def take(body, message) -> None:  # type: ignore[no-untyped-def]
+        args, _kwargs, _embed = body  # Celery's message protocol 2
+        received.append(args[0])
+        message.ack()
+
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        channel.basic_qos(0, 1, False)  # one message at a time, as the worker's threads take them
+        queues = [Queue(name) for name in service_queues]
+        with Consumer(channel, queues, callbacks=[take], accept=["json"]):
+            while len(received) < 9:
+                connection.drain_events(timeout=10)
+    assert "the-webhook" in received[:2], received
+    assert sorted(received) == sorted([f"asset-{n}" for n in range(8)] + ["the-webhook"])

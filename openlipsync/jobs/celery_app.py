@@ -17,6 +17,10 @@ from openlipsync.settings import Settings, get_settings
 
 ENGINE_QUEUE = "engine"
 DEFAULT_QUEUE = "default"
+# Thumbnails and URL assets' downloads (jobs/thumbnails.py), for the service worker too, but
+# in a queue of their own: it takes from its queues in turn, so a backlog of downloads (a
+# library of URLs registered at once) cannot hold webhooks and batches up behind it.
+ASSETS_QUEUE = "assets"
 
 # How soon a worker's event loop notices a stop request (see WakeUp).
 WAKE_UP_SECONDS = 0.5
@@ -60,11 +64,12 @@ def _build(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_default_queue=DEFAULT_QUEUE,
-        task_queues=(Queue(ENGINE_QUEUE), Queue(DEFAULT_QUEUE)),
+        task_queues=(Queue(ENGINE_QUEUE), Queue(DEFAULT_QUEUE), Queue(ASSETS_QUEUE)),
         task_routes={
             "openlipsync.generate": {"queue": ENGINE_QUEUE},
             "openlipsync.render_chunk": {"queue": ENGINE_QUEUE},
             "openlipsync.join_chunks": {"queue": ENGINE_QUEUE},
+            "openlipsync.make_thumbnail": {"queue": ASSETS_QUEUE},
             "openlipsync.*": {"queue": DEFAULT_QUEUE},
         },
         beat_schedule={

@@ -13,7 +13,7 @@ import logging
 
 from sqlalchemy import update
 
-from openlipsync.jobs.celery_app import DEFAULT_QUEUE, ENGINE_QUEUE, current_app
+from openlipsync.jobs.celery_app import ASSETS_QUEUE, DEFAULT_QUEUE, ENGINE_QUEUE, current_app
 from openlipsync.store.models import Generation, utcnow
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def send_delivery(delivery_id: str, countdown: float | None = None) -> bool:
 
 def send_thumbnail(asset_id: str) -> bool:
     """Queue an asset's thumbnail for the service worker (jobs/thumbnails.py)."""
-    return _send(THUMBNAIL_TASK, asset_id, DEFAULT_QUEUE)
+    return _send(THUMBNAIL_TASK, asset_id, ASSETS_QUEUE)
 
 
 def send_refresh_batch(batch_id: str) -> bool:

@@ -2,8 +2,9 @@
 
 A worker is two Celery worker processes: one for the `engine` queue (prefork, so a crashing
 engine only takes down a pool child and the message is re-delivered) and one small threaded one
-for webhooks and batch bookkeeping on `default`, so notifications never wait behind a long
-generation. The parent process runs the reaper thread and, for `serve`, the HTTP API. Every
+for webhooks and batch bookkeeping on `default` and thumbnails on `assets`, so notifications
+never wait behind a long generation (nor behind a backlog of downloads: it takes from its two
+queues in turn). The parent process runs the reaper thread and, for `serve`, the HTTP API. Every
 process is built from the same Settings, so `serve --no-worker` and `worker` started with the
 same OPENLIPSYNC_* environment cooperate through the database and the broker.
 """
@@ -107,9 +108,11 @@ def serve(
 
 
 def _specs(concurrency: int) -> list[tuple[str, list[str], str, int]]:
+    from openlipsync.jobs.celery_app import ASSETS_QUEUE, DEFAULT_QUEUE, ENGINE_QUEUE
+
     return [
-        ("engine", ["engine"], "prefork", max(1, concurrency)),
-        ("service", ["default"], "threads", SERVICE_THREADS),
+        ("engine", [ENGINE_QUEUE], "prefork", max(1, concurrency)),
+        ("service", [DEFAULT_QUEUE, ASSETS_QUEUE], "threads", SERVICE_THREADS),
     ]
 
 
