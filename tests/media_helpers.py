@@ -300,3 +300,38 @@ def display_p3_profile() -> bytes:
     )
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + table + data
+
+
+def offset_sound(src: Path, dst: Path, delay: float) -> Path:
+    """`src` as an MP4 whose sound starts `delay` s after its picture (before it, when
+    negative), each stream cut so that a player honouring the start times plays them in sync:
+    a broadcast capture's or a browser recording's offset streams."""
+    from openlipsync.media.audio import load_audio
+
+    rate = 48000
+    sound = load_audio(src, rate).samples
+    skip_frames = max(0, round(-delay * 25))  # the picture starts later: its first frames go
+    skip_samples = max(0, round(delay * rate))  # the sound starts later: its first samples go
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 360, 288, "yuv420p"
+        audio = out.add_stream("aac", rate=rate)
+        audio.layout = "mono"
+        for number, frame in enumerate(inp.decode(video=0)):
+            if number < skip_frames:
+                continue
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = number, Fraction(1, 25)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        for start in range(skip_samples, sound.size, 1024):
+            part = sound[start : start + 1024][None, :].astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(part, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode(None):
+            out.mux(packet)
+    return dst

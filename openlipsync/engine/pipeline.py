@@ -203,7 +203,7 @@ def _analyse_while_loading(
     as when the sound was loaded first."""
     speaker = _speaker_option(request)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="openlipsync-sound") as pool:
-        pending = pool.submit(_load_sound, request, has_sound, state, scratch)
+        pending = pool.submit(_load_sound, request, video, has_sound, state, scratch)
         early = pending.result() if speaker else None
         try:
             analysis = analyse(
@@ -225,10 +225,10 @@ def _analyse_while_loading(
 
 
 def _load_sound(
-    request: GenerateRequest, has_sound: bool, state: RunState, scratch: Path
+    request: GenerateRequest, video: VideoInfo, has_sound: bool, state: RunState, scratch: Path
 ) -> _Sound:
     """The sounds the plan needs, each in a file in `scratch` (an hour is 0.7 GB at 48 kHz and
-    0.2 GB at 16 kHz: FileAudioClip)."""
+    0.2 GB at 16 kHz: FileAudioClip); the video's own from its first frame (media/audio.py)."""
     with state.timed("audio"):
         drivers: dict[Path, tuple[AudioClip, AudioClip]] = {}
         if request.segments:
@@ -248,7 +248,9 @@ def _load_sound(
             )
         _check_length(request, audio_out.duration)
         source = (
-            load_audio_to_file(request.video, scratch / "source.f32", ANALYSIS_RATE)
+            load_audio_to_file(
+                request.video, scratch / "source.f32", ANALYSIS_RATE, start_at=video.start
+            )
             if has_sound
             else None
         )
@@ -321,7 +323,11 @@ def _segment_plan(
     own = {
         ANALYSIS_RATE: source_audio or AudioClip.silence(0.0, ANALYSIS_RATE),
         OUTPUT_AUDIO_RATE: load_audio_to_file(
-            request.video, scratch / "source.out.f32", OUTPUT_AUDIO_RATE, stereo=True
+            request.video,
+            scratch / "source.out.f32",
+            OUTPUT_AUDIO_RATE,
+            stereo=True,
+            start_at=video.start,
         )
         if source_audio is not None
         else AudioClip.silence(0.0, OUTPUT_AUDIO_RATE),

@@ -7,6 +7,9 @@ dialogue, is taken alone when it carries sound. The output is stereo when the so
 several channels (a dub's music and effects are mixed wide; 5.1 is folded down by FFmpeg),
 mono when it has one or FFmpeg cannot rematrix its layout (a 64-channel WAV). FFmpeg's
 resampler converts the rate.
+A video's own sound is read against its picture (`start_at`, the first frame's time): in a
+broadcast capture, a browser recording or a clip cut without re-encoding, the sound may start
+a fraction of a second after or before the picture, and a player keeps them apart by that much.
 Sample counts follow ``round(seconds * sample_rate)`` everywhere so that durations derived
 from frame counts map onto whole samples the same way in every module.
 """
@@ -29,6 +32,7 @@ from openlipsync.media.probe import AudioInfo, open_container, probe, round_half
 
 INVERTED = 0.5  # correlation of two channels below minus this: one side's polarity is flipped
 MAX_DECODE_SECONDS = 3 * 3600.0  # the engine's own ceiling (GenerateRequest.max_seconds)
+MAX_START_GAP_SECONDS = 10.0  # between a video's sound and picture; beyond, the stamps lie
 NPY_HEADERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -180,33 +184,41 @@ def load_audio_to_file(
     sample_rate: int,
     max_seconds: float = MAX_DECODE_SECONDS,
     stereo: bool = False,
+    start_at: float | None = None,
 ) -> FileAudioClip:
     """load_audio's samples, written to `dest` as they are decoded instead of held in memory.
 
     With `stereo`, a source of several channels comes out stereo (interleaved in the file):
     FFmpeg's downmix puts a 5.1 mix's centre dialogue on both sides at -3 dB, where the mean
     of six channels left it at a sixth. A layout FFmpeg cannot rematrix falls back to mono.
+    With `start_at` (a video's first frame's time, for its own sound), the first sample is the
+    sound at that time: silence where the sound starts later, none of what came before.
     """
     path = Path(path)
     info = _audio_of(path, max_seconds)
     if stereo and info.channels >= 2:
         try:
-            return _write(path, info, dest, sample_rate, 2)
+            return _write(path, info, dest, sample_rate, 2, start_at)
         except MediaUnreadable:
             if info.channels == 2:
                 raise
-    return _write(path, info, dest, sample_rate, 1)
+    return _write(path, info, dest, sample_rate, 1, start_at)
 
 
 def _write(
-    path: Path, info: AudioInfo, dest: Path, sample_rate: int, channels: int
+    path: Path,
+    info: AudioInfo,
+    dest: Path,
+    sample_rate: int,
+    channels: int,
+    start_at: float | None,
 ) -> FileAudioClip:
     centre = dest.with_name(dest.name + ".centre")  # a surround mix's front centre (_mono)
     energy = np.zeros(2)  # of the centre, of the mean
     try:
         with open(dest, "wb") as out, ExitStack() as files:
             side = None
-            for chunk in _decoded(path, info, sample_rate, channels):
+            for chunk in _decoded(path, info, sample_rate, channels, start_at):
                 if channels == 1 and chunk.ndim == 2:
                     if side is None:
                         side = files.enter_context(open(centre, "wb"))
@@ -246,10 +258,14 @@ def _audio_of(path: Path, max_seconds: float) -> AudioInfo:
 
 
 def _decoded(
-    path: Path, info: AudioInfo, sample_rate: int, channels: int = 1
+    path: Path,
+    info: AudioInfo,
+    sample_rate: int,
+    channels: int = 1,
+    start_at: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Float32 chunks of the first audio stream (`info`, its probe) at `sample_rate`, as FFmpeg
-    decodes them: mono (n,), or (n, 2) with `channels` 2."""
+    decodes them: mono (n,), or (n, 2) with `channels` 2; from `start_at` when given."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     empty = True
@@ -260,17 +276,42 @@ def _decoded(
         # (a real crash from a 64-channel WAV), and one interleaved plane has no such limit.
         layout = "stereo" if channels == 2 else None
         resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
+        shift: int | None = None if start_at is not None else 0  # samples to add (+) or drop
         try:
             for frame in chain(container.decode(stream), [None]):  # None: flush
                 if frame is not None:
+                    if shift is None:
+                        shift = _start_gap(frame.time, start_at, sample_rate)
                     frame.pts = None  # let the resampler run on sample counts, not jittery stamps
                 for resampled in resampler.resample(frame):
-                    empty = False
-                    yield _mono(resampled) if channels == 1 else _interleaved(resampled)
+                    chunk = _mono(resampled) if channels == 1 else _interleaved(resampled)
+                    if shift:
+                        chunk, shift = _shifted(chunk, shift)
+                    if chunk.size:
+                        empty = False
+                        yield chunk
         except av.error.FFmpegError as exc:
             raise MediaUnreadable(f"{path.name}: audio cannot be decoded ({exc})") from exc
     if empty:
         raise AudioMissing(f"{path.name}: audio stream holds no samples")
+
+
+def _start_gap(first: float | None, start_at: float | None, sample_rate: int) -> int:
+    """Samples of silence to put before the sound (its first frame comes after `start_at`),
+    or, negative, to drop from it; 0 where a stamp is missing or past belief."""
+    if first is None or start_at is None or abs(first - start_at) > MAX_START_GAP_SECONDS:
+        return 0
+    return round_half_up((first - start_at) * sample_rate)
+
+
+def _shifted(chunk: np.ndarray, shift: int) -> tuple[np.ndarray, int]:
+    """`chunk` with `shift` samples of silence before it (> 0), or up to -`shift` of its first
+    samples dropped (< 0); and what is left of the shift for the next chunk."""
+    if shift > 0:
+        silence = np.zeros((shift, *chunk.shape[1:]), np.float32)
+        return np.concatenate([silence, chunk]), 0
+    dropped = min(-shift, chunk.shape[0])
+    return chunk[dropped:], shift + dropped
 
 
 def _interleaved(frame: av.AudioFrame) -> np.ndarray:

@@ -78,6 +78,7 @@ class VideoInfo:
     colour: Colour = Colour()
     aspect: Fraction = Fraction(1)  # of a pixel, width / height, as shown (anamorphic: not 1)
     mirrored: bool = False  # flipped left-right before the rotation (media/orientation.py)
+    start: float = 0.0  # s: the first frame's time, where the picture's own sound is read from
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,17 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
     fps = _frame_rate(stream, span.packets, duration)
     frame_count = max(1, round_half_up(duration * fps))
     return VideoInfo(
-        width, height, fps, frame_count, duration, turn.rotation, codec, False, colour, aspect
+        width,
+        height,
+        fps,
+        frame_count,
+        duration,
+        turn.rotation,
+        codec,
+        False,
+        colour,
+        aspect,
+        start=first.time or 0.0,
     )
 
 
