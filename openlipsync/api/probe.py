@@ -48,7 +48,7 @@ def probe(path: Path) -> MediaInfo:
         raise NotMediaError(
             f"not a readable audio/video/image file ({exc.__class__.__name__})"
         ) from None
-    if photo == "avif" and info.kind == "VIDEO":  # FFmpeg reads it as a one-frame video
+    if photo == "avif" and info.kind != "AUDIO":  # FFmpeg reads it as a one-frame video
         return replace(info, kind="IMAGE", container="avif", duration=None, fps=None)
     return _as_shown(info, path)
 

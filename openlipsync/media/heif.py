@@ -71,15 +71,15 @@ def _check_complete(path: Path) -> None:
 
 
 def read_heif(path: Path) -> np.ndarray:
-    """The primary image as shown: RGB uint8 (H, W, 3), 10-bit HDR brought to 8 bits,
-    transparency dropped."""
+    """The primary image as shown: RGB uint8 (H, W, 3), or RGBA (H, W, 4) with transparency
+    (media/transparency.py lays it over a background); 10-bit HDR brought to 8 bits."""
     try:
         pixels = np.asarray(_opened(path))
     except (ValueError, RuntimeError, OSError) as exc:
         raise MediaUnreadable(f"{path.name}: the photo cannot be decoded ({exc})") from exc
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
+    return np.ascontiguousarray(pixels[..., :4])
 
 
 def heif_profile(path: Path) -> bytes | None:

@@ -41,6 +41,7 @@ from openlipsync.media.probe import (
     probe,
     round_half_up,
 )
+from openlipsync.media.transparency import PHOTO_BACKGROUND, VIDEO_BACKGROUND, flattened
 
 T = TypeVar("T")
 
@@ -155,7 +156,9 @@ class VideoReader:
         """The source's frames as decoded: FFmpeg's, or a HEIF photo's one picture, which
         libheif puts together (media/heif.py)."""
         if self.source_info.codec == HEIF_CODEC:
-            yield iter([av.VideoFrame.from_ndarray(read_heif(self.path), format="rgb24")])
+            pixels = read_heif(self.path)
+            layout = "rgba" if pixels.shape[2] == 4 else "rgb24"
+            yield iter([av.VideoFrame.from_ndarray(pixels, format=layout)])
             return
         with open_container(self.path) as container:
             stream = picture_stream(container)
@@ -183,10 +186,13 @@ class VideoReader:
 
     def _shown(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The decoded frame as this reader's pictures are coded: HDR tone-mapped to SDR
-        (media/hdr.py), a video's other YUV layouts as 8-bit 4:2:0 (`_as_420`)."""
+        (media/hdr.py), transparency laid over a background (media/transparency.py), a
+        video's other YUV layouts as 8-bit 4:2:0 (`_as_420`)."""
         if self._tone_mapper is not None:
             frame = self._tone_mapper(frame)
-        return _as_420(frame, self.info.is_still)
+        still = self.info.is_still
+        frame = flattened(frame, PHOTO_BACKGROUND if still else VIDEO_BACKGROUND)
+        return _as_420(frame, still)
 
     def _to_picture(self, frame: av.VideoFrame) -> Picture:
         """The decoder's planes when the plain conversion applies (rotated like the frame)."""
