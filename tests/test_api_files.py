@@ -185,19 +185,26 @@ def test_upload_put_register_flow(live: LiveServer, client: httpx.Client) -> Non
     assert client.get(f"/v2/assets/{registered['id']}").status_code == 404
 
 
+def _uploaded(client: httpx.Client, path, content_type: str) -> str:  # type: ignore[no-untyped-def]
+    """The `url` to register of the file at `path`, put through the upload flow."""
+    data = path.read_bytes()
+    ticket = client.post(
+        "/v2/assets/upload",
+        json={"fileName": path.name, "contentType": content_type, "size": len(data)},
+    ).json()
+    with httpx.Client() as anonymous:
+        assert anonymous.put(ticket["uploadUrl"], content=data).status_code == 200
+    return ticket["url"]
+
+
 def test_a_phone_photo_registers_as_an_image(
     live: LiveServer, client: httpx.Client, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    photo = heic_photo(media("photo/obama.jpg"), tmp_path / "IMG_0001.HEIC", tile=512).read_bytes()
-    ticket = client.post(
-        "/v2/assets/upload",
-        json={"fileName": "IMG_0001.HEIC", "contentType": "image/heic", "size": len(photo)},
-    ).json()
-    with httpx.Client() as anonymous:
-        assert anonymous.put(ticket["uploadUrl"], content=photo).status_code == 200
-    as_video = client.post("/v2/assets", json={"url": ticket["url"], "type": "VIDEO"})
+    photo = heic_photo(media("photo/obama.jpg"), tmp_path / "IMG_0001.HEIC", tile=512)
+    url = _uploaded(client, photo, "image/heic")
+    as_video = client.post("/v2/assets", json={"url": url, "type": "VIDEO"})
     assert as_video.status_code == 400 and "IMAGE" in as_video.json()["message"]
-    asset = client.post("/v2/assets", json={"url": ticket["url"], "type": "IMAGE"})
+    asset = client.post("/v2/assets", json={"url": url, "type": "IMAGE"})
     assert asset.status_code == 201, asset.text
     body = asset.json()
     assert (body["type"], body["format"], body["width"], body["height"]) == (
@@ -215,14 +222,9 @@ def test_a_phone_video_held_upright_registers_with_its_shown_size(
     """Stored landscape with a quarter-turn matrix, as phones record it: 288 x 360 as shown."""
     clip = transcode(
         media("video/grid_bbaf2n.mpg"), tmp_path / "IMG_0002.MOV", "libx264", "aac", rotation=90
-    ).read_bytes()
-    ticket = client.post(
-        "/v2/assets/upload",
-        json={"fileName": "IMG_0002.MOV", "contentType": "video/quicktime", "size": len(clip)},
-    ).json()
-    with httpx.Client() as anonymous:
-        assert anonymous.put(ticket["uploadUrl"], content=clip).status_code == 200
-    asset = client.post("/v2/assets", json={"url": ticket["url"], "type": "VIDEO"})
+    )
+    url = _uploaded(client, clip, "video/quicktime")
+    asset = client.post("/v2/assets", json={"url": url, "type": "VIDEO"})
     assert asset.status_code == 201, asset.text
     assert (asset.json()["width"], asset.json()["height"]) == (288, 360)
 
