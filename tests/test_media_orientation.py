@@ -138,3 +138,22 @@ def test_exif_orientations_outside_the_standard_are_ignored(tmp_path: Path) -> N
         upright().save(path, exif=exif.tobytes())
         assert exif_orientation(path) is None
         assert np.asarray(read_both(path)[0]).shape == np.asarray(upright()).shape
+
+
+def test_a_phone_photo_larger_than_the_engine_takes_is_read_scaled_to_fit(
+    tmp_path: Path,
+) -> None:
+    """A current iPhone's 24 MP photo (5712 x 4284, stored on its side with EXIF 6) was refused
+    as an unsupported size; it is read upright at 3072 x 4096, its whole picture."""
+    shown = upright().resize((4284, 5712), Image.Resampling.LANCZOS)
+    path = tmp_path / "IMG_0003.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    shown.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif.tobytes(), quality=90)
+    info = probe(path).video
+    assert info is not None and (info.width, info.height) == (3072, 4096)
+    expected = np.asarray(shown.resize((3072, 4096), Image.Resampling.BOX))
+    for got in read_both(path):
+        assert got.shape == expected.shape
+        assert psnr(got, expected) > 35
+    assert (api_probe(path).width, api_probe(path).height) == (4284, 5712)  # the file's own

@@ -18,7 +18,8 @@ Conventions shared by the whole media layer:
   the rotation). Decoders return upright pictures, so outputs need no rotation tag.
 * Still images (PNG/JPEG/WebP/BMP/TIFF files; HEIC and AVIF photos, media/heif.py; any video
   stream of a single frame, such as a GIF that does not move) have ``is_still=True``, 25 fps,
-  one frame, and a duration of one frame (1/25 s).
+  one frame, and a duration of one frame (1/25 s); width and height are those they are read
+  at, within PHOTO_SIDE (readers scale larger photos down).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ DEFAULT_FPS = 25.0
 MIN_FPS, MAX_FPS = 1.0, 240.0
 MAX_SIDE = 8192
 """Largest accepted picture side: bigger frames are decompression bombs, not portraits."""
+PHOTO_SIDE = 4096
+"""A photo's longest side as read: larger ones (a current phone's 24 or 48 MP photo, 5712 or
+8064 px wide) are scaled down to fit, as the engine takes pictures up to this size."""
 
 TRUNCATION_TOLERANCE_S = 1.0
 """How far the packets may end before the declared container duration before we call it cut."""
@@ -264,9 +268,19 @@ def _still_info(width: int, height: int, codec: str, turn: Orientation) -> Video
     """A photo: one frame, shown for one frame at DEFAULT_FPS (the duration comes from the
     audio)."""
     rotation, mirrored = turn.rotation, turn.mirrored
+    width, height = _fitted(width, height)
     return VideoInfo(
         width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, rotation, codec, True, mirrored=mirrored
     )
+
+
+def _fitted(width: int, height: int) -> tuple[int, int]:
+    """A photo's size as read: within PHOTO_SIDE, its shape kept, its sides even (no padding
+    for 4:2:0 output)."""
+    scale = PHOTO_SIDE / max(width, height)
+    if scale >= 1:
+        return width, height
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
 
 
 def _turn_of(frame: av.VideoFrame) -> Orientation:

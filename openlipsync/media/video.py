@@ -219,8 +219,14 @@ class VideoReader:
             # (media/encode.py): about 3x cheaper than swscale and an untouched pixel
             # round-trips to the same YUV. swscale applies the same matrix.
             rgb = cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
-        else:
-            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+        else:  # area-averaged where a large photo is read smaller (media/probe.py PHOTO_SIDE)
+            smaller = width < frame.width or height < frame.height
+            rgb = frame.to_ndarray(
+                format="rgb24",
+                width=width,
+                height=height,
+                interpolation="AREA" if smaller else None,
+            )
         if self._to_srgb is not None:
             rgb = self._to_srgb(rgb)
         # also packs the rows of odd widths, which come padded to 32 bytes
