@@ -305,3 +305,47 @@ def test_auto_detect_on_a_still_or_two_frames_picks_a_face(
     assert (choice.identity >= 0).all()
     sizes = {k: float(np.ptp(points[:, 0])) for k, points in track.faces_at(0).items()}
     assert choice.identity[0] == max(sizes, key=sizes.get)
+
+
+def test_a_point_on_a_large_photo_is_taken_in_the_files_pixels(tmp_path: Path) -> None:
+    """A 6000 px group photo is read at 4096 (media/probe.py PHOTO_SIDE); the caller points at
+    a face in the file's own pixels, and that face is the one lip-synced (the point, taken in
+    the smaller picture's pixels, fell beside every face)."""
+    import wave
+
+    from PIL import Image
+
+    from openlipsync.engine import GenerateRequest, generate
+
+    group = Image.open(media_path("photo/multi_face.jpg")).convert("RGB")  # 1000 x 667
+    path = tmp_path / "group.jpg"
+    group.resize((6000, 4002), Image.Resampling.LANCZOS).save(path, quality=90)
+    faces = detect_faces(np.asarray(group))  # largest first, in the small photo's pixels
+    largest, second = (np.r_[f.min(axis=0), f.max(axis=0)] for f in faces[:2])
+    speech = tmp_path / "speech.wav"  # 1.6 s: a 4096 px picture is slow to encode
+    samples = load_audio(media_path("speech/arctic_a0009.wav"), 16000).samples[4800:30400]
+    with wave.open(str(speech), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((samples * 32767).astype("<i2").tobytes())
+    centre = (second[:2] + second[2:]) / 2 * 6
+    point = {"frame_number": 0, "coordinates": [float(centre[0]), float(centre[1])]}
+    out = tmp_path / "out.mp4"
+    options = {"active_speaker_detection": point}
+    generate(GenerateRequest(path, speech, out, model="sync-3", options=options))
+    with VideoReader(path) as reader:
+        source = next(iter(reader)).astype(np.int16)
+    changed = np.zeros(source.shape[:2], bool)
+    with VideoReader(out) as reader:
+        for number, frame in enumerate(reader):
+            if number % 5 == 0:
+                changed |= np.abs(frame.astype(np.int16) - source).max(axis=2) > 25
+    scale = 6 * 4096 / 6000  # small photo -> the picture read
+
+    def lower_half(box: np.ndarray) -> int:
+        x0, y0, x1, y1 = box * scale
+        return int(changed[int((y0 + y1) / 2) : int(y1), int(x0) : int(x1)].sum())
+
+    assert lower_half(second) > 2000
+    assert lower_half(largest) == 0

@@ -375,7 +375,7 @@ def _speaker_pass(
         for clip in sounds
     ]
     try:
-        choice = choose_face(option, faces, video.fps, loudness[0], loudness[1])
+        choice = choose_face(option, faces, video.fps, loudness[0], loudness[1], video.scale)
     except SpeakerSelectionError as exc:
         raise EngineError(str(exc), "generation_invalid_speaker_selection") from exc
     changes, followed = set(faces.cuts), -1

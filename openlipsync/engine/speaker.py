@@ -364,26 +364,29 @@ def choose_face(
     fps: float,
     source_loudness: np.ndarray | None = None,
     driving_loudness: np.ndarray | None = None,
+    scale: float = 1.0,
 ) -> FaceChoice | None:
     """Apply `options.active_speaker_detection`; None means "no selection: largest face".
 
     Loudness arrays are per video frame (e.g. `loudness_per_frame`): the input video's own audio
-    decides who speaks; the new audio only breaks ties (e.g. a silent source).
+    decides who speaks; the new audio only breaks ties (e.g. a silent source). `scale` takes
+    the option's positions, given in the file's pixels, to the picture's: a large photo is
+    read smaller (media/probe.py PHOTO_SIDE).
     """
     if not option:
         return None
     if not isinstance(option, dict):
         raise SpeakerSelectionError("active_speaker_detection must be an object")
     if option.get("bounding_boxes") is not None:
-        return _from_boxes(option["bounding_boxes"], track.frame_count)
+        return _from_boxes(option["bounding_boxes"], track.frame_count, scale)
     if option.get("coordinates") is not None:
-        return _from_point(option.get("frame_number", 0), option["coordinates"], track)
+        return _from_point(option.get("frame_number", 0), option["coordinates"], track, scale)
     if option.get("auto_detect"):
         return _auto(track, fps, source_loudness, driving_loudness)
     return None
 
 
-def _from_boxes(boxes: object, frame_count: int) -> FaceChoice:
+def _from_boxes(boxes: object, frame_count: int, scale: float) -> FaceChoice:
     if not isinstance(boxes, list):
         raise SpeakerSelectionError("bounding_boxes must be a list of [x1, y1, x2, y2] or null")
     out = np.full((frame_count, 4), np.nan, np.float32)
@@ -399,12 +402,14 @@ def _from_boxes(boxes: object, frame_count: int) -> FaceChoice:
         x1, y1, x2, y2 = (float(v) for v in box)
         if x2 <= x1 or y2 <= y1:
             raise SpeakerSelectionError(f"bounding_boxes[{index}] has x2 <= x1 or y2 <= y1")
-        out[index] = (x1, y1, x2, y2)
+        out[index] = (x1 * scale, y1 * scale, x2 * scale, y2 * scale)
     # Frames beyond the list have no box: nothing to sync there.
     return FaceChoice(out, np.full(frame_count, -1, np.int64))
 
 
-def _from_point(frame_number: object, coordinates: object, track: MultiFaceTrack) -> FaceChoice:
+def _from_point(
+    frame_number: object, coordinates: object, track: MultiFaceTrack, scale: float
+) -> FaceChoice:
     if (
         not isinstance(coordinates, list | tuple)
         or len(coordinates) != 2
@@ -417,7 +422,8 @@ def _from_point(frame_number: object, coordinates: object, track: MultiFaceTrack
         raise SpeakerSelectionError(
             f"frame_number {frame_number} is outside the video's {track.frame_count} frames"
         )
-    x, y = (float(v) for v in coordinates)
+    given = [float(v) for v in coordinates]
+    x, y = given[0] * scale, given[1] * scale
     hits = []
     for identity, points in track.faces_at(frame_number).items():
         box = landmark_box(points)
@@ -426,7 +432,7 @@ def _from_point(frame_number: object, coordinates: object, track: MultiFaceTrack
             hits.append((float(np.hypot(centre[0] - x, centre[1] - y)), identity))
     if not hits:
         raise SpeakerSelectionError(
-            f"no face contains the point ({x:g}, {y:g}) in frame {frame_number}"
+            f"no face contains the point ({given[0]:g}, {given[1]:g}) in frame {frame_number}"
         )
     chosen = min(hits)[1]
     identity = np.full(track.frame_count, -1, np.int64)

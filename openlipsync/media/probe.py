@@ -83,6 +83,7 @@ class VideoInfo:
     aspect: Fraction = Fraction(1)  # of a pixel, width / height, as shown (anamorphic: not 1)
     mirrored: bool = False  # flipped left-right before the rotation (media/orientation.py)
     start: float = 0.0  # s: the first frame's time, where the picture's own sound is read from
+    scale: float = 1.0  # of the size shown: a large photo is read smaller (PHOTO_SIDE)
 
 
 @dataclass(frozen=True)
@@ -267,10 +268,18 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
 def _still_info(width: int, height: int, codec: str, turn: Orientation) -> VideoInfo:
     """A photo: one frame, shown for one frame at DEFAULT_FPS (the duration comes from the
     audio)."""
-    rotation, mirrored = turn.rotation, turn.mirrored
-    width, height = _fitted(width, height)
+    read_width, read_height = _fitted(width, height)
     return VideoInfo(
-        width, height, DEFAULT_FPS, 1, 1 / DEFAULT_FPS, rotation, codec, True, mirrored=mirrored
+        read_width,
+        read_height,
+        DEFAULT_FPS,
+        1,
+        1 / DEFAULT_FPS,
+        turn.rotation,
+        codec,
+        True,
+        mirrored=turn.mirrored,
+        scale=read_width / width,
     )
 
 
