@@ -92,7 +92,8 @@ def test_drawn_pictures_are_the_frames_the_look_renders(
     tmp_path: Path, grid_video: Path, model: str, options: dict
 ) -> None:
     """The render pass paints the new mouth on the kept 4:2:0 pictures (Look.draw); what it
-    draws is the frame the whole-RGB path renders, occlusion fades and face effects included."""
+    draws is the frame the whole-RGB path renders, occlusion fades included; face effects are
+    drawn in a crop of the head (their warps' arithmetic in its coordinates: within 2 levels)."""
     from openlipsync.engine.pipeline import planned
     from openlipsync.engine.run_state import RunState
 
@@ -113,5 +114,10 @@ def test_drawn_pictures_are_the_frames_the_look_renders(
             drawn, patch = look.draw(index, picture)
             patched += patch is not None
             got = drawn.rgb() if patch is None else patch.onto(drawn.rgb())
-            assert np.array_equal(got, look.frame(index, picture.fresh_rgb())), index
-        assert (patched > 0) == (look.effects is None)
+            want = look.frame(index, picture.fresh_rgb())
+            if look.effects is None:
+                assert np.array_equal(got, want), index
+            else:
+                difference = np.abs(got.astype(np.int16) - want)
+                assert difference.max() <= 2 and (difference > 1).sum() <= 10, index
+        assert patched > 0

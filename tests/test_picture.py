@@ -219,3 +219,36 @@ def test_encodable_changes_only_the_patch_box(hd_clip: Path, tmp_path: Path) -> 
         assert np.array_equal(got[mask], want[mask]), name
         assert np.array_equal(got[~mask], kept[~mask]), name
     assert not np.array_equal(patched, plain)
+
+
+def test_a_photo_held_as_planes_encodes_as_its_rgb_did(tmp_path: Path) -> None:
+    """A photo shown in every output frame becomes 4:2:0 planes once (pipeline.in_order): the
+    encoder copies them and converts only the patch, and the frame it gets is the one the
+    whole-RGB conversion made, patch included."""
+    from openlipsync.engine.pipeline import in_order
+
+    with VideoReader(media_path("photo/astronaut.png")) as reader:  # 512 x 512
+        photo = next(reader.pictures())
+    held = list(in_order(_Still(photo), np.zeros(4, np.int64), is_still=True))
+    assert all(picture is held[0] for picture in held)
+    picture = held[0]
+    assert isinstance(picture, YuvPicture) and picture.rgb() is photo.rgb()
+    rgb = photo.rgb()
+    patch = Patch((201, 301, 283, 347), np.full((46, 82, 3), (200, 40, 60), np.uint8))
+    with VideoWriter(tmp_path / "o.mp4", 512, 512, 25.0, None) as writer:
+        fast = writer.encodable(picture, patch)
+        whole = writer.picture(patch.onto(rgb))
+        assert np.array_equal(fast.to_ndarray(), whole.to_ndarray())
+        writer.write_picture(fast)
+    assert np.array_equal(picture.region((10, 20, 90, 70)), rgb[20:70, 10:90])
+
+
+class _Still:
+    """A frame source of one picture, as a photo's is."""
+
+    def __init__(self, picture: RgbPicture) -> None:
+        self.picture_ = picture
+
+    def picture(self, index: int) -> RgbPicture:
+        assert index == 0
+        return self.picture_

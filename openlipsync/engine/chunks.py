@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from openlipsync.engine.background import BackgroundSink, prefetch, quiet_blas
+from openlipsync.engine.background import BackgroundSink, quiet_blas
 from openlipsync.engine.effects import FaceEffects
 from openlipsync.engine.errors import EngineError
-from openlipsync.engine.pipeline import _Look, planned
+from openlipsync.engine.pipeline import _Look, in_order, planned
 from openlipsync.engine.presets import preset_for
 from openlipsync.engine.render import MouthRenderer
 from openlipsync.engine.request import GenerateRequest, GenerateResult, ProgressCallback
@@ -66,6 +66,7 @@ class PlanSummary:
     duration: float
     colour: Colour = Colour()  # the source's, for the chunks' encoders
     aspect: tuple[int, int] = (1, 1)  # the source's pixel shape (numerator, denominator)
+    is_still: bool = False  # a photo: one picture for every frame (pipeline.in_order)
 
 
 @dataclass
@@ -130,6 +131,7 @@ def write_plan(
             duration=timeline.duration,
             colour=video.colour,
             aspect=(video.aspect.numerator, video.aspect.denominator),
+            is_still=video.is_still,
         )
         scalars, arrays = look.renderer.export_state()
         meta = {
@@ -311,7 +313,7 @@ def _render_range(
     partial = output.with_name(output.name + ".part.mp4")
     indices = plan.look.src_index[start:stop]
     source = _frame_source(video, summary.fps, indices)
-    pictures = prefetch(source.picture(int(i)) for i in indices)
+    pictures = in_order(source, indices, summary.is_still)
     try:
         writer = VideoWriter(
             partial,

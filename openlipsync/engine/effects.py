@@ -13,15 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from openlipsync.engine.expression import expression_targets, expression_warp, head_motion
+from openlipsync.engine.facewarp import face_region
 from openlipsync.engine.still_motion import (
+    HEAD_MARGIN,
     HeadPose,
     MotionFrame,
     apply_still_motion,
     still_motion,
 )
+from openlipsync.media.picture import Box
 
 EMOTIONS = ("happy", "sad", "angry", "disgusted", "surprised", "neutral")
 EMOTION_STRENGTH = 0.7
+REACH_PAD = 8  # px round the effects' region: what they sample stays inside a crop of it
 
 
 @dataclass
@@ -67,6 +71,20 @@ class FaceEffects:
         if self.motion is not None:
             frame, _ = apply_still_motion(frame, landmarks, self._motion(index))
         return frame
+
+    def reach(self, landmarks: np.ndarray, width: int, height: int) -> Box | None:
+        """The box of a `width` x `height` frame that `frame` may change for a face at
+        `landmarks` (the head's move, the widest of the effects), with REACH_PAD pixels
+        round it to sample from; None when the face is not there."""
+        if not np.isfinite(landmarks).all():
+            return None
+        x0, y0, x1, y1 = face_region(landmarks, HEAD_MARGIN)
+        return (
+            max(0, int(np.floor(x0)) - REACH_PAD),
+            max(0, int(np.floor(y0)) - REACH_PAD),
+            min(width, int(np.ceil(x1)) + REACH_PAD),
+            min(height, int(np.ceil(y1)) + REACH_PAD),
+        )
 
     def _motion(self, index: int) -> MotionFrame:
         assert self.motion is not None

@@ -30,6 +30,7 @@ BLINK_INTERVAL = (2.0, 6.0)
 MAX_CLOSURE = 0.95
 # Head motion bounds at amplitude 1: degrees, inter-ocular distances, relative scale.
 MAX_ANGLE, MAX_SHIFT, MAX_SCALE = 1.5, 0.04, 0.015
+HEAD_MARGIN = 0.6  # of the landmarks' box, on each side: the region the head's move warps
 BLUR_DETAIL = 8.0  # grid steps per blur sigma where the head's weight is computed
 
 
@@ -235,7 +236,7 @@ def move_head(
     if abs(pose.angle) < 1e-4 and abs(pose.scale - 1) < 1e-6 and pose.dx == pose.dy == 0:
         return frame.copy(), moved
     height, width = frame.shape[:2]
-    x1, y1, x2, y2 = (int(v) for v in np.round(face_region(landmarks, 0.6)))
+    x1, y1, x2, y2 = (int(v) for v in np.round(face_region(landmarks, HEAD_MARGIN)))
     x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
     if x2 - x1 < 8 or y2 - y1 < 8:
         return frame.copy(), landmarks.copy()

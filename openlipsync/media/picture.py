@@ -258,6 +258,18 @@ class YuvPicture:
         self._y, self._u, self._v = y, u, v
         self._rgb: np.ndarray | None = None
 
+    @classmethod
+    def from_rgb(cls, rgb: np.ndarray) -> YuvPicture:
+        """An RGB picture of even sides as the encoder's planes (its conversion, so nothing
+        changes), keeping `rgb` for the regions read of it: a photo shown in every output
+        frame is then copied plane by plane, and only what changes is converted."""
+        height, width = rgb.shape[:2]
+        i420 = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+        chroma = i420[height:].reshape(2, height // 2, width // 2)
+        picture = cls(i420[:height], chroma[0], chroma[1])
+        picture._rgb = rgb
+        return picture
+
     @property
     def nbytes(self) -> int:
         return self._y.nbytes + self._u.nbytes + self._v.nbytes
