@@ -89,8 +89,9 @@ def test_head_moves_a_few_pixels_within_the_bound(photo, finder) -> None:
     shift = float(np.linalg.norm(measured.mean(axis=0) - landmarks.mean(axis=0)))
     bound = (MAX_SHIFT * np.sqrt(2) + MAX_SCALE) * eye_px + np.radians(MAX_ANGLE) * eye_px * 2
     assert 1.0 < shift < bound, (shift, bound)
-    # The returned landmarks say where the face went (the mouth renderer relies on them).
-    assert float(np.linalg.norm(measured.mean(axis=0) - predicted.mean(axis=0))) < 1.0
+    # The returned landmarks say where the face went (the mouth renderer relies on them), to
+    # within the independent mesh's own spread (about a pixel on this face): a fifth of the move.
+    assert float(np.linalg.norm(measured.mean(axis=0) - predicted.mean(axis=0))) < 0.2 * shift
     step = MotionFrame(1.0, motion.poses[biggest])
     assert np.allclose(
         moved_landmarks(landmarks, step), apply_still_motion(image, landmarks, step)[1]

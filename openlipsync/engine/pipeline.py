@@ -425,9 +425,11 @@ def _prepare_look(
     driving: AudioClip,
 ) -> _Look:
     """Plan the whole render at once: the renderer picks mouths, face effects move the face."""
+    # float32, as the render plan stores it (engine/chunks.py): a chunk's face effects are
+    # then built from the very numbers the single pass used, pixel for pixel
     loudness = loudness_per_frame(
         driving.samples, driving.sample_rate, timeline.fps, timeline.frame_count
-    )
+    ).astype(np.float32)
     effects = FaceEffects.for_request(
         request.model,
         request.options,

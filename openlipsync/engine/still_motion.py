@@ -31,6 +31,7 @@ MAX_CLOSURE = 0.95
 # Head motion bounds at amplitude 1: degrees, inter-ocular distances, relative scale.
 MAX_ANGLE, MAX_SHIFT, MAX_SCALE = 1.5, 0.04, 0.015
 HEAD_MARGIN = 0.6  # of the landmarks' box, on each side: the region the head's move warps
+MAP_STEP = 4  # px of the coarse grid the head's move is computed on (_head_maps)
 BLUR_DETAIL = 8.0  # grid steps per blur sigma where the head's weight is computed
 
 
@@ -241,20 +242,53 @@ def move_head(
     if x2 - x1 < 8 or y2 - y1 < 8:
         return frame.copy(), landmarks.copy()
     hull = cv2.convexHull(np.round(landmarks).astype(np.int32)).reshape(-1, 2)
-    weight = _head_weight(hull.tobytes(), (x1, y1, x2, y2))
     inverse = cv2.invertAffineTransform(forward)
-    # Each map is x + weight * (inverse(x) - x); inverse(x) - x is affine, so per row and
-    # column it is the sum of two lines: two full-size operations per map, not eight.
-    xs, ys = np.arange(x1, x2, dtype=np.float32), np.arange(y1, y2, dtype=np.float32)
-    map_x = (inverse[0, 0] - 1) * xs[None, :] + (inverse[0, 1] * ys + inverse[0, 2])[:, None]
-    map_y = inverse[1, 0] * xs[None, :] + ((inverse[1, 1] - 1) * ys + inverse[1, 2])[:, None]
-    map_x = (map_x.astype(np.float32) * weight) + xs[None, :]
-    map_y = (map_y.astype(np.float32) * weight) + ys[:, None]
+    map_x, map_y = _head_maps(inverse, hull.tobytes(), (x1, y1, x2, y2))
     out = frame.copy()
     out[y1:y2, x1:x2] = cv2.remap(
         frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
     )
     return out, moved
+
+
+def _head_maps(
+    inverse: np.ndarray, hull_bytes: bytes, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap's maps over `box`: x + weight * (inverse(x) - x).
+
+    The displacement is that of an affine map faded by a weight blurred over a fifth of a
+    face: smooth enough to compute on a grid MAP_STEP times coarser and let cv2.resize
+    enlarge (the weight is 0 for MAP_STEP px inside the box's edges, so they stay exactly
+    still). At the largest moves (30 px on a 12 MP photo) it stays within 0.06 px of the full
+    computation on the face, 0.2 px where the fading starts; that took 40 ms of each frame of
+    such a photo, this 9."""
+    x1, y1, x2, y2 = box
+    coarse, cols, rows = _coarse_weight(hull_bytes, box)
+    field_x = (inverse[0, 0] - 1) * cols[None, :] + (inverse[0, 1] * rows + inverse[0, 2])[:, None]
+    field_y = inverse[1, 0] * cols[None, :] + ((inverse[1, 1] - 1) * rows + inverse[1, 2])[:, None]
+    size = (x2 - x1, y2 - y1)
+    map_x = cv2.resize((coarse * field_x).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    map_y = cv2.resize((coarse * field_y).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    map_x += np.arange(x1, x2, dtype=np.float32)[None, :]
+    map_y += np.arange(y1, y2, dtype=np.float32)[:, None]
+    return map_x, map_y
+
+
+@functools.lru_cache(maxsize=2)
+def _coarse_weight(
+    hull_bytes: bytes, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the head's weight on the coarse grid of _head_maps, the grid's columns and rows in
+    frame pixels, where cv2.resize takes its samples to lie)."""
+    x1, y1, x2, y2 = box
+    width, height = x2 - x1, y2 - y1
+    columns, lines = max(2, -(-width // MAP_STEP)), max(2, -(-height // MAP_STEP))
+    across = (np.arange(columns) + 0.5) * (width / columns) - 0.5
+    down = (np.arange(lines) + 0.5) * (height / lines) - 0.5
+    pick_x = np.clip(np.round(across), 0, width - 1).astype(int)
+    pick_y = np.clip(np.round(down), 0, height - 1).astype(int)
+    coarse = _head_weight(hull_bytes, box)[np.ix_(pick_y, pick_x)]
+    return coarse.astype(np.float64), x1 + across, y1 + down
 
 
 @functools.lru_cache(maxsize=2)
@@ -276,8 +310,9 @@ def _head_weight(hull_bytes: bytes, box: tuple[int, int, int, int]) -> np.ndarra
     # clipped along each axis first (np.clip of the whole region took 3 ms of a 720p frame).
     reach = max(0.1 * face_w, 2.0)
     rows, cols = np.arange(y2 - y1, dtype=np.float32), np.arange(x2 - x1, dtype=np.float32)
-    down = np.clip(np.minimum(rows, rows[::-1]) / reach, 0.0, 1.0)
-    across = np.clip(np.minimum(cols, cols[::-1]) / reach, 0.0, 1.0)
+    # 0 for MAP_STEP px inside the edges: _head_maps' coarse grid then holds them still
+    down = np.clip((np.minimum(rows, rows[::-1]) - MAP_STEP) / reach, 0.0, 1.0)
+    across = np.clip((np.minimum(cols, cols[::-1]) - MAP_STEP) / reach, 0.0, 1.0)
     weight *= np.minimum(down[:, None], across[None, :])
     weight.flags.writeable = False  # shared by the cache
     return weight
