@@ -596,3 +596,30 @@ def test_without_asset_uploads_the_files_go_with_the_job(browser: Browser, studi
     assert generation["options"]["sync_mode"] == "cut_off"
     assert {item["type"] for item in generation["input"]} == {"video", "audio"}
     page.context.close()
+
+
+def test_a_gif_is_a_video_when_it_moves_and_a_photo_when_it_does_not(
+    browser: Browser, studio: Studio, tmp_path: Path
+) -> None:
+    """The server takes a moving GIF as a video (a photo in the image slot was refused as
+    'VIDEO, not IMAGE'); Studio counts its frames, and shows either as an image."""
+    from PIL import Image
+
+    photo = Image.open(media_path("photo/astronaut.png")).convert("RGB")
+    turns = [photo.rotate(angle) for angle in (0, 3, 6)]
+    moving, still = tmp_path / "wave.gif", tmp_path / "still.gif"
+    turns[0].save(moving, save_all=True, append_images=turns[1:], duration=100, loop=0)
+    turns[0].save(still)
+    page, _ = _new_page(browser, DESKTOP)
+    _sign_in(page, studio)
+    page.get_by_label("Model", exact=True).select_option("lipsync-2")
+    page.locator("#visual-file").set_input_files(str(moving))
+    expect(page.get_by_test_id("visual-status")).to_have_text("In your library", timeout=30_000)
+    expect(page.get_by_label("Model", exact=True)).to_have_value("lipsync-2")  # a video
+    expect(page.locator("#visual-picked img.thumb")).to_be_visible()
+    expect(page.locator("#visual-picked")).to_contain_text("Video")
+    page.locator("#visual-file").set_input_files(str(still))
+    expect(page.get_by_test_id("visual-status")).to_have_text("In your library", timeout=30_000)
+    expect(page.get_by_label("Model", exact=True)).to_have_value("sync-3")  # photos need it
+    expect(page.locator("#visual-picked")).to_contain_text("Photo")
+    page.context.close()

@@ -439,6 +439,10 @@
 
   // ---------------------------------------------------------------------------------------------
   // Picking files: each file becomes an asset right away (see the header comment).
+  function isGif(file) {
+    return Boolean(file) && file.type === "image/gif"; // moving or not, an <img> shows it
+  }
+
   function kindOf(file) {
     const type = (file.type || "").split("/")[0];
     if (type === "video" || type === "image" || type === "audio") return type;
@@ -456,9 +460,31 @@
     if (slot && slot.file && slot.url && !slot.keep) URL.revokeObjectURL(slot.url);
   }
 
-  function pickVisual(file) {
+  // A GIF that moves is a video to the server, one that does not a photo: count its frames.
+  function gifFrames(b) {
+    if (b.length < 13 || b[0] !== 0x47 || b[1] !== 0x49 || b[2] !== 0x46) return 0; // "GIF"
+    let i = 13 + (b[10] & 0x80 ? 3 * (2 << (b[10] & 7)) : 0); // after the global colours
+    let frames = 0;
+    while (i < b.length && b[i] !== 0x3b) { // up to the trailer
+      if (b[i] === 0x21) i += 2; // an extension: its label, then data blocks
+      else if (b[i] === 0x2c) { // an image: descriptor, local colours, LZW size, data blocks
+        frames += 1;
+        if (frames > 1) return frames;
+        const flags = b[i + 9];
+        i += 11 + (flags & 0x80 ? 3 * (2 << (flags & 7)) : 0);
+      } else break; // not a block of a GIF: stop counting
+      while (i < b.length && b[i] !== 0) i += b[i] + 1;
+      i += 1;
+    }
+    return frames;
+  }
+
+  async function pickVisual(file) {
     if (!file) return;
-    const kind = kindOf(file);
+    let kind = kindOf(file);
+    if (file.type === "image/gif" && gifFrames(new Uint8Array(await file.arrayBuffer())) > 1) {
+      kind = "video";
+    }
     if (kind === "audio") {
       showError($("create-error"), new Error("That is an audio file: add it under Voice."));
       return;
@@ -593,7 +619,7 @@
     if (slotName === "audio" && slot.url) {
       preview = h("audio", { controls: true, preload: "metadata", src: slot.url,
         "aria-label": `Preview of ${name || "audio"}` });
-    } else if (slotName === "visual" && slot.kind === "image" && slot.url) {
+    } else if (slotName === "visual" && slot.url && (slot.kind === "image" || isGif(slot.file))) {
       preview = h("img", { class: "thumb", src: slot.url, alt: "" });
       // A HEIC photo is fine for the server but most browsers cannot show it.
       preview.addEventListener("error", () => preview.replaceWith(
