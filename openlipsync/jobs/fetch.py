@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from openlipsync.settings import Settings
+
 MAX_REDIRECTS = 5
 USER_AGENT = "openlipsync-fetch/1"
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -203,6 +205,18 @@ def fetch_to_file(
             raise FetchError("too_large", f"{url} is {declared} bytes; the limit is {max_bytes}")
         size = _stream_to_file(response, dest, url, max_bytes, deadline)
         return Fetched(dest, size, content_type, str(response.url))
+
+
+def fetch_within_limits(url: str, dest: Path, settings: Settings) -> Fetched:
+    """`fetch_to_file` under this deployment's size and time limits and address policy:
+    what a generation's input URL and a registered asset's URL both get."""
+    return fetch_to_file(
+        url,
+        dest,
+        max_bytes=settings.fetch_max_bytes,
+        timeout_seconds=settings.fetch_timeout_seconds,
+        policy=policy_for(settings.allow_private_urls),
+    )
 
 
 def _stream_to_file(

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from openlipsync.engine.request import SegmentAudio
-from openlipsync.jobs.fetch import FetchError, fetch_to_file, policy_for
+from openlipsync.jobs.fetch import FetchError, fetch_within_limits
 from openlipsync.settings import Settings
 from openlipsync.store.files import Storage
 from openlipsync.store.models import Asset, Generation
@@ -241,13 +241,7 @@ def _download(storage: Storage, key: str, dest: Path, kind: str) -> Path:
 
 def _fetch(url: str, dest: Path, kind: str, settings: Settings) -> Path:
     try:
-        return fetch_to_file(
-            url,
-            dest,
-            max_bytes=settings.fetch_max_bytes,
-            timeout_seconds=settings.fetch_timeout_seconds,
-            policy=policy_for(settings.allow_private_urls),
-        ).path
+        return fetch_within_limits(url, dest, settings).path
     except FetchError as exc:
         if exc.reason == "too_large":
             raise InputError("generation_input_validation_failed", exc.message) from exc

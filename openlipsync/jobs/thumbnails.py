@@ -23,7 +23,8 @@ import numpy as np
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from openlipsync.jobs.fetch import FetchError, fetch_to_file, policy_for
+from openlipsync.jobs.fetch import FetchError, fetch_within_limits
+from openlipsync.media.probe import MediaInfo, VideoInfo, probe
 from openlipsync.settings import Settings
 from openlipsync.store.files import LocalStorage, Storage
 from openlipsync.store.models import Asset, utcnow
@@ -53,11 +54,13 @@ def make_thumbnail(
     with tempfile.TemporaryDirectory(prefix="openlipsync-thumb-") as scratch:
         try:
             if source_key is not None:
-                path, details = _stored(storage, source_key, Path(scratch)), {}
+                path, size = _stored(storage, source_key, Path(scratch)), None
             else:
                 assert url is not None
-                path, details = _fetched(url, Path(scratch), settings)
-            picture = _picture(path) if kind in PICTURES else None
+                path, size = _fetched(url, Path(scratch), settings)
+            info = probe(path)  # reads every packet: once for both
+            details = {} if size is None else _details(info, size)
+            picture = _picture(path, info.video) if kind in PICTURES else None
         except Exception as exc:  # noqa: BLE001 - any unreadable file: no thumbnail, no retry
             log.info("thumbnail of asset %s: not made (%s)", asset_id, exc)
             _settle(sessions, asset_id, NONE, {})
@@ -84,27 +87,22 @@ def _stored(storage: Storage, key: str, scratch: Path) -> Path:
     return storage.download(key, scratch / "source")
 
 
-def _fetched(url: str, scratch: Path, settings: Settings) -> tuple[Path, dict[str, Any]]:
-    """The URL's file, fetched under the same limits as a generation's inputs, and the
-    asset's columns its probe fills (None where the file has no such thing)."""
-    from openlipsync.media.probe import probe
-
+def _fetched(url: str, scratch: Path, settings: Settings) -> tuple[Path, int]:
+    """The URL's file (and its size), fetched under the same limits as a generation's inputs."""
     try:
-        fetched = fetch_to_file(
-            url,
-            scratch / "source",
-            max_bytes=settings.fetch_max_bytes,
-            timeout_seconds=settings.fetch_timeout_seconds,
-            policy=policy_for(settings.allow_private_urls),
-        )
+        fetched = fetch_within_limits(url, scratch / "source", settings)
     except FetchError as exc:
         raise ValueError(f"{url} could not be fetched: {exc.message}") from exc
-    info = probe(fetched.path)
+    return fetched.path, fetched.size
+
+
+def _details(info: MediaInfo, size: int) -> dict[str, Any]:
+    """The asset's columns an upload's probe fills (None where the file has no such thing)."""
     video, audio = info.video, info.audio
     moving = video is not None and not video.is_still
     duration = video.duration if moving else (audio.duration if audio is not None else None)
-    return fetched.path, {
-        "size": fetched.size,
+    return {
+        "size": size,
         "duration_seconds": duration,
         "fps": video.fps if moving else None,
         "width": video.width if video is not None else None,
@@ -144,13 +142,11 @@ def _settle(
         )
 
 
-def _picture(path: Path) -> tuple[np.ndarray, float]:
+def _picture(path: Path, video: VideoInfo | None) -> tuple[np.ndarray, float]:
     """(RGB of the frame shown AT_SECONDS in, or halfway through a shorter video, or a photo's
-    one; the shape of its pixels, width / height)."""
-    from openlipsync.media.probe import probe
+    one; the shape of its pixels, width / height); `video` is the file's probe."""
     from openlipsync.media.video import VideoReader
 
-    video = probe(path).video
     if video is None:
         raise ValueError("no picture")
     index = min(round(AT_SECONDS * video.fps), video.frame_count // 2)
