@@ -85,24 +85,29 @@ def write_frames(
     frames: Iterable[np.ndarray],
     options: dict[str, str] | None = None,
     configure: Callable[[av.video.stream.VideoStream], None] | None = None,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
 ) -> Path:
-    """RGB frames (all one size) as an H.264 4:2:0 MP4 at 25 fps (x264 `options`, crf 12 by
-    default: the tests' clips spliced or composed from real footage); `configure` sets the
-    stream up further (pixel aspect, rotation) first."""
+    """RGB (or RGBA) frames, all one size, as a video at 25 fps: H.264 4:2:0 by default (x264
+    `options`, crf 12 by default: the tests' clips spliced or composed from real footage), or
+    `codec` in `pix_fmt` (an alpha channel's ProRes 4444 or VP9); `configure` sets the stream
+    up further (pixel aspect, rotation) first."""
     with av.open(str(dst), "w") as out:
         stream = None
         for index, frame in enumerate(frames):
             if stream is None:
-                stream = out.add_stream("libx264", rate=25)
+                stream = out.add_stream(codec, rate=25)
                 stream.width, stream.height, stream.pix_fmt = (
                     frame.shape[1],
                     frame.shape[0],
-                    "yuv420p",
+                    pix_fmt,
                 )
-                stream.options = {"crf": "12"} if options is None else options
+                default = {"crf": "12"} if codec == "libx264" else {}
+                stream.options = default if options is None else options
                 if configure is not None:
                     configure(stream)
-            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            layout = "rgba" if frame.shape[2] == 4 else "rgb24"
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=layout)
             picture.pts, picture.time_base = index, Fraction(1, 25)
             out.mux(stream.encode(picture))
         if stream is not None:

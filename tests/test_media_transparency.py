@@ -8,7 +8,6 @@ the file's own pixels, not by the code under test.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -19,7 +18,7 @@ from PIL import Image
 from openlipsync.engine import GenerateRequest, generate
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
-from tests.media_helpers import psnr
+from tests.media_helpers import psnr, write_frames
 
 MAGENTA = (255, 0, 255)
 
@@ -84,28 +83,11 @@ def test_gifs_with_a_transparent_colour(tmp_path: Path) -> None:
     assert (first[:, :100] == 0).all()
 
 
-def _video_with_alpha(path: Path, codec: str, pix_fmt: str, rgba: list[np.ndarray]) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = rgba[0].shape[1], rgba[0].shape[0], pix_fmt
-        if codec == "libvpx-vp9":
-            stream.options = {"lossless": "1"}
-        for number, picture in enumerate(rgba):
-            frame = av.VideoFrame.from_ndarray(picture, format="rgba").reformat(format=pix_fmt)
-            frame.pts, frame.time_base = number, Fraction(1, 25)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
-
-
 def test_a_prores_4444_video_with_alpha_is_shown_over_black(tmp_path: Path) -> None:
     with VideoReader(media_path("video/grid_bbaf2n.mpg")) as reader:
         frames = [frame for _, frame in zip(range(5), reader, strict=False)]
-    path = _video_with_alpha(
-        tmp_path / "keyed.mov", "prores_ks", "yuva444p10le", [cut_out(f) for f in frames]
-    )
+    rgba = [cut_out(frame) for frame in frames]
+    path = write_frames(tmp_path / "keyed.mov", rgba, codec="prores_ks", pix_fmt="yuva444p10le")
     with av.open(str(path)) as container:  # the file's own pixels, as FFmpeg decodes them
         decoded = [frame.to_ndarray(format="rgba") for frame in container.decode(video=0)]
     assert decoded[0][:, :70, 3].max() < 255 and (decoded[0][:, :70, :3] == MAGENTA).any()
@@ -123,8 +105,11 @@ def test_an_alpha_channel_that_hides_nothing_changes_nothing(tmp_path: Path) -> 
     with VideoReader(media_path("video/grid_bbaf2n.mpg")) as reader:
         frames = [frame for _, frame in zip(range(3), reader, strict=False)]
     opaque = [np.dstack([f, np.full(f.shape[:2], 255, np.uint8)]) for f in frames]
-    with_alpha = _video_with_alpha(tmp_path / "a.webm", "libvpx-vp9", "yuva420p", opaque)
-    plain = _video_with_alpha(tmp_path / "b.webm", "libvpx-vp9", "yuv420p", opaque)
+    lossless = {"lossless": "1"}
+    with_alpha, plain = (
+        write_frames(tmp_path / name, opaque, lossless, codec="libvpx-vp9", pix_fmt=pix_fmt)
+        for name, pix_fmt in (("a.webm", "yuva420p"), ("b.webm", "yuv420p"))
+    )
     with VideoReader(with_alpha) as a, VideoReader(plain) as b:
         for x, y in zip(a, b, strict=True):
             assert np.array_equal(x, y)

@@ -367,7 +367,8 @@ class _Look:
     loudness: np.ndarray | None = None  # per output frame: what the face effects were built from
 
     def frame(self, index: int, frame: np.ndarray) -> np.ndarray:
-        """The new mouth first, on the face as filmed; then whole-face effects move it all."""
+        """The new mouth first, on the face as filmed; then whole-face effects move it all.
+        The whole-frame form of `draw`, which the render pass uses (tests hold them equal)."""
         source = int(self.src_index[index])
         rendered = self.renderer.render(index, frame)
         weight = self._weight(index)

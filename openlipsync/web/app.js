@@ -482,7 +482,7 @@
   async function pickVisual(file) {
     if (!file) return;
     let kind = kindOf(file);
-    if (file.type === "image/gif" && gifFrames(new Uint8Array(await file.arrayBuffer())) > 1) {
+    if (isGif(file) && gifFrames(new Uint8Array(await file.arrayBuffer())) > 1) {
       kind = "video";
     }
     if (kind === "audio") {
