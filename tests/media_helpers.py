@@ -340,3 +340,30 @@ def offset_sound(src: Path, dst: Path, delay: float) -> Path:
         for packet in audio.encode(None):
             out.mux(packet)
     return dst
+
+
+def with_cover_art(src: Path, dst: Path) -> Path:
+    """`src`'s sound as an MP3 with an embedded album picture, as music players and podcast
+    tools write them: FFmpeg lists the picture as a one-packet video stream (attached_pic)."""
+    from openlipsync.media.audio import load_audio
+
+    speech = load_audio(src)
+    with av.open(str(dst), "w") as out:
+        sound = out.add_stream("libmp3lame", rate=16000, layout="mono")
+        cover = out.add_stream("mjpeg")
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+        for packet in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode(None)]:
+            out.mux(packet)
+        samples = (speech.samples * 32767).astype(np.int16)[None, :]
+        for start in range(0, samples.shape[1], 1152):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[:, start : start + 1152]), format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 16000, start
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode(None):
+            out.mux(packet)
+    return dst

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from test_api_support import LiveServer, media, url_body
 
 from openlipsync.store.models import Asset, Generation
-from tests.media_helpers import heic_photo, transcode
+from tests.media_helpers import heic_photo, transcode, with_cover_art
 
 database_url = support.database_url  # fixture
 live = support.live  # fixture
@@ -227,6 +227,25 @@ def test_a_phone_video_held_upright_registers_with_its_shown_size(
     asset = client.post("/v2/assets", json={"url": url, "type": "VIDEO"})
     assert asset.status_code == 201, asset.text
     assert (asset.json()["width"], asset.json()["height"]) == (288, 360)
+
+
+def test_a_song_with_its_album_cover_registers_as_audio(client: httpx.Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """FFmpeg lists an MP3's cover as a video stream: the API took the song for a 64x64 video
+    at 90000 fps (a VIDEO asset if asked, and the cover's size on an AUDIO one)."""
+    song = with_cover_art(media("speech/arctic_a0009.wav"), tmp_path / "episode.mp3")
+    url = _uploaded(client, song, "audio/mpeg")
+    as_video = client.post("/v2/assets", json={"url": url, "type": "VIDEO"})
+    assert as_video.status_code == 400 and "AUDIO, not VIDEO" in as_video.json()["message"]
+    asset = client.post("/v2/assets", json={"url": url, "type": "AUDIO"})
+    assert asset.status_code == 201, asset.text
+    body = asset.json()
+    assert (body["type"], body["format"], body["width"], body["height"]) == (
+        "AUDIO",
+        "mp3",
+        None,
+        None,
+    )
+    assert body["durationSeconds"] == pytest.approx(3.1, abs=0.1)
 
 
 def test_upload_flow_refuses_bad_input(client: httpx.Client) -> None:

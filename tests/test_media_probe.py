@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from conftest import MEDIA, media_path
-from media_helpers import transcode
+from media_helpers import transcode, with_cover_art
 from PIL import Image
 
 from openlipsync.engine.errors import AudioMissing, MediaUnreadable, UnsupportedSize, VideoMissing
@@ -154,26 +153,8 @@ def test_audio_only_file_passed_as_video(speech_wav: Path) -> None:
 
 def test_cover_art_is_not_a_video(tmp_path: Path) -> None:
     """An MP3 with an embedded album picture, as music players write them."""
-    path = tmp_path / "cover.mp3"
+    path = with_cover_art(media_path("speech/arctic_a0009.wav"), tmp_path / "cover.mp3")
     speech = load_audio(media_path("speech/arctic_a0009.wav"))
-    with av.open(str(path), "w") as out:
-        sound = out.add_stream("libmp3lame", rate=16000, layout="mono")
-        cover = out.add_stream("mjpeg")
-        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
-        cover.disposition = av.stream.Disposition.attached_pic
-        picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
-        for packet in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode(None)]:
-            out.mux(packet)
-        samples = (speech.samples * 32767).astype(np.int16)[None, :]
-        for start in range(0, samples.shape[1], 1152):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples[:, start : start + 1152]), format="s16", layout="mono"
-            )
-            frame.sample_rate, frame.pts = 16000, start
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode(None):
-            out.mux(packet)
     info = probe(path)
     assert info.video is None and info.audio is not None
     assert info.audio.duration == pytest.approx(speech.duration, abs=0.1)

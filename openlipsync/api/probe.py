@@ -14,6 +14,7 @@ import av
 from openlipsync.engine.errors import MediaUnreadable
 from openlipsync.media.heif import heif_size, photo_kind
 from openlipsync.media.orientation import exif_orientation, track_rotation
+from openlipsync.media.probe import picture_stream
 
 IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 IMAGE_FORMATS = ("image2", "png", "mjpeg")
@@ -75,7 +76,7 @@ def _heif_photo(path: Path) -> MediaInfo:
 
 def _describe(container: av.container.InputContainer) -> MediaInfo:
     name = container.format.name or ""
-    video = next(iter(container.streams.video), None)
+    video = picture_stream(container)  # an MP3's or FLAC's album cover is not a video
     audio = next(iter(container.streams.audio), None)
     if video is None and audio is None:
         raise NotMediaError("the file has no audio or video stream")
