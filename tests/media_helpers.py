@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -366,4 +367,51 @@ def with_cover_art(src: Path, dst: Path) -> Path:
                 out.mux(packet)
         for packet in sound.encode(None):
             out.mux(packet)
+    return dst
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only, unseekable stream: what a muxer writing live sees."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, chunk) -> int:  # type: ignore[no-untyped-def, override]
+        self.data += bytes(chunk)
+        return len(chunk)
+
+
+def recorded_webm(src: Path, dst: Path, picture: bool = True) -> Path:
+    """`src` as a browser's MediaRecorder writes it (VP8 + Opus, or Opus alone): streamed, so
+    the WebM has no duration in its header and no index, and times in milliseconds."""
+    pipe = _Pipe()
+    with av.open(str(src)) as inp, av.open(pipe, "w", format="webm") as out:
+        sound = out.add_stream("libopus", rate=48000)
+        sound.layout = "mono"
+        if picture:
+            video = out.add_stream("libvpx", rate=25, options={"deadline": "realtime"})
+            video.width, video.height, video.pix_fmt = 360, 288, "yuv420p"
+            for number, frame in enumerate(inp.decode(video=0)):
+                frame = frame.reformat(format="yuv420p")
+                frame.pts, frame.time_base = number, Fraction(1, 25)
+                for packet in video.encode(frame):
+                    out.mux(packet)
+            for packet in video.encode(None):
+                out.mux(packet)
+            inp.seek(0)
+        resampler = av.AudioResampler("s16", "mono", 48000)
+        for frame in inp.decode(audio=0):
+            for part in resampler.resample(frame):
+                part.pts = None
+                for packet in sound.encode(part):
+                    out.mux(packet)
+        for packet in sound.encode(None):
+            out.mux(packet)
+    dst.write_bytes(bytes(pipe.data))
     return dst

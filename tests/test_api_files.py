@@ -16,8 +16,9 @@ import test_api_support as support
 from sqlalchemy import update
 from test_api_support import LiveServer, media, url_body
 
+from openlipsync.api import probe as api_probe
 from openlipsync.store.models import Asset, Generation
-from tests.media_helpers import heic_photo, transcode, with_cover_art
+from tests.media_helpers import heic_photo, recorded_webm, transcode, with_cover_art
 
 database_url = support.database_url  # fixture
 live = support.live  # fixture
@@ -246,6 +247,29 @@ def test_a_song_with_its_album_cover_registers_as_audio(client: httpx.Client, tm
         None,
     )
     assert body["durationSeconds"] == pytest.approx(3.1, abs=0.1)
+
+
+@pytest.mark.parametrize("kind", ["VIDEO", "AUDIO"])
+def test_a_browser_recording_registers_with_its_duration(
+    client: httpx.Client, tmp_path, kind: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A MediaRecorder WebM (a web app's webcam or voice recording) has no duration in its
+    header: it was registered with durationSeconds null, and estimated at 0 USD."""
+    recording = recorded_webm(
+        media("video/grid_bbaf2n.mpg"), tmp_path / "recording.webm", picture=kind == "VIDEO"
+    )
+    url = _uploaded(client, recording, "video/webm" if kind == "VIDEO" else "audio/webm")
+    asset = client.post("/v2/assets", json={"url": url, "type": kind})
+    assert asset.status_code == 201, asset.text
+    assert asset.json()["durationSeconds"] == pytest.approx(3.0, abs=0.05)
+
+
+def test_a_duration_is_left_unknown_past_the_packet_budget(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Finding it reads packets: a file of endless tiny ones must not hold the request."""
+    recording = recorded_webm(media("video/grid_bbaf2n.mpg"), tmp_path / "recording.webm")
+    assert api_probe.probe(recording).duration == pytest.approx(3.0, abs=0.05)
+    monkeypatch.setattr(api_probe, "SCAN_PACKETS", 50)  # the clip has 75 frames
+    assert api_probe.probe(recording).duration is None
 
 
 def test_upload_flow_refuses_bad_input(client: httpx.Client) -> None:

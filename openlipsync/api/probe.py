@@ -19,6 +19,7 @@ from openlipsync.media.probe import picture_stream
 IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 IMAGE_FORMATS = ("image2", "png", "mjpeg")
 ISOBMFF_FORMATS = ("mov", "mp4")  # MediaInfo.container: the first of FFmpeg's names
+SCAN_PACKETS = 1_000_000  # over 5 hours of 25 fps video; a duration beyond is left unknown
 
 
 class NotMediaError(ValueError):
@@ -113,4 +114,26 @@ def _duration(container: av.container.InputContainer, stream: av.stream.Stream) 
         return container.duration / av.time_base
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    return None
+    return _scanned_duration(container, stream)
+
+
+def _scanned_duration(
+    container: av.container.InputContainer, stream: av.stream.Stream
+) -> float | None:
+    """From the packets' own times, for files whose headers carry no duration: a browser's
+    MediaRecorder WebM, a live stream's capture. Demuxing only (no decoding), and at most
+    SCAN_PACKETS of them, so a file of a billion tiny packets cannot hold the request."""
+    first, last = None, None
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            if count >= SCAN_PACKETS:
+                return None
+            if packet.pts is None or packet.time_base is None:
+                continue
+            start = float(packet.pts * packet.time_base)
+            end = start + float((packet.duration or 0) * packet.time_base)
+            first = start if first is None else min(first, start)
+            last = end if last is None else max(last, end)
+    except av.FFmpegError:
+        return None
+    return last - first if first is not None and last > first else None
