@@ -67,50 +67,21 @@ def make_input(height: int, seconds: float, out: Path, source: Path = SOURCE) ->
 def floor_run(video: Path, out: Path, model: str) -> dict:
     """The floor: the decoded pictures handed to the same encoder with the engine's settings
     for `model`, nothing in between (no conversion: the engine converts only the mouth)."""
-    from openlipsync.engine.presets import preset_for
-    from openlipsync.media.encode import VideoWriter
-    from openlipsync.media.probe import open_container
+    from openlipsync.benchmark import floor_run as floor
 
-    preset = preset_for(model)
-    began = time.perf_counter()
-    with open_container(video) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate)
-        writer = VideoWriter(
-            out, stream.width, stream.height, fps, None, crf=preset.crf, preset=preset.x264
-        )
-        with writer:
-            for frame in container.decode(stream):
-                frame.pict_type = av.video.frame.PictureType.NONE  # x264 chooses, as for ours
-                writer.write_picture(frame)
-        frames = writer.close()
-    return {"seconds": time.perf_counter() - began, "frames": frames, "fps_video": fps}
+    run = floor(video, out, model)
+    return {"seconds": run.seconds, "frames": run.frames, "fps_video": run.fps}
 
 
 def photo_floor_run(photo: Path, out: Path, model: str) -> dict:
     """A photo's floor: its one picture encoded as many times as the engine's output has
-    frames (SPEECH's length), with the same settings; the engine moves the head and blinks, so
-    its frames cost x264 more than these identical ones."""
-    from openlipsync.engine.presets import preset_for
-    from openlipsync.media.encode import VideoWriter
+    frames (SPEECH's length), with the same settings."""
+    from openlipsync.benchmark import photo_floor_run as floor
     from openlipsync.media.probe import probe
-    from openlipsync.media.video import VideoReader
 
-    preset = preset_for(model)
-    began = time.perf_counter()
-    with VideoReader(photo) as reader:
-        info = reader.info
-        picture = next(iter(reader))
-    count = round(probe(SPEECH).audio.duration * info.fps)
-    writer = VideoWriter(
-        out, info.width, info.height, info.fps, None, crf=preset.crf, preset=preset.x264
-    )
-    with writer:
-        for _ in range(count):
-            writer.write(picture)
-        frames = writer.close()
-    return {"seconds": time.perf_counter() - began, "frames": frames, "fps_video": info.fps}
+    frames = round(probe(SPEECH).audio.duration * probe(photo).video.fps)
+    run = floor(photo, out, model, frames)
+    return {"seconds": run.seconds, "frames": run.frames, "fps_video": run.fps}
 
 
 def rgb_floor_run(video: Path, out: Path, model: str) -> dict:

@@ -78,32 +78,48 @@ def _engine_options(speaker: str | None, occlusion: bool) -> dict:
     return options
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from openlipsync.engine import EngineError, GenerateRequest, generate
-    from openlipsync.tts.base import TtsError
+def _request(args: argparse.Namespace, output: Path):  # -> openlipsync.engine.GenerateRequest
+    """The engine request `args` ask for; ValueError (with the flag to blame) when they do not
+    make sense, FileNotFoundError for an input that is not there. Checked before any work."""
+    from openlipsync.engine import GenerateRequest
 
     if not 0.0 <= args.temperature <= 1.0:
-        return _fail("invalid_option", "--temperature must be between 0 and 1", EXIT_USAGE)
+        raise ValueError("--temperature must be between 0 and 1")
     try:
         options = _engine_options(args.speaker, args.occlusion)
     except ValueError as exc:
-        return _fail("invalid_option", f"--speaker: {exc}", EXIT_USAGE)
+        raise ValueError(f"--speaker: {exc}") from None
     for label, path in (("video", args.video), ("audio", args.audio)):
         if path is not None and not Path(path).is_file():
-            return _fail("file_not_found", f"{label} file not found: {path}", EXIT_USAGE)
-    blocking = next((p for p in Path(args.output).absolute().parents if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():  # found before the work, not after it
-        return _fail("output_unwritable", f"{blocking} is not a folder", EXIT_USAGE)
-    request = GenerateRequest(
+            raise FileNotFoundError(f"{label} file not found: {path}")
+    return GenerateRequest(
         video=Path(args.video),
         audio=Path(args.audio or ""),
-        output=Path(args.output),
+        output=output,
         sync_mode=args.sync_mode,
         temperature=args.temperature,
         model=args.model,
-        transcript=args.transcript,
+        transcript=getattr(args, "transcript", None),
         options=options,
     )
+
+
+def _usage_error(exc: ValueError | FileNotFoundError) -> int:
+    code = "file_not_found" if isinstance(exc, FileNotFoundError) else "invalid_option"
+    return _fail(code, str(exc), EXIT_USAGE)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from openlipsync.engine import EngineError, generate
+    from openlipsync.tts.base import TtsError
+
+    try:
+        request = _request(args, Path(args.output))
+    except (ValueError, FileNotFoundError) as exc:
+        return _usage_error(exc)
+    blocking = next((p for p in Path(args.output).absolute().parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():  # found before the work, not after it
+        return _fail("output_unwritable", f"{blocking} is not a folder", EXIT_USAGE)
     try:
         with tempfile.TemporaryDirectory(prefix="openlipsync-tts-") as scratch:
             if args.text is not None:
@@ -118,13 +134,86 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", "stopped by the user", EXIT_INTERRUPTED)
     except OSError as exc:  # a full scratch disk (TMPDIR), an output that cannot be written
-        where = f" ({exc.filename})" if exc.filename else ""
-        return _fail("io_error", f"{exc.strerror or exc}{where}")
+        return _io_error(exc)
     print(
         f"wrote {result.output} ({result.width}x{result.height}, {result.frame_count} frames, "
         f"{result.duration:.2f} s)"
     )
     return EXIT_OK
+
+
+def _io_error(exc: OSError) -> int:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return _fail("io_error", f"{exc.strerror or exc}{where}")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from openlipsync.engine import EngineError
+
+    if args.repeat < 1:
+        return _fail("invalid_option", "--repeat must be at least 1", EXIT_USAGE)
+    try:
+        with tempfile.TemporaryDirectory(prefix="openlipsync-bench-") as scratch:
+            request = _request(args, Path(scratch) / "out.mp4")
+            _bench(request, args.repeat, Path(scratch) / "floor.mp4", args.json)
+    except (ValueError, FileNotFoundError) as exc:
+        return _usage_error(exc)
+    except EngineError as exc:
+        return _fail(exc.code, exc.message)
+    except KeyboardInterrupt:
+        return _fail("interrupted", "stopped by the user", EXIT_INTERRUPTED)
+    except OSError as exc:
+        return _io_error(exc)
+    return EXIT_OK
+
+
+def _bench(request, repeat: int, floor_output: Path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """`repeat` generations of `request`, each beside a floor run; the first generation of
+    the process also builds the engine's graphs, as a worker's first job does."""
+    import json
+
+    from openlipsync import benchmark
+
+    rows = []
+    for number in range(1, repeat + 1):
+        engine = benchmark.engine_run(request)
+        floor = benchmark.floor_for(request.video, floor_output, request.model, engine.frames)
+        rows.append(_bench_row(number, engine, floor))
+        if not as_json:
+            _print_bench_row(rows[-1])
+    if as_json:
+        print(json.dumps({"runs": rows, "peak_mib": round(benchmark.peak_mib())}))
+    else:
+        print(f"peak memory {benchmark.peak_mib():.0f} MiB")
+
+
+def _bench_row(number: int, engine, floor) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "run": number,
+        "frames": engine.frames,
+        "fps": round(engine.frames / engine.seconds, 2),
+        "rtf": round(engine.rtf, 3),
+        "cpu_ms_per_frame": round(engine.cpu_ms_per_frame, 2),
+        "floor_rtf": round(floor.rtf, 3),
+        "floor_cpu_ms_per_frame": round(floor.cpu_ms_per_frame, 2),
+        "engine_over_floor": round(engine.rtf / floor.rtf, 2),
+        "stage_ms_per_frame": {
+            stage: round(seconds / engine.frames * 1000, 2)
+            for stage, seconds in sorted(engine.stage_seconds.items())
+        },
+    }
+
+
+def _print_bench_row(row: dict) -> None:
+    first = " (first in this process: builds the graphs)" if row["run"] == 1 else ""
+    stages = " ".join(f"{name} {ms}" for name, ms in row["stage_ms_per_frame"].items())
+    print(
+        f"run {row['run']}{first}: {row['frames']} frames, {row['fps']:.1f} fps, "
+        f"RTF {row['rtf']:.2f} ({row['engine_over_floor']:.2f}x the floor's "
+        f"{row['floor_rtf']:.2f}); CPU {row['cpu_ms_per_frame']:.1f} ms/frame "
+        f"(floor {row['floor_cpu_ms_per_frame']:.1f})\n"
+        f"  per stage, ms/frame (they overlap on threads): {stages}"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -164,8 +253,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from openlipsync.engine.request import DEFAULT_SYNC_MODE, SYNC_MODES
-
     parser = argparse.ArgumentParser(prog="openlipsync", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -177,20 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--voice", default="en_US-joe-medium", help="local voice for --text")
     gen.add_argument("--transcript", help="English transcript of --audio: phone-exact mouth shapes")
     gen.add_argument("-o", "--output", required=True, help="output MP4 path")
-    gen.add_argument("--sync-mode", choices=SYNC_MODES, default=DEFAULT_SYNC_MODE)
-    gen.add_argument("--temperature", type=float, default=0.5)
-    gen.add_argument("--model", default="lipsync-2")
-    gen.add_argument(
-        "--speaker",
-        metavar="auto|X,Y[@FRAME]",
-        help="with several faces: 'auto' lip-syncs who speaks (turn by turn), X,Y the face at "
-        "that pixel (of frame FRAME, 0 by default); the largest face otherwise",
-    )
-    gen.add_argument(
-        "--occlusion", action="store_true", help="leave frames alone where the mouth is covered"
-    )
+    _add_engine_arguments(gen)
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=cmd_generate)
+
+    bench = sub.add_parser(
+        "bench",
+        help="how fast this machine lip-syncs your clip, against its decode + encode floor",
+    )
+    bench.add_argument("--video", required=True, help="video or photo of a face")
+    bench.add_argument("--audio", required=True, help="the voice (any audio or video file)")
+    _add_engine_arguments(bench)
+    bench.add_argument("--repeat", type=int, default=2, help="generations to time (default 2)")
+    bench.add_argument("--json", action="store_true", help="one JSON line instead of text")
+    bench.set_defaults(func=cmd_bench)
 
     serve = sub.add_parser("serve", help="run the API (and an embedded worker)")
     serve.add_argument("--host", default=None)
@@ -212,6 +299,23 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key")
     keys.set_defaults(func=cmd_keys)
     return parser
+
+
+def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    from openlipsync.engine.request import DEFAULT_SYNC_MODE, SYNC_MODES
+
+    parser.add_argument("--sync-mode", choices=SYNC_MODES, default=DEFAULT_SYNC_MODE)
+    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--model", default="lipsync-2")
+    parser.add_argument(
+        "--speaker",
+        metavar="auto|X,Y[@FRAME]",
+        help="with several faces: 'auto' lip-syncs who speaks (turn by turn), X,Y the face at "
+        "that pixel (of frame FRAME, 0 by default); the largest face otherwise",
+    )
+    parser.add_argument(
+        "--occlusion", action="store_true", help="leave frames alone where the mouth is covered"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

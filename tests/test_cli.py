@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def test_generate_writes_an_mp4_of_the_audio_length(tmp_path: Path, grid_video: 
         "-q",
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # -q: MediaPipe's start-up chatter held back (native_logs)
     with av.open(str(out)) as container:
         video = container.streams.video[0]
         assert video.codec_context.name == "h264"
@@ -93,7 +95,7 @@ def test_generate_fails_with_one_clear_line(
     )
     assert result.returncode == exit_code
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"error: {code}: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), result.stderr
     assert not (tmp_path / "o.mp4").exists() or video == "missing.mp4"
 
 
@@ -302,3 +304,48 @@ def test_speaker_and_occlusion_flags_are_the_api_options() -> None:
         "active_speaker_detection": {"frame_number": 120, "coordinates": [640, 360]}
     }
     assert _engine_options("640,360", False)["active_speaker_detection"]["frame_number"] == 0
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("bench", "--audio", str(media_path("speech/arctic_a0009.wav")), *args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("picture", ["video/grid_bbaf2n.mpg", "photo/obama.jpg"])
+def test_bench_times_the_engine_against_its_floor(picture: str) -> None:
+    result = _bench("--video", str(media_path(picture)), "--repeat", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [run["run"] for run in report["runs"]] == [1, 2]
+    for run in report["runs"]:
+        assert run["frames"] == 77  # 3.08 s of speech at 25 fps, as generate makes it
+        assert run["rtf"] == pytest.approx(run["frames"] / run["fps"] / 3.08, rel=0.02)
+        # The floor is the decode + encode alone: the lip-sync costs more than nothing.
+        assert run["engine_over_floor"] > 1 and run["cpu_ms_per_frame"] > 0
+        assert {"decode", "track", "render", "encode"} <= set(run["stage_ms_per_frame"])
+    assert 100 < report["peak_mib"] < 4096
+
+
+@pytest.mark.slow
+def test_bench_prints_its_figures_for_people() -> None:
+    result = _bench("--video", str(media_path("video/grid_bbaf2n.mpg")), "--repeat", "1")
+    assert result.returncode == 0, result.stderr
+    assert "run 1 (first in this process" in result.stdout and "x the floor" in result.stdout
+    assert "peak memory" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "exit_code"),
+    [
+        (["--video", "missing.mp4"], "file_not_found", 2),
+        (["--video", "video/grid_bbaf2n.mpg", "--repeat", "0"], "invalid_option", 2),
+        (["--video", "video/grid_bbaf2n.mpg", "--temperature", "3"], "invalid_option", 2),
+        (["--video", "speech/arctic_a0009.wav"], "generation_video_missing", 1),
+    ],
+)
+def test_bench_fails_with_one_clear_line(args: list[str], code: str, exit_code: int) -> None:
+    args = [str(media_path(a)) if "/" in a else a for a in args]
+    result = _bench(*args)
+    assert result.returncode == exit_code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), result.stderr

@@ -17,6 +17,7 @@ from math import ceil
 
 import numpy as np
 
+from openlipsync.engine.native_logs import chatter_hidden, process
 from openlipsync.media.picture import Box, Picture
 
 DETECTOR_INPUT = 192  # px: the full-range model's input side
@@ -49,9 +50,10 @@ class FaceDetector:
     def __init__(self) -> None:
         import mediapipe as mp
 
-        self._model = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=0.5
-        )
+        with chatter_hidden():
+            self._model = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=0.5
+            )
 
     def whole(self, picture: Picture) -> list[FaceBox]:
         """The faces the detector sees in the whole frame."""
@@ -70,7 +72,7 @@ class FaceDetector:
 
     def warm_up(self, image: np.ndarray) -> None:
         """Load the model and set up its CPU delegate (its first call's cost)."""
-        self._model.process(image)
+        process(self._model, image)
 
     def close(self) -> None:
         self._model.close()
@@ -79,7 +81,7 @@ class FaceDetector:
         x0, y0, x1, y1 = box
         whole = box == (0, 0, picture.width, picture.height)
         image = picture.rgb() if whole else picture.region(box)
-        result = self._model.process(np.ascontiguousarray(image))
+        result = process(self._model, np.ascontiguousarray(image))
         width, height = x1 - x0, y1 - y0
         return [
             FaceBox(

@@ -18,6 +18,7 @@ import numpy as np
 
 from openlipsync.engine.detection import FaceBox, FaceDetector
 from openlipsync.engine.mouth import face_scale, mouth_shape
+from openlipsync.engine.native_logs import chatter_hidden, process
 from openlipsync.engine.scenes import shot_ranges
 from openlipsync.engine.tracking import TILED_EVERY, LandmarkRows
 from openlipsync.media.mapped import release
@@ -78,9 +79,10 @@ class FaceFinder:
             raise ValueError(f"max_faces must be in 1..20, got {max_faces}")
         self.max_faces = int(max_faces)
         self._detector = FaceDetector()
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=True
-        )
+        with chatter_hidden():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=True
+            )
         self._calls = 0
 
     def __enter__(self) -> FaceFinder:
@@ -125,7 +127,7 @@ class FaceFinder:
         size = max(int(round(side)), 32)
         x0, y0 = int(round(cx - size / 2)), int(round(cy - size / 2))
         crop, factor = shrink_square(padded_square(frame, x0, y0, size), MESH_INPUT_CAP)
-        result = self._mesh.process(crop)
+        result = process(self._mesh, crop)
         if not result.multi_face_landmarks:
             return None
         n = crop.shape[0]

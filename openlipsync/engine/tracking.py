@@ -21,6 +21,7 @@ from scipy.signal import savgol_filter
 from openlipsync.engine.detection import FaceDetector
 from openlipsync.engine.graphs import WarmGraphs
 from openlipsync.engine.mouth import JAW_LINE, LIPS_INNER, LIPS_OUTER, face_scale
+from openlipsync.engine.native_logs import chatter_hidden, process
 from openlipsync.engine.scenes import frame_runs
 from openlipsync.media.mapped import grown, in_blocks, release, scratch_array
 from openlipsync.media.picture import Box, Picture, RgbPicture, padded_square, shrink_square
@@ -135,13 +136,14 @@ class FaceTracker:
         self.select = select
         self._detector = FaceDetector()
         self._misses = 0  # detections in a row that found no face (see _detect)
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=0.5,
-            min_tracking_confidence=0.5,
-        )
+        with chatter_hidden():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=0.5,
+                min_tracking_confidence=0.5,
+            )
         self._roi: tuple[float, float, float] | None = None  # (cx, cy, side) of the crop
 
     def __enter__(self) -> FaceTracker:
@@ -163,7 +165,7 @@ class FaceTracker:
         """Start afresh: the next frame is searched for a face as if it were the first. The
         mesh keeps the last face it saw to crop the next frame around it; a picture with no
         face clears that (a new graph costs ten times more)."""
-        self._mesh.process(BLANK)
+        process(self._mesh, BLANK)
         self._roi = None
         self._misses = 0
 
@@ -240,11 +242,11 @@ class FaceTracker:
         x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
         size = int(round(side))
         crop, factor = frame.square(x0, y0, size, MESH_INPUT_CAP)
-        result = self._mesh.process(crop)
+        result = process(self._mesh, crop)
         past_edge = x0 < 0 or y0 < 0 or x0 + size > frame.width or y0 + size > frame.height
         if not result.multi_face_landmarks and past_edge:  # a face the frame's edge cuts
             crop, factor = frame.square(x0, y0, size, MESH_INPUT_CAP, edge=True)
-            result = self._mesh.process(crop)
+            result = process(self._mesh, crop)
         if not result.multi_face_landmarks:
             return None
         n = crop.shape[0]
@@ -625,7 +627,7 @@ class HandWatch:
         lower = landmarks[list(JAW_LINE) + [2, 98, 327]]
         (fx0, fy0), (fx1, fy1) = lower.min(axis=0), lower.max(axis=0)
         x0, y0 = origin
-        result = self._hands.process(crop)
+        result = process(self._hands, crop)
         for hand in result.multi_hand_landmarks or []:
             points = np.array([(p.x, p.y) for p in hand.landmark]) * crop.shape[0] / scale
             points += [x0, y0]
@@ -667,13 +669,14 @@ class HandWatch:
 def _new_hands():  # noqa: ANN202 - a MediaPipe solution
     import mediapipe as mp
 
-    hands = mp.solutions.hands.Hands(
-        static_image_mode=True,  # every picture on its own: nothing to reset between users
-        max_num_hands=2,
-        model_complexity=0,
-        min_detection_confidence=0.4,
-    )
-    hands.process(BLANK)  # its first call loads the model (see FaceTracker.warm_up)
+    with chatter_hidden():
+        hands = mp.solutions.hands.Hands(
+            static_image_mode=True,  # every picture on its own: nothing to reset between users
+            max_num_hands=2,
+            model_complexity=0,
+            min_detection_confidence=0.4,
+        )
+        hands.process(BLANK)  # its first call loads the model (see FaceTracker.warm_up)
     return hands
 
 

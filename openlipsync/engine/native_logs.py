@@ -1,0 +1,97 @@
+"""MediaPipe's start-up chatter kept off the user's terminal.
+
+MediaPipe's C++ (absl logging, TensorFlow Lite) writes INFO and WARNING lines straight to the
+process's stderr while a graph is made, warms up and first finds a face: "Created TensorFlow
+Lite XNNPACK delegate for CPU", "Feedback manager requires a model with a single signature"
+once per model, ... A dozen lines on every `openlipsync generate -q` and in every worker's
+log, none of them actionable. No environment variable or Python call reaches that logger
+(GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL, ABSL_MIN_LOG_LEVEL: tried, no effect). So while a
+graph starts, file descriptor 2 points at a scratch file; afterwards what was written there
+goes back to stderr less those lines. Errors, and anything else written meanwhile (another
+thread's log, a progress bar), pass through, a few milliseconds late. If the process dies
+inside such a window, what it wrote there is lost: the windows are kept to graph start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+STDERR = 2
+CHATTER = re.compile(
+    rb"^(INFO: Created TensorFlow Lite XNNPACK delegate"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] )"  # absl INFO / WARNING (E, F kept)
+)
+_LINES = re.compile(rb"(?<=\n)")
+
+_lock = threading.Lock()
+_depth = 0
+_saved_fd = -1
+_scratch: IO[bytes] | None = None
+_face_seen = threading.Event()
+_started: weakref.WeakSet[Any] = weakref.WeakSet()  # models whose first call is behind them
+
+
+@contextmanager
+def chatter_hidden() -> Iterator[None]:
+    """Hold back MediaPipe's INFO/WARNING chatter written to fd 2 inside the block. Blocks on
+    several threads at once share one window: it closes when the last of them ends."""
+    _open_window()
+    try:
+        yield
+    finally:
+        _close_window()
+
+
+def process(model: Any, image: Any) -> Any:
+    """`model.process(image)` for a MediaPipe solution, hidden on the model's first call (it
+    loads its model and sets up the CPU delegate) and until a face mesh of this process first
+    finds a face (MediaPipe warns once per process then); plain after that."""
+    if _face_seen.is_set() and model in _started:
+        return model.process(image)
+    with chatter_hidden():
+        result = model.process(image)
+    _started.add(model)
+    if getattr(result, "multi_face_landmarks", None):
+        _face_seen.set()
+    return result
+
+
+def without_chatter(data: bytes) -> bytes:
+    return b"".join(line for line in _LINES.split(data) if not CHATTER.match(line))
+
+
+def _open_window() -> None:
+    global _depth, _saved_fd, _scratch
+    with _lock:
+        if _depth == 0:
+            sys.stderr.flush()
+            _scratch = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _close_window
+            _saved_fd = os.dup(STDERR)
+            os.dup2(_scratch.fileno(), STDERR)
+        _depth += 1
+
+
+def _close_window() -> None:
+    global _depth, _saved_fd, _scratch
+    with _lock:
+        _depth -= 1
+        if _depth or _scratch is None:
+            return
+        sys.stderr.flush()
+        os.dup2(_saved_fd, STDERR)
+        os.close(_saved_fd)
+        _scratch.seek(0)
+        kept = without_chatter(_scratch.read())
+        _scratch.close()
+        _scratch, _saved_fd = None, -1
+        while kept:
+            kept = kept[os.write(STDERR, kept) :]
