@@ -37,6 +37,8 @@ _depth = 0
 _saved_fd = -1
 _scratch: IO[bytes] | None = None
 _face_seen = threading.Event()
+_primed: list[bool] = []
+_primed_lock = threading.Lock()
 _started: weakref.WeakSet[Any] = weakref.WeakSet()  # models whose first call is behind them
 
 
@@ -46,6 +48,7 @@ def chatter_hidden() -> Iterator[None]:
     several threads at once share one window: it closes when the last of them ends."""
     _open_window()
     try:
+        _prime()
         yield
     finally:
         _close_window()
@@ -63,6 +66,21 @@ def process(model: Any, image: Any) -> Any:
     if getattr(result, "multi_face_landmarks", None):
         _face_seen.set()
     return result
+
+
+def _prime() -> None:
+    """Once per process, inside a window: a graph made and run, so that MediaPipe's once-per-
+    process lines (TensorFlow Lite's delegate, absl's notice) are written here. Made alone,
+    a graph sometimes wrote its delegate line after its window had closed (1 run in 12)."""
+    with _primed_lock:
+        if _primed:
+            return
+        import mediapipe as mp
+        import numpy as np
+
+        with mp.solutions.face_detection.FaceDetection(model_selection=1) as model:
+            model.process(np.zeros((64, 64, 3), np.uint8))
+        _primed.append(True)
 
 
 def without_chatter(data: bytes) -> bytes:
