@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MP4_SUFFIXES = ("", ".mp4", ".m4v", ".mov")  # what players take an MP4 for
 
 
 def _fail(code: str, message: str, exit_code: int = EXIT_FAILED) -> int:
@@ -117,6 +118,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         request = _request(args, Path(args.output))
     except (ValueError, FileNotFoundError) as exc:
         return _usage_error(exc)
+    if Path(args.output).suffix.lower() not in MP4_SUFFIXES:
+        return _fail(
+            "output_format",
+            f"the output is an MP4 (H.264 + AAC): name it .mp4, not {Path(args.output).name}",
+            EXIT_USAGE,
+        )
     blocking = next((p for p in Path(args.output).absolute().parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():  # found before the work, not after it
         return _fail("output_unwritable", f"{blocking} is not a folder", EXIT_USAGE)

@@ -184,6 +184,26 @@ def test_an_output_path_through_a_file_is_a_usage_error_before_any_work(tmp_path
     assert result.stderr.strip().splitlines()[-1].startswith("error: output_unwritable: ")
 
 
+@pytest.mark.parametrize("name", ["o.webm", "o.gif", "o.mkv"])
+def test_an_output_named_for_another_format_is_a_usage_error(tmp_path: Path, name: str) -> None:
+    """It was written as an MP4 under that name, which a browser will not play as WebM."""
+    result = run_cli(
+        "generate",
+        "--video",
+        str(media_path("video/grid_bbaf2n.mpg")),
+        "--audio",
+        str(media_path("speech/arctic_a0009.wav")),
+        "-o",
+        str(tmp_path / name),
+        "-q",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: output_format: the output is an MP4 (H.264 + AAC): name it .mp4, not {name}"
+    ]
+    assert not (tmp_path / name).exists()
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path):
     """A 2 MB tmpfs: a scratch disk that fills up (needs mount rights, as root in a container)."""
