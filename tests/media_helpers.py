@@ -308,6 +308,20 @@ def display_p3_profile() -> bytes:
     return header + struct.pack(">I", len(tags)) + table + data
 
 
+def _mux_pictures(out, stream, frames: Iterable[av.VideoFrame], skip: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """`frames` from number `skip` on, as yuv420p at 25 fps keeping their numbers, then the
+    encoder's tail."""
+    for number, frame in enumerate(frames):
+        if number < skip:
+            continue
+        frame = frame.reformat(format="yuv420p")
+        frame.pts, frame.time_base = number, Fraction(1, 25)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
 def offset_sound(src: Path, dst: Path, delay: float) -> Path:
     """`src` as an MP4 whose sound starts `delay` s after its picture (before it, when
     negative), each stream cut so that a player honouring the start times plays them in sync:
@@ -323,15 +337,7 @@ def offset_sound(src: Path, dst: Path, delay: float) -> Path:
         video.width, video.height, video.pix_fmt = 360, 288, "yuv420p"
         audio = out.add_stream("aac", rate=rate)
         audio.layout = "mono"
-        for number, frame in enumerate(inp.decode(video=0)):
-            if number < skip_frames:
-                continue
-            frame = frame.reformat(format="yuv420p")
-            frame.pts, frame.time_base = number, Fraction(1, 25)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
+        _mux_pictures(out, video, inp.decode(video=0), skip_frames)
         for start in range(skip_samples, sound.size, 1024):
             part = sound[start : start + 1024][None, :].astype(np.float32)
             frame = av.AudioFrame.from_ndarray(part, format="fltp", layout="mono")
@@ -397,13 +403,7 @@ def recorded_webm(src: Path, dst: Path, picture: bool = True) -> Path:
         if picture:
             video = out.add_stream("libvpx", rate=25, options={"deadline": "realtime"})
             video.width, video.height, video.pix_fmt = 360, 288, "yuv420p"
-            for number, frame in enumerate(inp.decode(video=0)):
-                frame = frame.reformat(format="yuv420p")
-                frame.pts, frame.time_base = number, Fraction(1, 25)
-                for packet in video.encode(frame):
-                    out.mux(packet)
-            for packet in video.encode(None):
-                out.mux(packet)
+            _mux_pictures(out, video, inp.decode(video=0))
             inp.seek(0)
         resampler = av.AudioResampler("s16", "mono", 48000)
         for frame in inp.decode(audio=0):

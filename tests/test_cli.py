@@ -168,18 +168,16 @@ def test_unknown_voice_fails_with_its_code(tmp_path: Path, grid_video: Path) -> 
     assert result.stderr.strip().splitlines()[-1].startswith("error: voice_not_found: ")
 
 
+def _generate_grid(output: Path) -> subprocess.CompletedProcess[str]:
+    video, audio = media_path("video/grid_bbaf2n.mpg"), media_path("speech/arctic_a0009.wav")
+    return run_cli(
+        "generate", "--video", str(video), "--audio", str(audio), "-o", str(output), "-q"
+    )
+
+
 def test_an_output_path_through_a_file_is_a_usage_error_before_any_work(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("a file, not a folder")
-    result = run_cli(
-        "generate",
-        "--video",
-        str(media_path("video/grid_bbaf2n.mpg")),
-        "--audio",
-        str(media_path("speech/arctic_a0009.wav")),
-        "-o",
-        str(tmp_path / "taken" / "out" / "o.mp4"),
-        "-q",
-    )
+    result = _generate_grid(tmp_path / "taken" / "out" / "o.mp4")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: output_unwritable: ")
 
@@ -187,16 +185,7 @@ def test_an_output_path_through_a_file_is_a_usage_error_before_any_work(tmp_path
 @pytest.mark.parametrize("name", ["o.webm", "o.gif", "o.mkv"])
 def test_an_output_named_for_another_format_is_a_usage_error(tmp_path: Path, name: str) -> None:
     """It was written as an MP4 under that name, which a browser will not play as WebM."""
-    result = run_cli(
-        "generate",
-        "--video",
-        str(media_path("video/grid_bbaf2n.mpg")),
-        "--audio",
-        str(media_path("speech/arctic_a0009.wav")),
-        "-o",
-        str(tmp_path / name),
-        "-q",
-    )
+    result = _generate_grid(tmp_path / name)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: output_format: the output is an MP4 (H.264 + AAC): name it .mp4, not {name}"
