@@ -415,3 +415,23 @@ def recorded_webm(src: Path, dst: Path, picture: bool = True) -> Path:
             out.mux(packet)
     dst.write_bytes(bytes(pipe.data))
     return dst
+
+
+def vbr_mp3(src: Path, dst: Path, vbr_header: bool = True) -> Path:
+    """`src`'s sound as a variable-bitrate MP3, with or without the header (Xing) that says how
+    long it is: some encoders and streamed rips leave it out."""
+    from openlipsync.media.audio import load_audio
+
+    samples = (load_audio(src, 44100).samples * 32767).astype(np.int16)[None, :]
+    with av.open(str(dst), "w", options={"write_xing": "1" if vbr_header else "0"}) as out:
+        sound = out.add_stream("libmp3lame", rate=44100, layout="mono")
+        sound.codec_context.qscale = 4  # LAME's -V 4: a bitrate per frame
+        for start in range(0, samples.shape[1], 1152):
+            part = np.ascontiguousarray(samples[:, start : start + 1152])
+            frame = av.AudioFrame.from_ndarray(part, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 44100, start
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode(None):
+            out.mux(packet)
+    return dst

@@ -18,7 +18,13 @@ from test_api_support import LiveServer, media, url_body
 
 from openlipsync.api import probe as api_probe
 from openlipsync.store.models import Asset, Generation
-from tests.media_helpers import heic_photo, recorded_webm, transcode, with_cover_art
+from tests.media_helpers import (
+    heic_photo,
+    recorded_webm,
+    transcode,
+    vbr_mp3,
+    with_cover_art,
+)
 
 database_url = support.database_url  # fixture
 live = support.live  # fixture
@@ -270,6 +276,18 @@ def test_a_duration_is_left_unknown_past_the_packet_budget(tmp_path, monkeypatch
     assert api_probe.probe(recording).duration == pytest.approx(3.0, abs=0.05)
     monkeypatch.setattr(api_probe, "SCAN_PACKETS", 50)  # the clip has 75 frames
     assert api_probe.probe(recording).duration is None
+
+
+@pytest.mark.parametrize("kind", ["mp3", "mp3 without its VBR header", "adts"])
+def test_an_audio_files_duration_is_its_own_not_a_bitrate_guess(tmp_path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    """FFmpeg guesses a raw MP3's or AAC's length from its first frames' bitrate: a VBR MP3
+    without its header was 6.25 s for 7.10, an ADTS file 6.86."""
+    speech = media("speech/librivox_austen_0870.wav")
+    if kind == "adts":
+        path = transcode(speech, tmp_path / "voice.aac", None, "aac", container_format="adts")
+    else:
+        path = vbr_mp3(speech, tmp_path / "voice.mp3", vbr_header=kind == "mp3")
+    assert api_probe.probe(path).duration == pytest.approx(7.10, abs=0.08)  # + priming
 
 
 def test_upload_flow_refuses_bad_input(client: httpx.Client) -> None:

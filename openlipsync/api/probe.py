@@ -19,6 +19,11 @@ from openlipsync.media.probe import picture_stream
 IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 IMAGE_FORMATS = ("image2", "png", "mjpeg")
 ISOBMFF_FORMATS = ("mov", "mp4")  # MediaInfo.container: the first of FFmpeg's names
+# Raw MP3 and ADTS AAC: FFmpeg guesses their duration from the first frames' bitrate unless
+# an MP3 has a VBR header (without one, a VBR MP3 of 7.10 s read 6.25), so their packets are
+# read too. The header wins when within this fraction of the packets (a VBR header also counts
+# the encoder's padding out, which the packets' times keep); ADTS never has one.
+ESTIMATED_FORMATS = {"mp3": 0.02, "aac": 0.0}
 SCAN_PACKETS = 1_000_000  # over 5 hours of 25 fps video; a duration beyond is left unknown
 
 
@@ -110,6 +115,12 @@ def _describe(container: av.container.InputContainer) -> MediaInfo:
 
 
 def _duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    trust = ESTIMATED_FORMATS.get(container.format.name)
+    if trust is not None:
+        scanned = _scanned_duration(container, stream)
+        header = container.duration / av.time_base if container.duration else None
+        if scanned is not None and (header is None or abs(header - scanned) > trust * scanned):
+            return scanned
     if container.duration:
         return container.duration / av.time_base
     if stream.duration and stream.time_base:
