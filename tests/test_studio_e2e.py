@@ -58,7 +58,14 @@ if not Path(CHROMIUM).exists():
 if importlib.util.find_spec("openlipsync.api.app") is None:
     pytest.skip("openlipsync.api.app is not available yet", allow_module_level=True)
 
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    Locator,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 # Two cores shared with media work: give every assertion room before calling it a failure.
 expect.set_options(timeout=20_000)
@@ -171,11 +178,16 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:  # one per process: a second inside it is refused
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 class Watch:
@@ -623,3 +635,64 @@ def test_a_gif_is_a_video_when_it_moves_and_a_photo_when_it_does_not(
     expect(page.get_by_label("Model", exact=True)).to_have_value("sync-3")  # photos need it
     expect(page.locator("#visual-picked")).to_contain_text("Photo")
     page.context.close()
+
+
+def _browser_with_microphone(playwright: Playwright, grant: bool) -> Browser:
+    """Chromium whose microphone plays a real recording (it loops); `grant`: and whose
+    permission prompt says yes (else no)."""
+    speech = media_path("speech/librivox_austen_0870.wav")
+    args = [
+        *CHROMIUM_ARGS,
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech}",
+    ]
+    if grant:
+        args.append("--use-fake-ui-for-media-stream")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+
+
+@pytest.mark.slow
+def test_a_voice_recorded_in_the_page_is_the_audio(playwright: Playwright, studio: Studio) -> None:
+    """Record, stop: a WebM from the browser's MediaRecorder goes up as the audio asset. Such
+    a file has no duration in its header: the API reads it from the packets."""
+    from openlipsync.media.audio import load_audio
+
+    browser = _browser_with_microphone(playwright, grant=True)
+    try:
+        page, watch = _new_page(browser, DESKTOP)
+        _sign_in(page, studio)
+        page.get_by_role("button", name="Record your voice").click()
+        stop = page.get_by_role("button", name="Stop recording")
+        expect(stop).to_have_attribute("aria-pressed", "true")
+        expect(page.get_by_role("timer")).to_have_text("0:03", timeout=10_000)
+        _shot(page, studio, "desktop-10-recording")
+        stop.click()
+        expect(page.get_by_test_id("audio-status")).to_have_text("In your library", timeout=30_000)
+        expect(page.locator("#recorder")).to_be_hidden()
+        name = page.locator("#audio-picked .picked-name").inner_text()
+        assert re.fullmatch(r"recording-\d{8}-\d{6}\.webm", name), name
+        expect(page.locator("#audio-picked audio")).to_be_attached()
+        assert watch.foreign() == [] and watch.console_errors == []
+    finally:
+        browser.close()
+    headers = {"x-api-key": studio.key}
+    assets = httpx.get(f"{studio.url}/v2/assets", headers=headers).json()["items"]
+    asset = next(a for a in assets if a["name"] == name)
+    assert asset["type"] == "AUDIO" and 2.5 < asset["durationSeconds"] < 6.0, asset
+    recorded = studio.data_dir / "recorded.webm"
+    recorded.write_bytes(httpx.get(asset["url"], headers=headers).content)
+    sound = load_audio(recorded).samples
+    assert float((sound**2).mean() ** 0.5) > 0.01  # the speech, not silence
+
+
+def test_a_refused_microphone_is_said_in_words(playwright: Playwright, studio: Studio) -> None:
+    browser = _browser_with_microphone(playwright, grant=False)
+    try:
+        page, _ = _new_page(browser, DESKTOP)
+        _sign_in(page, studio)
+        page.get_by_role("button", name="Record your voice").click()
+        expect(page.locator("#create-error")).to_contain_text("Microphone access was refused")
+        expect(page.get_by_role("button", name="Record your voice")).to_be_enabled()
+        expect(page.get_by_role("timer")).to_be_hidden()
+    finally:
+        browser.close()

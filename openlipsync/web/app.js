@@ -517,6 +517,75 @@
     upload("audio");
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Record the voice in the browser: the recording becomes the audio file, as if picked.
+  const RECORD_LIMIT_S = 600;
+  const RECORD_TYPES = [["audio/webm;codecs=opus", "webm"], ["audio/ogg;codecs=opus", "ogg"],
+    ["audio/mp4", "m4a"]];
+  const recording = { media: null, stream: null, chunks: [], started: 0, timer: 0 };
+
+  function setupRecorder() {
+    const can = Boolean(window.isSecureContext && navigator.mediaDevices &&
+      navigator.mediaDevices.getUserMedia && window.MediaRecorder);
+    $("record-toggle").disabled = !can;
+    // Browsers give pages a microphone only over HTTPS or on the computer itself (localhost).
+    $("record-help").textContent = can ? "" : window.isSecureContext
+      ? "This browser cannot record audio."
+      : "Recording needs this page over HTTPS, or opened on the server itself (localhost).";
+  }
+
+  async function toggleRecording() {
+    if (recording.media) { recording.media.stop(); return; }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (err) {
+      const refused = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+      showError($("create-error"), new Error(refused
+        ? "Microphone access was refused: allow it in the browser's site settings and try again."
+        : `No microphone could be opened (${(err && err.name) || err}).`));
+      return;
+    }
+    const [type, ext] = RECORD_TYPES.find(([t]) => MediaRecorder.isTypeSupported(t)) || ["", "webm"];
+    const media = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+    Object.assign(recording, { media, stream, chunks: [], started: Date.now() });
+    media.addEventListener("dataavailable", (e) => { if (e.data.size) recording.chunks.push(e.data); });
+    media.addEventListener("stop", () => finishRecording(media.mimeType || type, ext));
+    media.start(1000);
+    recording.timer = setInterval(tickRecording, 250);
+    renderRecorder();
+    announceText("Recording. Press Stop recording when you are done.");
+  }
+
+  function tickRecording() {
+    const seconds = Math.floor((Date.now() - recording.started) / 1000);
+    $("record-time").textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+    if (seconds >= RECORD_LIMIT_S && recording.media.state === "recording") recording.media.stop();
+  }
+
+  function finishRecording(type, ext) {
+    clearInterval(recording.timer);
+    for (const track of recording.stream.getTracks()) track.stop(); // the browser's mic light goes off
+    const blob = new Blob(recording.chunks, { type: type.split(";")[0] || "audio/webm" });
+    Object.assign(recording, { media: null, stream: null, chunks: [] });
+    renderRecorder();
+    if (!blob.size) {
+      showError($("create-error"), new Error("Nothing was recorded: check the microphone."));
+      return;
+    }
+    const stamp = new Date().toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-");
+    pickAudio(new File([blob], `recording-${stamp}.${ext}`, { type: blob.type }));
+  }
+
+  function renderRecorder() {
+    const on = Boolean(recording.media);
+    $("recorder").classList.toggle("recording", on);
+    $("record-toggle").setAttribute("aria-pressed", String(on));
+    $("record-label").textContent = on ? "Stop recording" : "Record your voice";
+    $("record-time").hidden = !on;
+    if (on) $("record-time").textContent = "0:00";
+  }
+
   function useAsset(asset) {
     const type = String(asset.type || "").toUpperCase();
     if (type === "AUDIO") {
@@ -606,6 +675,7 @@
     box.replaceChildren();
     box.hidden = !slot;
     $(`${slotName === "visual" ? "visual" : "audio"}-drop`).hidden = Boolean(slot);
+    if (slotName === "audio") $("recorder").hidden = Boolean(slot);
     if (!slot) { updateSubmit(); return; }
     const name = slot.file ? slot.file.name : slot.asset && slot.asset.name;
     const size = slot.file ? slot.file.size : slot.asset && slot.asset.size;
@@ -1461,6 +1531,8 @@
     $("audio-file").addEventListener("change", (e) => pickAudio(e.target.files[0]));
     wireDrop("visual-drop", pickVisual);
     wireDrop("audio-drop", pickAudio);
+    $("record-toggle").addEventListener("click", toggleRecording);
+    setupRecorder();
     for (const radio of document.querySelectorAll("input[name=voice-source]")) {
       radio.addEventListener("change", () => setVoiceSource(radio.value));
     }
