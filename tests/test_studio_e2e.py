@@ -637,56 +637,106 @@ def test_a_gif_is_a_video_when_it_moves_and_a_photo_when_it_does_not(
     page.context.close()
 
 
-def _browser_with_microphone(playwright: Playwright, grant: bool) -> Browser:
-    """Chromium whose microphone plays a real recording (it loops); `grant`: and whose
-    permission prompt says yes (else no)."""
+def _browser_with_devices(
+    playwright: Playwright, grant: bool, camera: Path | None = None
+) -> Browser:
+    """Chromium whose microphone plays a real recording and whose camera, given `camera`
+    (Y4M), shows it; both loop. `grant`: its permission prompts say yes (else no)."""
     speech = media_path("speech/librivox_austen_0870.wav")
     args = [
         *CHROMIUM_ARGS,
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={speech}",
     ]
+    if camera is not None:
+        args.append(f"--use-file-for-fake-video-capture={camera}")
     if grant:
         args.append("--use-fake-ui-for-media-stream")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
 
 
+def _camera_file(dst: Path) -> Path:
+    """A GRID speaker as raw Y4M, what Chromium's fake camera can show."""
+    import av
+
+    with (
+        av.open(str(media_path("video/grid_bbaf2n.mpg"))) as inp,
+        av.open(str(dst), "w", format="yuv4mpegpipe") as out,
+    ):
+        stream = out.add_stream("rawvideo", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
+        for number, frame in enumerate(inp.decode(video=0)):
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = number
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return dst
+
+
+def _record(page: Page, slot: str, button: str) -> str:
+    """Record three seconds into `slot` with its button; the recording's file name."""
+    page.get_by_role("button", name=button).click()
+    stop = page.get_by_role("button", name="Stop recording")
+    expect(stop).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_role("timer")).to_have_text("0:03", timeout=10_000)
+    stop.click()
+    expect(page.get_by_test_id(f"{slot}-status")).to_have_text("In your library", timeout=30_000)
+    expect(page.locator(f"#{slot}-recorder")).to_be_hidden()
+    return page.locator(f"#{slot}-picked .picked-name").inner_text()
+
+
 @pytest.mark.slow
-def test_a_voice_recorded_in_the_page_is_the_audio(playwright: Playwright, studio: Studio) -> None:
-    """Record, stop: a WebM from the browser's MediaRecorder goes up as the audio asset. Such
-    a file has no duration in its header: the API reads it from the packets."""
+def test_a_video_and_a_voice_recorded_in_the_page_lip_sync(
+    playwright: Playwright, studio: Studio, tmp_path: Path
+) -> None:
+    """Record yourself, record your voice, start: MediaRecorder's WebM files (no duration in
+    their headers: the API reads it from the packets) go up as assets and lip-sync."""
     from openlipsync.media.audio import load_audio
 
-    browser = _browser_with_microphone(playwright, grant=True)
+    browser = _browser_with_devices(playwright, True, _camera_file(tmp_path / "camera.y4m"))
     try:
         page, watch = _new_page(browser, DESKTOP)
         _sign_in(page, studio)
-        page.get_by_role("button", name="Record your voice").click()
-        stop = page.get_by_role("button", name="Stop recording")
-        expect(stop).to_have_attribute("aria-pressed", "true")
-        expect(page.get_by_role("timer")).to_have_text("0:03", timeout=10_000)
-        _shot(page, studio, "desktop-10-recording")
-        stop.click()
-        expect(page.get_by_test_id("audio-status")).to_have_text("In your library", timeout=30_000)
-        expect(page.locator("#recorder")).to_be_hidden()
-        name = page.locator("#audio-picked .picked-name").inner_text()
-        assert re.fullmatch(r"recording-\d{8}-\d{6}\.webm", name), name
-        expect(page.locator("#audio-picked audio")).to_be_attached()
+        page.get_by_role("button", name="Record a video").click()
+        expect(page.get_by_label("Camera")).to_be_visible()  # people see themselves
+        page.wait_for_function(
+            "() => document.getElementById('visual-record-live').currentTime > 0.5"
+        )
+        _shot(page, studio, "desktop-10-recording-video")
+        page.get_by_role("button", name="Stop recording").click()
+        page.get_by_role("button", name="Remove").first.click()  # and again, properly
+        video_name = _record(page, "visual", "Record a video")
+        audio_name = _record(page, "audio", "Record your voice")
+        for name in (video_name, audio_name):
+            assert re.fullmatch(r"recording-\d{8}-\d{6}\.webm", name), name
+        if studio.worker:
+            page.get_by_role("button", name="Start lip-sync").click()
+            status = page.locator(".job").first.get_by_test_id("job-status")
+            expect(status).to_contain_text(
+                re.compile("Completed|Failed|Rejected"), timeout=COMPLETION_TIMEOUT_MS
+            )
+            expect(status).to_contain_text("Completed")
         assert watch.foreign() == [] and watch.console_errors == []
     finally:
         browser.close()
     headers = {"x-api-key": studio.key}
-    assets = httpx.get(f"{studio.url}/v2/assets", headers=headers).json()["items"]
-    asset = next(a for a in assets if a["name"] == name)
-    assert asset["type"] == "AUDIO" and 2.5 < asset["durationSeconds"] < 6.0, asset
-    recorded = studio.data_dir / "recorded.webm"
-    recorded.write_bytes(httpx.get(asset["url"], headers=headers).content)
+    assets = {
+        a["name"]: a for a in httpx.get(f"{studio.url}/v2/assets", headers=headers).json()["items"]
+    }
+    video, audio = assets[video_name], assets[audio_name]
+    assert (video["type"], audio["type"]) == ("VIDEO", "AUDIO")
+    for asset in (video, audio):
+        assert 2.5 < asset["durationSeconds"] < 6.0, asset
+    recorded = tmp_path / "voice.webm"
+    recorded.write_bytes(httpx.get(audio["url"], headers=headers).content)
     sound = load_audio(recorded).samples
     assert float((sound**2).mean() ** 0.5) > 0.01  # the speech, not silence
 
 
 def test_a_refused_microphone_is_said_in_words(playwright: Playwright, studio: Studio) -> None:
-    browser = _browser_with_microphone(playwright, grant=False)
+    browser = _browser_with_devices(playwright, grant=False)
     try:
         page, _ = _new_page(browser, DESKTOP)
         _sign_in(page, studio)

@@ -518,72 +518,90 @@
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Record the voice in the browser: the recording becomes the audio file, as if picked.
+  // Record in the page, a voice or a video of oneself: the recording becomes the slot's file,
+  // as if it had been picked (MediaRecorder writes WebM, or MP4 in Safari).
   const RECORD_LIMIT_S = 600;
-  const RECORD_TYPES = [["audio/webm;codecs=opus", "webm"], ["audio/ogg;codecs=opus", "ogg"],
-    ["audio/mp4", "m4a"]];
-  const recording = { media: null, stream: null, chunks: [], started: 0, timer: 0 };
+  const recorders = {
+    audio: { what: "your voice", constraints: { audio: true }, pick: (f) => pickAudio(f),
+      types: [["audio/webm;codecs=opus", "webm"], ["audio/ogg;codecs=opus", "ogg"],
+        ["audio/mp4", "m4a"]] },
+    visual: { what: "a video", constraints: { audio: true, video: { width: 1280, height: 720 } },
+      pick: (f) => pickVisual(f),
+      types: [["video/webm;codecs=vp8,opus", "webm"], ["video/webm", "webm"], ["video/mp4", "mp4"]] },
+  };
 
-  function setupRecorder() {
+  function setupRecorder(slotName) {
     const can = Boolean(window.isSecureContext && navigator.mediaDevices &&
       navigator.mediaDevices.getUserMedia && window.MediaRecorder);
-    $("record-toggle").disabled = !can;
-    // Browsers give pages a microphone only over HTTPS or on the computer itself (localhost).
-    $("record-help").textContent = can ? "" : window.isSecureContext
-      ? "This browser cannot record audio."
+    $(`${slotName}-record-toggle`).disabled = !can;
+    // Browsers give pages a camera or microphone only over HTTPS or on the computer itself.
+    $(`${slotName}-record-help`).textContent = can ? "" : window.isSecureContext
+      ? "This browser cannot record here."
       : "Recording needs this page over HTTPS, or opened on the server itself (localhost).";
   }
 
-  async function toggleRecording() {
-    if (recording.media) { recording.media.stop(); return; }
+  async function toggleRecording(slotName) {
+    const rec = recorders[slotName];
+    if (rec.media) { rec.media.stop(); return; }
     let stream;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      stream = await navigator.mediaDevices.getUserMedia(rec.constraints);
     } catch (err) {
       const refused = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+      const device = slotName === "audio" ? "Microphone" : "Camera or microphone";
       showError($("create-error"), new Error(refused
-        ? "Microphone access was refused: allow it in the browser's site settings and try again."
-        : `No microphone could be opened (${(err && err.name) || err}).`));
+        ? `${device} access was refused: allow it in the browser's site settings and try again.`
+        : `No ${device.toLowerCase()} could be opened (${(err && err.name) || err}).`));
       return;
     }
-    const [type, ext] = RECORD_TYPES.find(([t]) => MediaRecorder.isTypeSupported(t)) || ["", "webm"];
+    const [type, ext] = rec.types.find(([t]) => MediaRecorder.isTypeSupported(t)) || ["", "webm"];
     const media = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
-    Object.assign(recording, { media, stream, chunks: [], started: Date.now() });
-    media.addEventListener("dataavailable", (e) => { if (e.data.size) recording.chunks.push(e.data); });
-    media.addEventListener("stop", () => finishRecording(media.mimeType || type, ext));
+    Object.assign(rec, { media, stream, chunks: [], started: Date.now() });
+    media.addEventListener("dataavailable", (e) => { if (e.data.size) rec.chunks.push(e.data); });
+    media.addEventListener("stop", () => finishRecording(slotName, media.mimeType || type, ext));
     media.start(1000);
-    recording.timer = setInterval(tickRecording, 250);
-    renderRecorder();
+    rec.timer = setInterval(() => tickRecording(slotName), 250);
+    renderRecorder(slotName);
     announceText("Recording. Press Stop recording when you are done.");
   }
 
-  function tickRecording() {
-    const seconds = Math.floor((Date.now() - recording.started) / 1000);
-    $("record-time").textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
-    if (seconds >= RECORD_LIMIT_S && recording.media.state === "recording") recording.media.stop();
+  function tickRecording(slotName) {
+    const rec = recorders[slotName];
+    const seconds = Math.floor((Date.now() - rec.started) / 1000);
+    $(`${slotName}-record-time`).textContent =
+      `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+    if (seconds >= RECORD_LIMIT_S && rec.media.state === "recording") rec.media.stop();
   }
 
-  function finishRecording(type, ext) {
-    clearInterval(recording.timer);
-    for (const track of recording.stream.getTracks()) track.stop(); // the browser's mic light goes off
-    const blob = new Blob(recording.chunks, { type: type.split(";")[0] || "audio/webm" });
-    Object.assign(recording, { media: null, stream: null, chunks: [] });
-    renderRecorder();
+  function finishRecording(slotName, type, ext) {
+    const rec = recorders[slotName];
+    clearInterval(rec.timer);
+    for (const track of rec.stream.getTracks()) track.stop(); // the camera/mic light goes off
+    const blob = new Blob(rec.chunks, { type: type.split(";")[0] });
+    Object.assign(rec, { media: null, stream: null, chunks: [] });
+    renderRecorder(slotName);
     if (!blob.size) {
-      showError($("create-error"), new Error("Nothing was recorded: check the microphone."));
+      showError($("create-error"), new Error("Nothing was recorded: check the device."));
       return;
     }
     const stamp = new Date().toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-");
-    pickAudio(new File([blob], `recording-${stamp}.${ext}`, { type: blob.type }));
+    rec.pick(new File([blob], `recording-${stamp}.${ext}`, { type: blob.type }));
   }
 
-  function renderRecorder() {
-    const on = Boolean(recording.media);
-    $("recorder").classList.toggle("recording", on);
-    $("record-toggle").setAttribute("aria-pressed", String(on));
-    $("record-label").textContent = on ? "Stop recording" : "Record your voice";
-    $("record-time").hidden = !on;
-    if (on) $("record-time").textContent = "0:00";
+  function renderRecorder(slotName) {
+    const rec = recorders[slotName];
+    const on = Boolean(rec.media);
+    $(`${slotName}-recorder`).classList.toggle("recording", on);
+    $(`${slotName}-record-toggle`).setAttribute("aria-pressed", String(on));
+    $(`${slotName}-record-label`).textContent = on ? "Stop recording" : `Record ${rec.what}`;
+    $(`${slotName}-record-time`).hidden = !on;
+    if (on) $(`${slotName}-record-time`).textContent = "0:00";
+    const live = $(`${slotName}-record-live`);
+    if (live) {
+      live.hidden = !on;
+      live.srcObject = on ? rec.stream : null;
+      if (on) live.play().catch(() => {});
+    }
   }
 
   function useAsset(asset) {
@@ -675,7 +693,7 @@
     box.replaceChildren();
     box.hidden = !slot;
     $(`${slotName === "visual" ? "visual" : "audio"}-drop`).hidden = Boolean(slot);
-    if (slotName === "audio") $("recorder").hidden = Boolean(slot);
+    $(`${slotName}-recorder`).hidden = Boolean(slot);
     if (!slot) { updateSubmit(); return; }
     const name = slot.file ? slot.file.name : slot.asset && slot.asset.name;
     const size = slot.file ? slot.file.size : slot.asset && slot.asset.size;
@@ -1531,8 +1549,10 @@
     $("audio-file").addEventListener("change", (e) => pickAudio(e.target.files[0]));
     wireDrop("visual-drop", pickVisual);
     wireDrop("audio-drop", pickAudio);
-    $("record-toggle").addEventListener("click", toggleRecording);
-    setupRecorder();
+    for (const slotName of ["visual", "audio"]) {
+      $(`${slotName}-record-toggle`).addEventListener("click", () => toggleRecording(slotName));
+      setupRecorder(slotName);
+    }
     for (const radio of document.querySelectorAll("input[name=voice-source]")) {
       radio.addEventListener("change", () => setVoiceSource(radio.value));
     }
