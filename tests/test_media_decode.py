@@ -198,6 +198,21 @@ def test_variable_frame_rate_is_normalised_by_timestamps(tmp_path: Path) -> None
     assert shown == expected[: len(frames)]
 
 
+@pytest.mark.parametrize(
+    ("step_ms", "rate"),
+    [(39.87, 25.0), (33.47, 30000 / 1001), (33.33, 30.0), (80.0, 12.5), (42.55, 23.5)],
+)
+def test_a_recordings_averaged_rate_is_the_standard_one_near_it(
+    tmp_path: Path, step_ms: float, rate: float
+) -> None:
+    """A browser's or phone's recording times each frame as it came: its average is 25.08
+    fps for a 25 fps camera, and the output ran at that. Rates far from a standard one stay."""
+    starts = [round(k * step_ms) for k in range(150)]
+    info = probe(write_vfr(tmp_path / "recording.mp4", starts)).video
+    assert info.fps == pytest.approx(rate, abs=1e-6)
+    assert info.frame_count == round(info.duration * rate)
+
+
 def test_reader_at_another_rate_drops_evenly(grid: Path, reference) -> None:
     with VideoReader(grid, fps=10) as reader:
         frames = list(reader)

@@ -14,7 +14,7 @@ import av
 from openlipsync.engine.errors import MediaUnreadable
 from openlipsync.media.heif import heif_size, photo_kind
 from openlipsync.media.orientation import exif_orientation, track_rotation
-from openlipsync.media.probe import picture_stream
+from openlipsync.media.probe import picture_stream, stream_rate
 
 IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 IMAGE_FORMATS = ("image2", "png", "mjpeg")
@@ -96,10 +96,7 @@ def _describe(container: av.container.InputContainer) -> MediaInfo:
         )
     )
     duration = None if is_image else _duration(container, video or audio)
-    fps = None
-    if video is not None and not is_image:
-        rate = video.average_rate or video.guessed_rate
-        fps = float(rate) if rate else None
+    fps = stream_rate(video) if video is not None and not is_image else None
     width = video.codec_context.width if video is not None else None
     height = video.codec_context.height if video is not None else None
     kind = "IMAGE" if is_image else ("VIDEO" if video is not None else "AUDIO")

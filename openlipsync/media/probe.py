@@ -9,7 +9,8 @@ first video frame, which proves the codec really works and yields the display ro
 Conventions shared by the whole media layer:
 
 * `VideoInfo.fps` is the constant rate every decoder of this package outputs: the stream's
-  average rate when it is sane (1..240 fps), else its guessed rate, else packets/duration, else 25.
+  average rate when it is sane (1..240 fps), else its guessed rate, else packets/duration, else
+  25; an average within 0.6 % of a standard rate (a recording's 25.08) is that rate.
 * `VideoInfo.frame_count` is the number of frames at that rate: ``round_half_up(duration * fps)``,
   at least 1. For constant-rate input it is exactly the number of coded frames.
 * `VideoInfo.rotation` is the counter-clockwise display rotation in degrees (0/90/180/270), the
@@ -37,6 +38,12 @@ from openlipsync.media.heif import HEIF_CODEC, heif_size, photo_kind
 from openlipsync.media.orientation import Orientation, exif_orientation
 
 DEFAULT_FPS = 25.0
+STANDARD_RATES = tuple(
+    Fraction(n, d)
+    for n, d in ((24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (48, 1), (50, 1))
+    + ((60000, 1001), (60, 1), (120, 1))
+)
+STANDARD_NEAR = 0.006  # 25.083 -> 25, 29.88 -> 29.97; 29.97 and 30 stay apart (0.1 %)
 MIN_FPS, MAX_FPS = 1.0, 240.0
 MAX_SIDE = 8192
 """Largest accepted picture side: bigger frames are decompression bombs, not portraits."""
@@ -325,12 +332,35 @@ def _first_frame(path: Path) -> av.VideoFrame:
 
 
 def _frame_rate(stream, packets: int, duration: float) -> float:
-    for rate in (stream.average_rate, stream.guessed_rate):
-        if rate and MIN_FPS <= float(rate) <= MAX_FPS:
-            return float(rate)
+    rate = stream_rate(stream)
+    if rate is not None:
+        return rate
     if packets > 1 and MIN_FPS <= packets / duration <= MAX_FPS:
         return float(Fraction(packets / duration).limit_denominator(1001))
     return DEFAULT_FPS
+
+
+def stream_rate(stream: av.VideoStream) -> float | None:
+    """The frame rate a video stream's header gives, by this module's conventions, or None
+    when it gives no sane one. The API's probe uses it too, so estimates count the frames
+    the engine will make."""
+    average, guessed = stream.average_rate, stream.guessed_rate
+    if average and guessed and abs(guessed / average - 1) <= STANDARD_NEAR:
+        # The same rate twice: the base rate FFmpeg guessed from the frames' durations is
+        # the clean one (12.5 where the average over a short clip says 12.54).
+        average = guessed
+    for rate in (average, guessed):
+        if rate and MIN_FPS <= float(rate) <= MAX_FPS:
+            return _standard(Fraction(rate))
+    return None
+
+
+def _standard(rate: Fraction) -> float:
+    """A rate averaged from a variable-rate clip's times (a browser's or a phone's recording:
+    301/12 for a 25 fps camera) as the standard rate within STANDARD_NEAR of it, so that
+    the output plays at a rate editors and players know; any other rate as it is."""
+    nearest = min(STANDARD_RATES, key=lambda standard: abs(rate / standard - 1))
+    return float(nearest if abs(rate / nearest - 1) <= STANDARD_NEAR else rate)
 
 
 def _audio_info(stream, spans, exact_header: bool, name: str) -> AudioInfo:
