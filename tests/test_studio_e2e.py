@@ -701,6 +701,7 @@ def test_a_video_and_a_voice_recorded_in_the_page_lip_sync(
         _sign_in(page, studio)
         page.get_by_role("button", name="Record a video").click()
         expect(page.get_by_label("Camera")).to_be_visible()  # people see themselves
+        expect(page.get_by_role("button", name="Record your voice")).to_be_disabled()
         page.wait_for_function(
             "() => document.getElementById('visual-record-live').currentTime > 0.5"
         )
@@ -741,8 +742,26 @@ def test_a_refused_microphone_is_said_in_words(playwright: Playwright, studio: S
         page, _ = _new_page(browser, DESKTOP)
         _sign_in(page, studio)
         page.get_by_role("button", name="Record your voice").click()
-        expect(page.locator("#create-error")).to_contain_text("Microphone access was refused")
+        expect(page.locator("#create-error")).to_contain_text(
+            "Access to the microphone was refused"
+        )
         expect(page.get_by_role("button", name="Record your voice")).to_be_enabled()
         expect(page.get_by_role("timer")).to_be_hidden()
+    finally:
+        browser.close()
+
+
+def test_a_machine_without_a_camera_is_said_in_words(
+    playwright: Playwright, studio: Studio
+) -> None:
+    """No fake devices: Chromium on a server has no camera and no microphone."""
+    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream"]
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        page, _ = _new_page(browser, DESKTOP)
+        _sign_in(page, studio)
+        page.get_by_role("button", name="Record a video").click()
+        expect(page.locator("#create-error")).to_contain_text("No camera or microphone was found.")
+        expect(page.get_by_label("Camera")).to_be_hidden()
     finally:
         browser.close()

@@ -530,9 +530,13 @@
       types: [["video/webm;codecs=vp8,opus", "webm"], ["video/webm", "webm"], ["video/mp4", "mp4"]] },
   };
 
-  function setupRecorder(slotName) {
-    const can = Boolean(window.isSecureContext && navigator.mediaDevices &&
+  function canRecord() {
+    return Boolean(window.isSecureContext && navigator.mediaDevices &&
       navigator.mediaDevices.getUserMedia && window.MediaRecorder);
+  }
+
+  function setupRecorder(slotName) {
+    const can = canRecord();
     $(`${slotName}-record-toggle`).disabled = !can;
     // Browsers give pages a camera or microphone only over HTTPS or on the computer itself.
     $(`${slotName}-record-help`).textContent = can ? "" : window.isSecureContext
@@ -547,11 +551,7 @@
     try {
       stream = await navigator.mediaDevices.getUserMedia(rec.constraints);
     } catch (err) {
-      const refused = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
-      const device = slotName === "audio" ? "Microphone" : "Camera or microphone";
-      showError($("create-error"), new Error(refused
-        ? `${device} access was refused: allow it in the browser's site settings and try again.`
-        : `No ${device.toLowerCase()} could be opened (${(err && err.name) || err}).`));
+      showError($("create-error"), new Error(deviceProblem(slotName, err)));
       return;
     }
     const [type, ext] = rec.types.find(([t]) => MediaRecorder.isTypeSupported(t)) || ["", "webm"];
@@ -563,6 +563,19 @@
     rec.timer = setInterval(() => tickRecording(slotName), 250);
     renderRecorder(slotName);
     announceText("Recording. Press Stop recording when you are done.");
+  }
+
+  function deviceProblem(slotName, err) {
+    const device = slotName === "audio" ? "microphone" : "camera or microphone";
+    const name = (err && err.name) || "";
+    if (name === "NotAllowedError" || name === "SecurityError") {
+      return `Access to the ${device} was refused: allow it in the browser's site settings and try again.`;
+    }
+    if (name === "NotFoundError" || name === "OverconstrainedError") return `No ${device} was found.`;
+    if (name === "NotReadableError") {
+      return `The ${device} is busy: another application may be using it.`;
+    }
+    return `The ${device} could not be opened (${name || err}).`;
   }
 
   function tickRecording(slotName) {
@@ -595,6 +608,9 @@
     $(`${slotName}-record-toggle`).setAttribute("aria-pressed", String(on));
     $(`${slotName}-record-label`).textContent = on ? "Stop recording" : `Record ${rec.what}`;
     $(`${slotName}-record-time`).hidden = !on;
+    for (const other of Object.keys(recorders)) { // one recording at a time
+      if (other !== slotName) $(`${other}-record-toggle`).disabled = on || !canRecord();
+    }
     if (on) $(`${slotName}-record-time`).textContent = "0:00";
     const live = $(`${slotName}-record-live`);
     if (live) {
