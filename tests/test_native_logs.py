@@ -6,6 +6,7 @@ process's own stderr shows what a user would see.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -90,6 +91,29 @@ def test_what_is_not_chatter_gets_through_in_order() -> None:
     assert any("a real error" in line for line in lines)
     assert any("a Python warning" in line for line in lines)
     assert "from another thread" in lines and lines[-1] == "after"
+
+
+def test_a_process_without_stderr_tracks_all_the_same() -> None:
+    """A service manager may start the worker with file descriptor 2 closed: nothing to hide
+    then, and nothing may fail for it (the first version raised EBADF from os.dup)."""
+    code = (
+        FIRST_FACE
+        + """
+    from openlipsync.engine.tracking import FaceTracker
+    with FaceTracker() as tracker:
+        tracker.warm_up()
+        assert tracker.process(frame) is not None
+    print("tracked")
+    """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(2),
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "tracked")
 
 
 def test_chatter_is_told_from_other_lines() -> None:

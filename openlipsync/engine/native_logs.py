@@ -14,6 +14,7 @@ inside such a window, what it wrote there is lost: the windows are kept to graph
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -91,11 +92,22 @@ def _open_window() -> None:
     global _depth, _saved_fd, _scratch
     with _lock:
         if _depth == 0:
-            sys.stderr.flush()
-            _scratch = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _close_window
-            _saved_fd = os.dup(STDERR)
-            os.dup2(_scratch.fileno(), STDERR)
+            _flush_stderr()
+            try:
+                _saved_fd = os.dup(STDERR)
+            except OSError:  # no stderr at all (a service closed it): nothing to keep off it
+                _saved_fd = -1
+            if _saved_fd >= 0:
+                _scratch = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _close_window
+                os.dup2(_scratch.fileno(), STDERR)
         _depth += 1
+
+
+def _flush_stderr() -> None:
+    """Python's own buffered stderr first, so its lines keep their place."""
+    if sys.stderr is not None:  # None when the process started without one
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
 
 
 def _close_window() -> None:
@@ -104,7 +116,7 @@ def _close_window() -> None:
         _depth -= 1
         if _depth or _scratch is None:
             return
-        sys.stderr.flush()
+        _flush_stderr()
         os.dup2(_saved_fd, STDERR)
         os.close(_saved_fd)
         _scratch.seek(0)
