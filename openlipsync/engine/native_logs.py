@@ -98,9 +98,22 @@ def _open_window() -> None:
             except OSError:  # no stderr at all (a service closed it): nothing to keep off it
                 _saved_fd = -1
             if _saved_fd >= 0:
-                _scratch = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _close_window
-                os.dup2(_scratch.fileno(), STDERR)
+                _scratch = _scratch_file()
+                if _scratch is None:
+                    os.close(_saved_fd)
+                    _saved_fd = -1
+                else:
+                    os.dup2(_scratch.fileno(), STDERR)
         _depth += 1
+
+
+def _scratch_file() -> IO[bytes] | None:
+    """Where the chatter goes meanwhile; None (the chatter is shown) when TMPDIR is unusable:
+    the lip-sync must not fail for the sake of quiet."""
+    try:
+        return tempfile.TemporaryFile()  # noqa: SIM115 - closed by _close_window
+    except OSError:
+        return None
 
 
 def _flush_stderr() -> None:
