@@ -91,10 +91,10 @@ def _request(args: argparse.Namespace, output: Path):  # -> openlipsync.engine.G
     except ValueError as exc:
         raise ValueError(f"--speaker: {exc}") from None
     for label, path in (("video", args.video), ("audio", args.audio)):
-        if path is not None and not Path(path).is_file():
+        if path is not None and not _is_url(path) and not Path(path).is_file():
             raise FileNotFoundError(f"{label} file not found: {path}")
     return GenerateRequest(
-        video=Path(args.video),
+        video=Path(args.video),  # a URL's download replaces it (_fetch_urls)
         audio=Path(args.audio or ""),
         output=output,
         sync_mode=args.sync_mode,
@@ -105,6 +105,29 @@ def _request(args: argparse.Namespace, output: Path):  # -> openlipsync.engine.G
     )
 
 
+def _is_url(path: str) -> bool:
+    return path.lower().startswith(("http://", "https://"))
+
+
+def _fetch_urls(request, args: argparse.Namespace, scratch: Path, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """Download the inputs `args` give as URLs into `scratch` and point `request` at them,
+    under the deployment's size and time limits; any address the user names may be reached
+    (a NAS on the LAN), as OPENLIPSYNC_ALLOW_PRIVATE_URLS allows in the API. Raises
+    InputError with the API's error code for the failure."""
+    from openlipsync.jobs.inputs import fetch_input
+    from openlipsync.settings import get_settings
+
+    settings = get_settings().model_copy(update={"allow_private_urls": True})
+    for kind in ("video", "audio"):
+        url = getattr(args, kind)
+        if url is None or not _is_url(url):
+            continue
+        if not quiet:
+            print(f"downloading {url}", file=sys.stderr)
+        name = Path(url.split("?")[0].split("#")[0]).name or kind
+        setattr(request, kind, fetch_input(url, scratch / f"{kind}-{name}", kind, settings))
+
+
 def _usage_error(exc: ValueError | FileNotFoundError) -> int:
     code = "file_not_found" if isinstance(exc, FileNotFoundError) else "invalid_option"
     return _fail(code, str(exc), EXIT_USAGE)
@@ -112,6 +135,7 @@ def _usage_error(exc: ValueError | FileNotFoundError) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from openlipsync.engine import EngineError, generate
+    from openlipsync.jobs.inputs import InputError
     from openlipsync.tts.base import TtsError
 
     try:
@@ -128,15 +152,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if blocking is not None and not blocking.is_dir():  # found before the work, not after it
         return _fail("output_unwritable", f"{blocking} is not a folder", EXIT_USAGE)
     try:
-        with tempfile.TemporaryDirectory(prefix="openlipsync-tts-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="openlipsync-") as scratch:
+            _fetch_urls(request, args, Path(scratch), args.quiet)
             if args.text is not None:
                 speech = _speak(args.text, args.voice, Path(scratch))
                 request.audio, request.phonemes = speech.audio_path, speech.phonemes
             with ProgressBar(enabled=not args.quiet) as bar:
                 result = generate(request, progress=bar.update)
-    except EngineError as exc:
-        return _fail(exc.code, exc.message)
-    except TtsError as exc:
+    except (EngineError, InputError, TtsError) as exc:
         return _fail(exc.code, exc.message)
     except KeyboardInterrupt:
         return _fail("interrupted", "stopped by the user", EXIT_INTERRUPTED)
@@ -156,16 +179,18 @@ def _io_error(exc: OSError) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from openlipsync.engine import EngineError
+    from openlipsync.jobs.inputs import InputError
 
     if args.repeat < 1:
         return _fail("invalid_option", "--repeat must be at least 1", EXIT_USAGE)
     try:
         with tempfile.TemporaryDirectory(prefix="openlipsync-bench-") as scratch:
             request = _request(args, Path(scratch) / "out.mp4")
+            _fetch_urls(request, args, Path(scratch), quiet=args.json)
             _bench(request, args.repeat, Path(scratch) / "floor.mp4", args.json)
     except (ValueError, FileNotFoundError) as exc:
         return _usage_error(exc)
-    except EngineError as exc:
+    except (EngineError, InputError) as exc:
         return _fail(exc.code, exc.message)
     except KeyboardInterrupt:
         return _fail("interrupted", "stopped by the user", EXIT_INTERRUPTED)
@@ -264,9 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="lip-sync one video to one audio track, no server")
-    gen.add_argument("--video", required=True, help="video or photo of a face")
+    gen.add_argument("--video", required=True, help="video or photo of a face (a path or URL)")
     driver = gen.add_mutually_exclusive_group(required=True)
-    driver.add_argument("--audio", help="the new voice (any audio or video file)")
+    driver.add_argument("--audio", help="the new voice (any audio or video file; path or URL)")
     driver.add_argument("--text", help="a script to speak with a local voice instead of --audio")
     gen.add_argument("--voice", default="en_US-joe-medium", help="local voice for --text")
     gen.add_argument("--transcript", help="English transcript of --audio: phone-exact mouth shapes")

@@ -358,3 +358,57 @@ def test_bench_fails_with_one_clear_line(args: list[str], code: str, exit_code: 
     assert result.returncode == exit_code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), result.stderr
+
+
+@pytest.fixture
+def web(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A loopback web server with a face video, a voice and a login page saved as .mp4."""
+    from tests.http_media import serve_directory
+
+    root = tmp_path / "site"
+    root.mkdir()
+    for name in ("video/grid_bbaf2n.mpg", "speech/arctic_a0009.wav"):
+        (root / Path(name).name).write_bytes(media_path(name).read_bytes())
+    (root / "page.mp4").write_text("<!doctype html><html><body>Please log in</body></html>")
+    with serve_directory(root) as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_generate_takes_urls(tmp_path: Path, web: str) -> None:
+    out = tmp_path / "o.mp4"
+    result = run_cli(
+        "generate",
+        "--video",
+        f"{web}/grid_bbaf2n.mpg",
+        "--audio",
+        f"{web}/arctic_a0009.wav?version=2",
+        "-o",
+        str(out),
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 77  # 3.08 s of the voice
+
+
+@pytest.mark.parametrize(
+    ("video", "audio", "code"),
+    [
+        ("missing.mp4", "arctic_a0009.wav", "generation_input_video_inaccessible"),
+        ("page.mp4", "arctic_a0009.wav", "generation_input_video_inaccessible"),
+        ("grid_bbaf2n.mpg", "missing.wav", "generation_input_audio_inaccessible"),
+    ],
+)
+def test_a_url_that_gives_no_media_is_one_clear_line(
+    tmp_path: Path, web: str, video: str, audio: str, code: str
+) -> None:
+    result = run_cli(
+        "generate", "--video", f"{web}/{video}", "--audio", f"{web}/{audio}",
+        "-o", str(tmp_path / "o.mp4"), "-q",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), result.stderr
+    assert not (tmp_path / "o.mp4").exists()

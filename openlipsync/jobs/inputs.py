@@ -223,7 +223,7 @@ def _materialize(source: Source, dest: Path, storage: Storage, settings: Setting
     if source.storage_key:
         return _download(storage, source.storage_key, dest, source.kind)
     assert source.url is not None
-    return _fetch(source.url, dest, source.kind, settings)
+    return fetch_input(source.url, dest, source.kind, settings)
 
 
 def _download(storage: Storage, key: str, dest: Path, kind: str) -> Path:
@@ -239,7 +239,9 @@ def _download(storage: Storage, key: str, dest: Path, kind: str) -> Path:
         ) from exc
 
 
-def _fetch(url: str, dest: Path, kind: str, settings: Settings) -> Path:
+def fetch_input(url: str, dest: Path, kind: str, settings: Settings) -> Path:
+    """The `kind` ("video" / "audio") input at `url` as the file `dest`, or an InputError
+    with the generation error code the failure deserves."""
     try:
         return fetch_within_limits(url, dest, settings).path
     except FetchError as exc:
