@@ -363,17 +363,21 @@ def with_cover_art(src: Path, dst: Path) -> Path:
         picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
         for packet in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode(None)]:
             out.mux(packet)
-        samples = (speech.samples * 32767).astype(np.int16)[None, :]
-        for start in range(0, samples.shape[1], 1152):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples[:, start : start + 1152]), format="s16", layout="mono"
-            )
-            frame.sample_rate, frame.pts = 16000, start
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode(None):
-            out.mux(packet)
+        _mux_mp3_sound(out, sound, speech.samples, 16000)
     return dst
+
+
+def _mux_mp3_sound(out, stream, samples: np.ndarray, rate: int) -> None:  # type: ignore[no-untyped-def]
+    """Mono float `samples` through an MP3 `stream`, one MP3 frame (1152 samples) at a time."""
+    pcm = (samples * 32767).astype(np.int16)[None, :]
+    for start in range(0, pcm.shape[1], 1152):
+        part = np.ascontiguousarray(pcm[:, start : start + 1152])
+        frame = av.AudioFrame.from_ndarray(part, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = rate, start
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
 
 
 class _Pipe(io.RawIOBase):
@@ -422,16 +426,8 @@ def vbr_mp3(src: Path, dst: Path, vbr_header: bool = True) -> Path:
     long it is: some encoders and streamed rips leave it out."""
     from openlipsync.media.audio import load_audio
 
-    samples = (load_audio(src, 44100).samples * 32767).astype(np.int16)[None, :]
     with av.open(str(dst), "w", options={"write_xing": "1" if vbr_header else "0"}) as out:
         sound = out.add_stream("libmp3lame", rate=44100, layout="mono")
         sound.codec_context.qscale = 4  # LAME's -V 4: a bitrate per frame
-        for start in range(0, samples.shape[1], 1152):
-            part = np.ascontiguousarray(samples[:, start : start + 1152])
-            frame = av.AudioFrame.from_ndarray(part, format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 44100, start
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode(None):
-            out.mux(packet)
+        _mux_mp3_sound(out, sound, load_audio(src, 44100).samples, 44100)
     return dst
