@@ -14,6 +14,7 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MP4_SUFFIXES = ("", ".mp4", ".m4v", ".mov")  # what players take an MP4 for
+CLI_FETCH_SECONDS = 3600.0  # how long a URL input may take to download (see _fetch_urls)
 
 
 def _fail(code: str, message: str, exit_code: int = EXIT_FAILED) -> int:
@@ -111,13 +112,21 @@ def _is_url(path: str) -> bool:
 
 def _fetch_urls(request, args: argparse.Namespace, scratch: Path, quiet: bool) -> None:  # type: ignore[no-untyped-def]
     """Download the inputs `args` give as URLs into `scratch` and point `request` at them,
-    under the deployment's size and time limits; any address the user names may be reached
-    (a NAS on the LAN), as OPENLIPSYNC_ALLOW_PRIVATE_URLS allows in the API. Raises
-    InputError with the API's error code for the failure."""
+    under the deployment's size limit; any address the user names may be reached (a NAS on
+    the LAN), as OPENLIPSYNC_ALLOW_PRIVATE_URLS allows in the API. Raises InputError with the
+    API's error code for the failure."""
     from openlipsync.jobs.inputs import fetch_input
     from openlipsync.settings import get_settings
 
-    settings = get_settings().model_copy(update={"allow_private_urls": True})
+    settings = get_settings()
+    settings = settings.model_copy(
+        update={
+            "allow_private_urls": True,
+            # The server's deadline (30 s) suits a request; a person downloading a large
+            # clip waits longer. A connection that stalls still fails after 10 s.
+            "fetch_timeout_seconds": max(settings.fetch_timeout_seconds, CLI_FETCH_SECONDS),
+        }
+    )
     for kind in ("video", "audio"):
         url = getattr(args, kind)
         if url is None or not _is_url(url):

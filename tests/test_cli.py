@@ -412,3 +412,46 @@ def test_a_url_that_gives_no_media_is_one_clear_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), result.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.slow
+def test_a_slow_download_is_waited_for_past_the_servers_deadline(tmp_path: Path) -> None:
+    """The API gives a URL OPENLIPSYNC_FETCH_TIMEOUT_SECONDS in all; a person's download of a
+    big clip over a slow link takes longer, and only a stall should end it."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = media_path("speech/arctic_a0009.wav").read_bytes()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            step = len(body) // 10 + 1
+            for start in range(0, len(body), step):  # 10 pieces over 2.5 s
+                self.wfile.write(body[start : start + step])
+                self.wfile.flush()
+                time.sleep(0.25)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/voice.wav"
+        result = subprocess.run(
+            [sys.executable, "-m", "openlipsync.cli", "generate", "-q", "--video",
+             str(media_path("video/grid_bbaf2n.mpg")), "--audio", url, "-o",
+             str(tmp_path / "o.mp4")],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "OPENLIPSYNC_FETCH_TIMEOUT_SECONDS": "1"},
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "o.mp4").exists()
