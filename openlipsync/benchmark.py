@@ -117,3 +117,38 @@ def floor_for(video: Path, output: Path, model: str, frames: int) -> Run:
     if info is not None and info.is_still:
         return photo_floor_run(video, output, model, frames)
     return floor_run(video, output, model)
+
+
+def rows(request: GenerateRequest, repeat: int, floor_output: Path) -> Iterator[dict]:
+    """`repeat` generations of `request`, each beside a floor run, as report rows. The first
+    generation of a process also builds the engine's graphs, as a worker's first job does."""
+    for number in range(1, repeat + 1):
+        engine = engine_run(request)
+        floor = floor_for(request.video, floor_output, request.model, engine.frames)
+        yield {
+            "run": number,
+            "frames": engine.frames,
+            "fps": round(engine.frames / engine.seconds, 2),
+            "rtf": round(engine.rtf, 3),
+            "cpu_ms_per_frame": round(engine.cpu_ms_per_frame, 2),
+            "floor_rtf": round(floor.rtf, 3),
+            "floor_cpu_ms_per_frame": round(floor.cpu_ms_per_frame, 2),
+            "engine_over_floor": round(engine.rtf / floor.rtf, 2),
+            "stage_ms_per_frame": {
+                stage: round(seconds / engine.frames * 1000, 2)
+                for stage, seconds in sorted(engine.stage_seconds.items())
+            },
+        }
+
+
+def describe(row: dict) -> str:
+    """A report row for people."""
+    first = " (first in this process: builds the graphs)" if row["run"] == 1 else ""
+    stages = " ".join(f"{name} {ms}" for name, ms in row["stage_ms_per_frame"].items())
+    return (
+        f"run {row['run']}{first}: {row['frames']} frames, {row['fps']:.1f} fps, "
+        f"RTF {row['rtf']:.2f} ({row['engine_over_floor']:.2f}x the floor's "
+        f"{row['floor_rtf']:.2f}); CPU {row['cpu_ms_per_frame']:.1f} ms/frame "
+        f"(floor {row['floor_cpu_ms_per_frame']:.1f})\n"
+        f"  per stage, ms/frame (they overlap on threads): {stages}"
+    )

@@ -209,52 +209,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _bench(request, repeat: int, floor_output: Path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
-    """`repeat` generations of `request`, each beside a floor run; the first generation of
-    the process also builds the engine's graphs, as a worker's first job does."""
     import json
 
     from openlipsync import benchmark
 
     rows = []
-    for number in range(1, repeat + 1):
-        engine = benchmark.engine_run(request)
-        floor = benchmark.floor_for(request.video, floor_output, request.model, engine.frames)
-        rows.append(_bench_row(number, engine, floor))
+    for row in benchmark.rows(request, repeat, floor_output):
+        rows.append(row)
         if not as_json:
-            _print_bench_row(rows[-1])
+            print(benchmark.describe(row))
     if as_json:
         print(json.dumps({"runs": rows, "peak_mib": round(benchmark.peak_mib())}))
     else:
         print(f"peak memory {benchmark.peak_mib():.0f} MiB")
-
-
-def _bench_row(number: int, engine, floor) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "run": number,
-        "frames": engine.frames,
-        "fps": round(engine.frames / engine.seconds, 2),
-        "rtf": round(engine.rtf, 3),
-        "cpu_ms_per_frame": round(engine.cpu_ms_per_frame, 2),
-        "floor_rtf": round(floor.rtf, 3),
-        "floor_cpu_ms_per_frame": round(floor.cpu_ms_per_frame, 2),
-        "engine_over_floor": round(engine.rtf / floor.rtf, 2),
-        "stage_ms_per_frame": {
-            stage: round(seconds / engine.frames * 1000, 2)
-            for stage, seconds in sorted(engine.stage_seconds.items())
-        },
-    }
-
-
-def _print_bench_row(row: dict) -> None:
-    first = " (first in this process: builds the graphs)" if row["run"] == 1 else ""
-    stages = " ".join(f"{name} {ms}" for name, ms in row["stage_ms_per_frame"].items())
-    print(
-        f"run {row['run']}{first}: {row['frames']} frames, {row['fps']:.1f} fps, "
-        f"RTF {row['rtf']:.2f} ({row['engine_over_floor']:.2f}x the floor's "
-        f"{row['floor_rtf']:.2f}); CPU {row['cpu_ms_per_frame']:.1f} ms/frame "
-        f"(floor {row['floor_cpu_ms_per_frame']:.1f})\n"
-        f"  per stage, ms/frame (they overlap on threads): {stages}"
-    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
