@@ -525,7 +525,9 @@
     audio: { what: "your voice", constraints: { audio: true }, pick: (f) => pickAudio(f),
       types: [["audio/webm;codecs=opus", "webm"], ["audio/ogg;codecs=opus", "ogg"],
         ["audio/mp4", "m4a"]] },
-    visual: { what: "a video", constraints: { audio: true, video: { width: 1280, height: 720 } },
+    // The front camera on a phone; 720p where the camera has it (ideal, not required).
+    visual: { what: "a video",
+      constraints: { audio: true, video: { facingMode: "user", width: 1280, height: 720 } },
       pick: (f) => pickVisual(f),
       types: [["video/webm;codecs=vp8,opus", "webm"], ["video/webm", "webm"], ["video/mp4", "mp4"]] },
   };
