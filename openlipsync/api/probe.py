@@ -113,16 +113,15 @@ def _describe(container: av.container.InputContainer) -> MediaInfo:
 
 def _duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
     trust = ESTIMATED_FORMATS.get(container.format.name)
-    if trust is not None:
-        scanned = _scanned_duration(container, stream)
-        header = container.duration / av.time_base if container.duration else None
-        if scanned is not None and (header is None or abs(header - scanned) > trust * scanned):
-            return scanned
-    if container.duration:
-        return container.duration / av.time_base
+    scanned = None if trust is None else _scanned_duration(container, stream)
+    header = container.duration / av.time_base if container.duration else None
+    if scanned is not None and (header is None or abs(header - scanned) > trust * scanned):
+        return scanned
+    if header is not None:
+        return header
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    return _scanned_duration(container, stream)
+    return scanned if trust is not None else _scanned_duration(container, stream)
 
 
 def _scanned_duration(
