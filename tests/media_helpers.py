@@ -431,3 +431,12 @@ def vbr_mp3(src: Path, dst: Path, vbr_header: bool = True) -> Path:
         sound.codec_context.qscale = 4  # LAME's -V 4: a bitrate per frame
         _mux_mp3_sound(out, sound, load_audio(src, 44100).samples, 44100)
     return dst
+
+
+def camera_y4m(src: Path, dst: Path) -> Path:
+    """`src`'s pictures as raw Y4M (360 x 288, 25 fps), what Chromium's fake camera shows."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
+        _mux_pictures(out, stream, inp.decode(video=0))
+    return dst

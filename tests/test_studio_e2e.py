@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from tests.conftest import media_path
+from tests.media_helpers import camera_y4m
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -655,26 +656,6 @@ def _browser_with_devices(
     return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
 
 
-def _camera_file(dst: Path) -> Path:
-    """A GRID speaker as raw Y4M, what Chromium's fake camera can show."""
-    import av
-
-    with (
-        av.open(str(media_path("video/grid_bbaf2n.mpg"))) as inp,
-        av.open(str(dst), "w", format="yuv4mpegpipe") as out,
-    ):
-        stream = out.add_stream("rawvideo", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
-        for number, frame in enumerate(inp.decode(video=0)):
-            frame = frame.reformat(format="yuv420p")
-            frame.pts = number
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return dst
-
-
 def _record(page: Page, slot: str, button: str) -> str:
     """Record three seconds into `slot` with its button; the recording's file name."""
     page.get_by_role("button", name=button).click()
@@ -695,7 +676,9 @@ def test_a_video_and_a_voice_recorded_in_the_page_lip_sync(
     their headers: the API reads it from the packets) go up as assets and lip-sync."""
     from openlipsync.media.audio import load_audio
 
-    browser = _browser_with_devices(playwright, True, _camera_file(tmp_path / "camera.y4m"))
+    browser = _browser_with_devices(
+        playwright, True, camera_y4m(media_path("video/grid_bbaf2n.mpg"), tmp_path / "camera.y4m")
+    )
     try:
         page, watch = _new_page(browser, DESKTOP)
         _sign_in(page, studio)
