@@ -367,6 +367,30 @@ def with_cover_art(src: Path, dst: Path) -> Path:
     return dst
 
 
+def with_audio_tracks(src: Path, tracks: list[tuple[Path, int]], dst: Path) -> Path:
+    """`src`'s picture with several audio tracks, as a film's master or a dub's delivery
+    file has them: each (file whose sound it holds, its disposition flags), in that order,
+    as 16 kHz mono FLAC in Matroska (or `dst`'s container)."""
+    from openlipsync.media.audio import load_audio
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        source = inp.streams.video[0]
+        video.width, video.height, video.pix_fmt = source.width, source.height, "yuv420p"
+        sounds = []
+        for path, disposition in tracks:
+            stream = out.add_stream("flac", rate=16000, layout="mono")
+            stream.disposition = disposition
+            sounds.append((stream, load_audio(path).samples))
+        _mux_pictures(out, video, inp.decode(video=0))
+        for stream, samples in sounds:
+            pcm = (samples * 32767).astype(np.int16)[None, :]
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 16000, 0
+            out.mux([*stream.encode(frame), *stream.encode(None)])
+    return dst
+
+
 def _mux_mp3_sound(out, stream, samples: np.ndarray, rate: int) -> None:  # type: ignore[no-untyped-def]
     """Mono float `samples` through an MP3 `stream`, one MP3 frame (1152 samples) at a time."""
     pcm = (samples * 32767).astype(np.int16)[None, :]

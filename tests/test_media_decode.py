@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 from conftest import media_path
-from media_helpers import psnr, transcode, write_vfr
+from media_helpers import psnr, transcode, with_audio_tracks, write_vfr
 from PIL import Image
 
 from openlipsync.api.probe import probe as api_probe
@@ -116,6 +116,32 @@ def test_audio_of_a_video_and_resampling(grid: Path) -> None:
     assert clip.sample_rate == 48000
     assert clip.duration == pytest.approx(2.978, abs=0.01)
     assert np.abs(clip.samples).mean() > 0.01  # real speech, not silence
+
+
+DEFAULT, COMMENT = av.stream.Disposition.default, av.stream.Disposition.comment
+
+
+@pytest.mark.parametrize(
+    "flags,played",
+    [
+        ((0, DEFAULT), 1),  # another language first; the default one is played
+        ((DEFAULT | COMMENT, DEFAULT), 1),  # the director's commentary is never the main sound
+        ((DEFAULT, DEFAULT), 0),  # nothing to tell them apart: FFmpeg's order
+        ((0, 0), 0),
+    ],
+)
+def test_the_audio_track_a_player_plays_is_the_one_heard(
+    tmp_path: Path, grid: Path, flags: tuple[int, int], played: int
+) -> None:
+    """A master or delivery file holds several tracks; the first one was always taken."""
+    sounds = [media_path("speech/jfk_inaugural.flac"), media_path("speech/arctic_a0009.wav")]
+    path = with_audio_tracks(grid, list(zip(sounds, flags, strict=True)), tmp_path / "two.mkv")
+    expected = load_audio(sounds[played])
+    info = probe(path).audio
+    assert info is not None and info.duration == pytest.approx(expected.duration, abs=0.02)
+    clip = load_audio(path)
+    assert clip.duration == pytest.approx(expected.duration, abs=0.02)
+    assert _envelope_match(clip.samples, expected.samples) > 0.99
 
 
 @pytest.mark.parametrize("photo", ["photo/astronaut.png", "photo/obama.jpg"])

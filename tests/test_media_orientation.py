@@ -15,11 +15,16 @@ import pytest
 from PIL import Image, ImageOps
 
 from openlipsync.api.probe import probe as api_probe
-from openlipsync.media.orientation import exif_orientation, track_rotation
+from openlipsync.media.orientation import (
+    Orientation,
+    display_orientation,
+    exif_orientation,
+    track_orientation,
+)
 from openlipsync.media.probe import probe
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path as media
-from tests.media_helpers import psnr, transcode
+from tests.media_helpers import psnr, transcode, write_frames
 
 # how a device stores an upright picture for each EXIF orientation (the inverse of what
 # exif_transpose applies to show it)
@@ -96,10 +101,75 @@ def test_api_sizes_a_turned_video_as_the_decoder_shows_it(
     )  # fmt: skip
     decoded = probe(path).video
     assert decoded is not None and decoded.rotation == rotation
-    assert track_rotation(path) == rotation
+    track = track_orientation(path)
+    assert track is not None and track.shown == Orientation(rotation)
+    assert track.ffmpeg_rotation == rotation
     info = api_probe(path)
     assert (info.width, info.height) == (decoded.width, decoded.height)
     assert (info.width, info.height) == ((288, 360) if rotation in (90, 270) else (360, 288))
+
+
+# The display matrix (a, b, c, d of FFmpeg's 3x3, 16.16) that shows each STORED picture
+# upright: a stored point (x, y), y down, is shown at (a x + c y, b x + d y), plus the
+# translation a writer adds to keep the picture at the origin (16.16 too, in pixels).
+SHOWN_BY = {
+    1: (1, 0, 0, 1),
+    2: (-1, 0, 0, 1),  # a selfie app's left-right mirror
+    3: (-1, 0, 0, -1),
+    4: (1, 0, 0, -1),
+    5: (0, 1, 1, 0),
+    6: (0, 1, -1, 0),  # a phone held upright: a quarter turn clockwise
+    7: (0, -1, -1, 0),
+    8: (0, -1, 1, 0),
+}
+
+
+def matrix_video(path: Path, stored: np.ndarray, shown_by: tuple[int, int, int, int]) -> Path:
+    """`stored` as three frames of H.264 in MP4, its track matrix `shown_by`."""
+    a, b, c, d = shown_by
+    height, width = stored.shape[:2]
+    x = width if (a < 0 or c < 0) else 0  # where a writer puts the mirrored picture back
+    y = height if (b < 0 or d < 0) else 0
+    matrix = [a << 16, b << 16, 0, c << 16, d << 16, 0, x << 16, y << 16, 1 << 30]
+    return write_frames(
+        path, [stored] * 3, configure=lambda stream: stream.set_display_matrix(matrix)
+    )
+
+
+@pytest.mark.parametrize("orientation", sorted(STORED))
+def test_a_video_track_matrix_that_mirrors_is_shown_mirrored(
+    tmp_path: Path, orientation: int
+) -> None:
+    """FFmpeg reads a left-right mirror as a half turn: such a video came out upside down."""
+    shown = np.asarray(upright())[:400, :300]
+    method = STORED[orientation]
+    image = Image.fromarray(shown)
+    stored = np.asarray(image if method is None else image.transpose(method))
+    path = matrix_video(tmp_path / "matrix.mp4", stored, SHOWN_BY[orientation])
+    info = probe(path).video
+    assert info is not None and (info.width, info.height) == (300, 400)
+    assert info.mirrored == (orientation in (2, 4, 5, 7))
+    rgb, picture = read_both_frames(path)
+    assert psnr(rgb, shown) > 35 and psnr(picture, shown) > 35
+    assert (api_probe(path).width, api_probe(path).height) == (300, 400)
+
+
+def read_both_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with VideoReader(path) as reader:
+        rgb = next(iter(reader))
+    with VideoReader(path) as reader:
+        picture = next(reader.pictures()).fresh_rgb()
+    return rgb, picture
+
+
+def test_a_matrix_between_quarter_turns_snaps_to_the_nearest() -> None:
+    tilt = np.radians(8)  # a stabiliser's roll
+    cos, sin = np.cos(tilt), np.sin(tilt)
+    fixed = [round(v * 65536) for v in (-cos, -sin, 0, -sin, cos, 0, 0, 0)] + [1 << 30]
+    assert display_orientation(fixed) == Orientation(0, True)
+    assert display_orientation([0, 65536 * 3, 0, -65536 * 3, 0, 0, 0, 0, 1 << 30]) == (
+        Orientation(270)  # scaled, a quarter turn clockwise
+    )
 
 
 def test_headers_that_lie_or_stop_short_turn_nothing(tmp_path: Path) -> None:
@@ -121,13 +191,13 @@ def test_headers_that_lie_or_stop_short_turn_nothing(tmp_path: Path) -> None:
         broken = tmp_path / "broken.mp4"
         broken.write_bytes(content)
         started = time.monotonic()
-        assert track_rotation(broken) == 0, name
+        assert track_orientation(broken) is None, name
         assert time.monotonic() - started < 1.0, name
         assert exif_orientation(broken) is None, name
     tkhd = data.index(b"tkhd") - 4
     short = data[:tkhd] + (20).to_bytes(4, "big") + data[tkhd + 4 :]  # tkhd of 20 bytes
     (tmp_path / "short.mp4").write_bytes(short)
-    assert track_rotation(tmp_path / "short.mp4") in (0, 90)  # never an exception
+    assert track_orientation(tmp_path / "short.mp4") is None  # never an exception
 
 
 def test_exif_orientations_outside_the_standard_are_ignored(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from openlipsync.media.encode import VideoWriter
 from openlipsync.media.probe import Colour, probe
 from openlipsync.media.video import VideoReader
 from tests.conftest import media_path
-from tests.media_helpers import scaled_copy, transcode, write_frames
+from tests.media_helpers import psnr, scaled_copy, transcode, write_frames
 
 BT709 = Colour(1, 1, 1)
 GRID = media_path("video/grid_bbaf2n.mpg")
@@ -192,3 +192,22 @@ def test_the_segment_output_is_tagged_like_the_main_output(tmp_path: Path) -> No
     )
     generate(request)
     assert _shown(tmp_path / "out.mp4")[1] == _shown(tmp_path / "segments.mp4")[1] == 1
+
+
+def test_a_video_its_track_matrix_mirrors_is_lip_synced_as_shown(tmp_path: Path) -> None:
+    """A selfie app stores the camera's picture and mirrors it by the track matrix. FFmpeg
+    reads that matrix as a half turn: the face was upside down, and no face was found."""
+    with VideoReader(GRID) as reader:
+        upright = [frame for _, frame in zip(range(25), reader, strict=False)]
+    mirror = [-1 << 16, 0, 0, 0, 1 << 16, 0, 360 << 16, 0, 1 << 30]
+    source = write_frames(
+        tmp_path / "selfie.mp4",
+        [np.ascontiguousarray(f[:, ::-1]) for f in upright],
+        configure=lambda stream: stream.set_display_matrix(mirror),
+    )
+    out = tmp_path / "out.mp4"
+    result = generate(GenerateRequest(source, GRID, out, sync_mode="cut_off"))
+    assert (result.width, result.height, result.frame_count) == (360, 288, 25)
+    shown, _ = _shown(out)
+    above_the_mouth = (slice(0, 150), slice(None))
+    assert psnr(shown[above_the_mouth].astype(np.uint8), upright[0][above_the_mouth]) > 30

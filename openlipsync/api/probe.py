@@ -13,8 +13,8 @@ import av
 
 from openlipsync.engine.errors import MediaUnreadable
 from openlipsync.media.heif import heif_size, photo_kind
-from openlipsync.media.orientation import exif_orientation, track_rotation
-from openlipsync.media.probe import picture_stream, stream_rate
+from openlipsync.media.orientation import exif_orientation, track_orientation
+from openlipsync.media.probe import picture_stream, sound_stream, stream_rate
 
 IMAGE_FORMAT_SUFFIXES = ("_pipe",)
 IMAGE_FORMATS = ("image2", "png", "mjpeg")
@@ -67,7 +67,8 @@ def _as_shown(info: MediaInfo, path: Path) -> MediaInfo:
         turn = exif_orientation(path)
         turned = turn is not None and turn.turned
     else:
-        turned = info.container in ISOBMFF_FORMATS and track_rotation(path) in (90, 270)
+        track = track_orientation(path) if info.container in ISOBMFF_FORMATS else None
+        turned = track is not None and track.shown.turned
     return replace(info, width=info.height, height=info.width) if turned else info
 
 
@@ -83,7 +84,7 @@ def _heif_photo(path: Path) -> MediaInfo:
 def _describe(container: av.container.InputContainer) -> MediaInfo:
     name = container.format.name or ""
     video = picture_stream(container)  # an MP3's or FLAC's album cover is not a video
-    audio = next(iter(container.streams.audio), None)
+    audio = sound_stream(container)
     if video is None and audio is None:
         raise NotMediaError("the file has no audio or video stream")
     is_image = (

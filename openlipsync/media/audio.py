@@ -28,7 +28,7 @@ import av
 import numpy as np
 
 from openlipsync.engine.errors import AudioMissing, InputTooLong, MediaUnreadable
-from openlipsync.media.probe import AudioInfo, open_container, probe, round_half_up
+from openlipsync.media.probe import AudioInfo, open_container, probe, round_half_up, sound_stream
 
 INVERTED = 0.5  # correlation of two channels below minus this: one side's polarity is flipped
 MAX_DECODE_SECONDS = 3 * 3600.0  # the engine's own ceiling (GenerateRequest.max_seconds)
@@ -163,7 +163,8 @@ class FileAudioClip(AudioClip):
 def load_audio(
     path: str | Path, sample_rate: int = 16000, max_seconds: float = MAX_DECODE_SECONDS
 ) -> AudioClip:
-    """Decode the first audio stream of `path` to mono float32 at `sample_rate`.
+    """Decode the played audio track of `path` (media.probe.sound_stream) to mono float32 at
+    `sample_rate`.
 
     The declared length is checked before decoding: a few kilobytes of 1 Hz PCM claim hours,
     and resampling them to 48 kHz would allocate gigabytes before any later check ran.
@@ -246,7 +247,7 @@ def _dialogue(centre_energy: float, mean_energy: float) -> bool:
 
 
 def _audio_of(path: Path, max_seconds: float) -> AudioInfo:
-    """The first audio stream's probe, once per load (probing reads every packet)."""
+    """The played audio track's probe, once per load (probing reads every packet)."""
     info = probe(path).audio  # also rejects truncated and non-media files
     if info is None:
         raise AudioMissing(f"{path.name}: no audio stream")
@@ -264,13 +265,13 @@ def _decoded(
     channels: int = 1,
     start_at: float | None = None,
 ) -> Iterator[np.ndarray]:
-    """Float32 chunks of the first audio stream (`info`, its probe) at `sample_rate`, as FFmpeg
+    """Float32 chunks of the played audio track (`info`, its probe) at `sample_rate`, as FFmpeg
     decodes them: mono (n,), or (n, 2) with `channels` 2; from `start_at` when given."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     empty = True
     with open_container(path) as container:
-        stream = container.streams.audio[0]
+        stream = sound_stream(container)
         stream.thread_type = "AUTO"
         # Packed, not planar: PyAV 18 segfaults reading a planar frame of 8 or more channels
         # (a real crash from a 64-channel WAV), and one interleaved plane has no such limit.

@@ -15,8 +15,9 @@ Conventions shared by the whole media layer:
   at least 1. For constant-rate input it is exactly the number of coded frames.
 * `VideoInfo.rotation` is the counter-clockwise display rotation in degrees (0/90/180/270), the
   convention of FFmpeg's display matrix and `av.VideoFrame.rotation`; width/height are the size
-  after that rotation. A photo's EXIF may also mirror it (`VideoInfo.mirrored`, applied before
-  the rotation). Decoders return upright pictures, so outputs need no rotation tag.
+  after that rotation. A photo's EXIF or an MP4/MOV track's matrix may also mirror it
+  (`VideoInfo.mirrored`, applied before the rotation). Decoders return upright pictures, so
+  outputs need no rotation tag.
 * Still images (PNG/JPEG/WebP/BMP/TIFF files; HEIC and AVIF photos, media/heif.py; any video
   stream of a single frame, such as a GIF that does not move) have ``is_still=True``, 25 fps,
   one frame, and a duration of one frame (1/25 s); width and height are those they are read
@@ -35,7 +36,7 @@ import av
 
 from openlipsync.engine.errors import MediaMetadataMissing, MediaUnreadable, UnsupportedSize
 from openlipsync.media.heif import HEIF_CODEC, heif_size, photo_kind
-from openlipsync.media.orientation import Orientation, exif_orientation
+from openlipsync.media.orientation import Orientation, exif_orientation, track_orientation
 
 DEFAULT_FPS = 25.0
 STANDARD_RATES = tuple(
@@ -131,12 +132,42 @@ def open_container(path: str | Path) -> av.container.InputContainer:
     return container
 
 
+_ASIDE = (
+    av.stream.Disposition.comment
+    | av.stream.Disposition.descriptions
+    | av.stream.Disposition.visual_impaired
+    | av.stream.Disposition.hearing_impaired
+    | av.stream.Disposition.karaoke
+)
+"""Tracks a player does not pick by itself: a director's commentary, audio description for the
+blind, a karaoke backing track."""
+
+
 def picture_stream(container: av.container.InputContainer) -> av.VideoStream | None:
-    """The first real video stream: cover art in MP3/M4A files is a 'video' stream too."""
-    for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    return None
+    """The video track a player would show: cover art in MP3/M4A files is a 'video' stream
+    too, and is never it."""
+    pictures = [
+        stream
+        for stream in container.streams.video
+        if not stream.disposition & av.stream.Disposition.attached_pic
+    ]
+    return _played(pictures)
+
+
+def sound_stream(container: av.container.InputContainer) -> av.AudioStream | None:
+    """The audio track a player would play. A film's master or a dub's delivery file often has
+    several (languages, commentary, music and effects), and the first is not always the one
+    its maker flagged default."""
+    return _played(list(container.streams.audio))
+
+
+def _played(streams: list):  # noqa: ANN202 - av.VideoStream | av.AudioStream | None
+    """The first default track that is not an aside, else the first that is not an aside,
+    else the first: FFmpeg's own order when no track says more (MP4 marks every enabled track
+    default, so there the first enabled one wins)."""
+    main = [s for s in streams if not s.disposition & _ASIDE] or streams
+    chosen = [s for s in main if s.disposition & av.stream.Disposition.default] or main
+    return chosen[0] if chosen else None
 
 
 def probe(path: str | Path) -> MediaInfo:
@@ -147,12 +178,15 @@ def probe(path: str | Path) -> MediaInfo:
         return _heif_photo(path)
     with open_container(path) as container:
         video_stream = picture_stream(container)
-        audio_stream = container.streams.audio[0] if container.streams.audio else None
+        audio_stream = sound_stream(container)
         if video_stream is None and audio_stream is None:
             raise MediaUnreadable(f"{path.name}: no audio or video stream")
         if photo == "avif" and len(container.streams.video) > 1:
             raise MediaUnreadable(f"{path.name}: a tiled AVIF photo; save it as JPEG or PNG")
-        spans = _scan_packets(container, path.name, [video_stream, audio_stream])
+        # every track: the file's declared length is its longest's (_reject_truncated)
+        spans = _scan_packets(
+            container, path.name, [*container.streams.video, *container.streams.audio]
+        )
         _reject_truncated(container, path.name, spans)
         is_still = (
             container.format.name in _STILL_FORMATS
@@ -237,7 +271,9 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
     name = path.name
     _check_size(stream.codec_context.width, stream.codec_context.height, name)  # before decoding
     first = _first_frame(path)
-    turn = (exif_orientation(path) if is_still else None) or _turn_of(first)
+    turn = (exif_orientation(path) if is_still else None) or _turn_of(
+        path, container.format.name, first
+    )
     width, height = first.width, first.height
     _check_size(width, height, name)
     if turn.turned:
@@ -268,6 +304,7 @@ def _video_info(path: Path, container, stream, spans, is_still: bool) -> VideoIn
         False,
         colour,
         aspect,
+        mirrored=turn.mirrored,
         start=first.time or 0.0,
     )
 
@@ -299,11 +336,16 @@ def _fitted(width: int, height: int) -> tuple[int, int]:
     return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
 
 
-def _turn_of(frame: av.VideoFrame) -> Orientation:
-    """The decoder's display matrix as a quarter turn (a video's; a photo's EXIF is read whole
-    by media/orientation.py, mirroring included)."""
-    rotation = int(round(frame.rotation or 0)) % 360
-    return Orientation((rotation + 45) // 90 * 90 % 360)
+def _turn_of(path: Path, container_format: str, frame: av.VideoFrame) -> Orientation:
+    """The decoder's display rotation as a quarter turn, and whether it mirrors: the track
+    matrix of an MP4/MOV file says, when FFmpeg read the same turn from it (a mirror is a half
+    turn to FFmpeg, whose frames are then upside down). A photo's EXIF is read whole
+    elsewhere (media/orientation.py)."""
+    rotation = (int(round(frame.rotation or 0)) % 360 + 45) // 90 * 90 % 360
+    track = track_orientation(path) if "mp4" in container_format.split(",") else None
+    if track is not None and track.ffmpeg_rotation == rotation:
+        return track.shown
+    return Orientation(rotation)
 
 
 def _pixel_aspect(stream, rotation: int) -> Fraction:  # type: ignore[no-untyped-def]
