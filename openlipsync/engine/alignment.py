@@ -150,11 +150,13 @@ def _read_pcm(path: Path) -> np.ndarray:
     """Mono int16 at 16 kHz from any container PyAV reads."""
     import av
 
+    from openlipsync.media.probe import sound_stream
+
     try:
         with av.open(str(path)) as container:
-            if not container.streams.audio:
+            stream = sound_stream(container)  # the track the lips hear (media/audio.py)
+            if stream is None:
                 raise AlignmentError(f"{path.name} has no audio stream", "alignment_bad_audio")
-            stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
             chunks: list[np.ndarray] = []
             total = 0
