@@ -367,6 +367,26 @@ def with_cover_art(src: Path, dst: Path) -> Path:
     return dst
 
 
+def damaged(src: Path, dst: Path, kind: str, count: int = 3, every: bool = False) -> Path:
+    """`src` with the payloads of `count` packets of its `kind` ("audio", "video") stream
+    in the middle overwritten with noise (all of them with `every`), the container intact:
+    a scratched disc, a bad sector, a lossy link. The first 8 bytes of each are kept (AVI
+    counts its chunk header in the packet's position; other containers lose nothing by it)."""
+    data = bytearray(src.read_bytes())
+    with av.open(str(src)) as container:
+        spans = [
+            (packet.pos, packet.size)
+            for packet in container.demux()
+            if packet.stream.type == kind and packet.size > 16 and (packet.pos or -1) >= 0
+        ]
+    chosen = spans if every else spans[len(spans) // 2 : len(spans) // 2 + count]
+    noise = np.random.default_rng(7)
+    for pos, size in chosen:
+        data[pos + 8 : pos + size] = noise.integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
 def with_audio_tracks(src: Path, tracks: list[tuple[Path, int]], dst: Path) -> Path:
     """`src`'s picture with several audio tracks, as a film's master or a dub's delivery
     file has them: each (file whose sound it holds, its disposition flags), in that order,

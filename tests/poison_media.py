@@ -5,7 +5,8 @@
   on every attempt.
 - `one_hertz_wav`: a few kilobytes of PCM declaring a 1 Hz sample rate, i.e. hours of sound.
   Resampled to 48 kHz it allocated gigabytes before the length limit was checked.
-- `corrupt_mp4`: a real clip with bytes flipped in its video data.
+- `corrupt_mp4`: a real clip with bytes flipped in its video data (read past since the media
+  layer skips packets the decoder refuses, media/damage.py).
 """
 
 from __future__ import annotations

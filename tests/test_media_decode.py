@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 from conftest import media_path
-from media_helpers import psnr, transcode, with_audio_tracks, write_vfr
+from media_helpers import damaged, psnr, transcode, with_audio_tracks, write_vfr
 from PIL import Image
 
 from openlipsync.api.probe import probe as api_probe
@@ -29,6 +29,10 @@ VIDEO_VARIANTS = {
     "mpeg4.avi": ("mpeg4", "libmp3lame", {}, "yuv420p"),
     "hevc.mp4": ("libx265", "aac", {"preset": "ultrafast", "x265-params": "log-level=error"}, ""),
     "prores.mov": ("prores_ks", "pcm_s16le", {}, "yuv422p10le"),
+    "h264.ts": ("libx264", "aac", {"preset": "ultrafast"}, "yuv420p"),  # broadcast, camcorders
+    "h264.flv": ("libx264", "aac", {"preset": "ultrafast"}, "yuv420p"),  # old web video
+    "h264.3gp": ("libx264", "aac", {"preset": "ultrafast"}, "yuv420p"),  # old phones
+    "mjpeg.avi": ("mjpeg", "pcm_s16le", {}, "yuvj420p"),  # webcams, cheap cameras
 }
 AUDIO_VARIANTS = {
     "speech.wav": "pcm_s16le",
@@ -37,6 +41,14 @@ AUDIO_VARIANTS = {
     "speech.m4a": "aac",
     "speech.ogg": "libopus",
     "speech.opus": "libopus",
+    "speech.aiff": "pcm_s16be",  # Logic, GarageBand
+    "speech.caf": "alac",  # Apple's recording apps
+    "speech_alac.m4a": "alac",
+    "speech_24bit.wav": "pcm_s24le",  # studio recorders
+    "speech_float.wav": "pcm_f32le",  # DAW exports
+    "speech_ulaw.wav": "pcm_mulaw",  # telephony
+    "speech.ac3": "ac3",  # a film's dialogue stem
+    "speech.wv": "wavpack",
 }
 
 
@@ -310,6 +322,47 @@ def test_truncated_files_fail_cleanly_or_decode_consistently(
         if info.audio is not None:
             # a cut through the last packet loses it: up to one packet (~0.1 s of FLAC) shorter
             assert load_audio(cut).duration == pytest.approx(info.audio.duration, abs=0.15)
+
+
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("mjpeg.avi", "video"),
+        ("h264.mkv", "video"),
+        ("speech.m4a", "audio"),
+        ("mpeg4.avi", "audio"),
+    ],
+)
+def test_a_few_damaged_packets_are_read_past_as_players_do(
+    name: str, kind: str, variants, reference, tmp_path: Path
+) -> None:
+    """The decoder refuses a broken packet: one failed the whole generation."""
+    path = damaged(variants[name], tmp_path / f"damaged{variants[name].suffix}", kind)
+    info = probe(path)
+    if info.video is not None:
+        with VideoReader(path) as reader:
+            frames = list(reader)
+        assert len(frames) == info.video.frame_count == 75
+        assert psnr(frames[-1], reference[-1]) > 28  # the picture after the damage is whole
+    if info.audio is not None:
+        clip, clean = load_audio(path), load_audio(variants[name])
+        assert clip.duration == pytest.approx(info.audio.duration, abs=0.05)
+        # silence where the packets were, so what follows them is where it was
+        last = slice(-16000, None)
+        assert (
+            np.corrcoef(_envelope(clip.samples[last]), _envelope(clean.samples[last]))[0, 1] > 0.95
+        )
+
+
+def test_a_stream_the_decoder_refuses_throughout_is_unreadable(variants, tmp_path: Path) -> None:
+    path = damaged(variants["speech.m4a"], tmp_path / "noise.m4a", "audio", every=True)
+    with pytest.raises(MediaUnreadable, match="cannot be decoded"):
+        load_audio(path)
+
+
+def _envelope(samples: np.ndarray) -> np.ndarray:
+    usable = samples[: samples.size // 160 * 160]
+    return np.sqrt((usable.reshape(-1, 160) ** 2).mean(1))
 
 
 def _check_pattern(source: FrameSource, reference: list[np.ndarray], order) -> None:

@@ -28,6 +28,7 @@ import av
 import numpy as np
 
 from openlipsync.engine.errors import AudioMissing, InputTooLong, MediaUnreadable
+from openlipsync.media.damage import Lost, decoded
 from openlipsync.media.probe import AudioInfo, open_container, probe, round_half_up, sound_stream
 
 INVERTED = 0.5  # correlation of two channels below minus this: one side's polarity is flipped
@@ -279,7 +280,11 @@ def _decoded(
         resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
         shift: int | None = None if start_at is not None else 0  # samples to add (+) or drop
         try:
-            for frame in chain(container.decode(stream), [None]):  # None: flush
+            for frame in chain(decoded(container, stream, path.name), [None]):  # None: flush
+                if isinstance(frame, Lost):  # silence in its place keeps the rest in sync
+                    if shift is not None:
+                        shift += round_half_up(frame.seconds * sample_rate)
+                    continue
                 if frame is not None:
                     if shift is None:
                         shift = _start_gap(frame.time, start_at, sample_rate)

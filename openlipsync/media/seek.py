@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openlipsync.media.damage import pictures
 from openlipsync.media.deinterlace import progressive
 from openlipsync.media.picture import Picture
 from openlipsync.media.probe import VideoInfo, open_container, picture_stream
@@ -118,7 +119,7 @@ class SeekingSource:
             aim = self._origin + max(0.0, (first + 0.5) / fps - PRE_ROLL)
             container.seek(int(aim / stream.time_base), backward=True, stream=stream)
             slot, pending, converted = first, None, None
-            for frame in progressive(container.decode(stream)):
+            for frame in progressive(pictures(container, stream, self.path.name)):
                 if frame.time is None:
                     raise _Unusual
                 start = frame.time - self._origin

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from openlipsync.engine.errors import MediaUnreadable, VideoMissing
+from openlipsync.media.damage import pictures
 from openlipsync.media.deinterlace import progressive
 from openlipsync.media.hdr import ToneMapper, is_hdr
 from openlipsync.media.heif import HEIF_CODEC, heif_profile, read_heif
@@ -169,7 +170,7 @@ class VideoReader:
 
     def _decode(self, container, stream) -> Iterator[av.VideoFrame]:
         try:
-            yield from progressive(container.decode(stream))
+            yield from progressive(pictures(container, stream, self.path.name))
         except av.error.FFmpegError as exc:
             raise MediaUnreadable(f"{self.path.name}: video cannot be decoded ({exc})") from exc
 
