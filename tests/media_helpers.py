@@ -367,9 +367,12 @@ def with_cover_art(src: Path, dst: Path) -> Path:
     return dst
 
 
-def damaged(src: Path, dst: Path, kind: str, count: int = 3, every: bool = False) -> Path:
+def damaged(
+    src: Path, dst: Path, kind: str, count: int = 3, every: bool = False, at: float = 0.5
+) -> Path:
     """`src` with the payloads of `count` packets of its `kind` ("audio", "video") stream
-    in the middle overwritten with noise (all of them with `every`), the container intact:
+    from `at` (a share of its packets: 0 the first) overwritten with noise (all of them with
+    `every`), the container intact:
     a scratched disc, a bad sector, a lossy link. The first 8 bytes of each are kept (AVI
     counts its chunk header in the packet's position; other containers lose nothing by it)."""
     data = bytearray(src.read_bytes())
@@ -379,7 +382,8 @@ def damaged(src: Path, dst: Path, kind: str, count: int = 3, every: bool = False
             for packet in container.demux()
             if packet.stream.type == kind and packet.size > 16 and (packet.pos or -1) >= 0
         ]
-    chosen = spans if every else spans[len(spans) // 2 : len(spans) // 2 + count]
+    first = int(len(spans) * at)
+    chosen = spans if every else spans[first : first + count]
     noise = np.random.default_rng(7)
     for pos, size in chosen:
         data[pos + 8 : pos + size] = noise.integers(0, 256, size - 8, dtype=np.uint8).tobytes()

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import av
 
 from openlipsync.engine.errors import MediaMetadataMissing, MediaUnreadable, UnsupportedSize
+from openlipsync.media.damage import pictures
 from openlipsync.media.heif import HEIF_CODEC, heif_size, photo_kind
 from openlipsync.media.orientation import Orientation, exif_orientation, track_orientation
 
@@ -366,7 +367,7 @@ def _first_frame(path: Path) -> av.VideoFrame:
     """Reopen rather than seek: image demuxers and MPEG-PS do not rewind reliably."""
     with open_container(path) as container:
         try:
-            for frame in container.decode(picture_stream(container)):
+            for frame in pictures(container, picture_stream(container), path.name):
                 return frame
         except av.error.FFmpegError as exc:
             raise MediaUnreadable(f"{path.name}: video cannot be decoded ({exc})") from exc
