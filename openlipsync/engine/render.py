@@ -16,6 +16,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from openlipsync.engine.background import MadeAhead
+from openlipsync.engine.captions import caption_mask, reach_for
 from openlipsync.engine.composite import blend, match_colour, match_grain, polygon_mask
 from openlipsync.engine.fallback_mouth import paint_gap, paint_interior, paint_seam
 from openlipsync.engine.library import (
@@ -380,6 +381,7 @@ class MouthRenderer:
         small = (
             region if box == full else cv2.resize(region, box[::-1], interpolation=cv2.INTER_LINEAR)
         )
+        captions = self._captions(region, current, (x0, y0), box, warped, target_pts, work, k)
 
         inner = work(target_pts[_INNER_ROWS])
         outer = work(target_pts[_OUTER_ROWS])
@@ -413,6 +415,8 @@ class MouthRenderer:
         weight = mask * (1 - lips)
         if shown is not None:
             mask, weight = mask * shown, weight * shown
+        if captions is not None:  # letters stay as the frame has them (engine/captions.py)
+            mask, weight = mask * (1 - captions), weight * (1 - captions)
         warped = match_colour(warped, small, weight, sigma=max(2.0, 0.18 * iod_work))
         mask *= alpha
         if box != full:
@@ -421,6 +425,31 @@ class MouthRenderer:
             weight = cv2.resize(weight, full[::-1], interpolation=cv2.INTER_LINEAR)
         warped = match_grain(warped, region, weight, seed=max(out_index, 0))
         return Patch((x0, y0, x1, y1), blend(region, warped, mask))
+
+    def _captions(
+        self,
+        region: np.ndarray,
+        current: np.ndarray,
+        origin: tuple[int, int],
+        box: tuple[int, int],
+        warped: np.ndarray,
+        target_pts: np.ndarray,
+        work: Callable[[np.ndarray], np.ndarray],
+        k: float,
+    ) -> np.ndarray | None:
+        """Where caption text lies in the work box: the frame's own letters (found at full
+        size, where strokes are sharp) and those the donor mouth brought from its frame."""
+        reach = reach_for(self.height)
+        lips = current[LIPS_OUTER].astype(np.float64) - np.asarray(origin, np.float64)
+        own = caption_mask(region, lips, reach)
+        if own is not None and own.shape != box:
+            own = cv2.resize(own, box[::-1], interpolation=cv2.INTER_AREA)
+        donor_lips = work(target_pts[_OUTER_ROWS])
+        donor_reach = max(1, round(reach * k))
+        donor = caption_mask(np.clip(warped, 0, 255), donor_lips, donor_reach, resampled=True)
+        if own is None or donor is None:
+            return own if donor is None else donor
+        return np.maximum(own, donor)
 
     def _check_frame(self, frame: np.ndarray) -> None:
         """Frames must be RGB uint8; their size is not checked against (width, height), since
