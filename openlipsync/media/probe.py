@@ -147,12 +147,12 @@ blind, a karaoke backing track."""
 def picture_stream(container: av.container.InputContainer) -> av.VideoStream | None:
     """The video track a player would show: cover art in MP3/M4A files is a 'video' stream
     too, and is never it."""
-    pictures = [
+    shown = [
         stream
         for stream in container.streams.video
         if not stream.disposition & av.stream.Disposition.attached_pic
     ]
-    return _played(pictures)
+    return _played(shown)
 
 
 def sound_stream(container: av.container.InputContainer) -> av.AudioStream | None:
