@@ -17,7 +17,8 @@ search switched off), and prints:
 Then the same sways with burnt-in captions over the chin instead of a microphone, one line
 and then another (CAPTIONS): how much the letters change within the mouth's reach, on average
 over the frames and at most. Captions change during the shot, so the whole-shot search does
-not find them: this measures a known gap (the mouth comes with the other line's letters).
+not find them; engine/captions.py does, frame by frame (before it, the mouth came with the
+other line's letters: 25-57 levels).
 
     python -m bench.occluders [--sways 0,4,8,12,20] [--top 218] [--keep DIR]
 """
