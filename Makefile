@@ -29,4 +29,4 @@ lint: install
 test: install
 	bash scripts/install_chromium.sh
 	$(BIN)/ruff check openlipsync tests bench
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
