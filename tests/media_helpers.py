@@ -116,6 +116,18 @@ def write_frames(
     return dst
 
 
+def coded_packets(path: Path) -> dict[str, list[tuple[int | None, bytes]]]:
+    """Each stream's packets (time, bytes) in order: what a file holds whatever the order
+    its muxer laid them out in (the writer's audio thread hands its packets over when it
+    gets to them, so two runs may interleave the same packets differently)."""
+    with av.open(str(path)) as container:
+        packets: dict[str, list[tuple[int | None, bytes]]] = {}
+        for packet in container.demux():
+            if packet.size:
+                packets.setdefault(packet.stream.type, []).append((packet.pts, bytes(packet)))
+    return packets
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)

@@ -23,7 +23,7 @@ from openlipsync.media.audio import AudioClip, FileAudioClip, load_audio, load_a
 from openlipsync.media.encode import VideoWriter
 from openlipsync.media.timeline import plan_timeline
 from tests.conftest import media_path
-from tests.media_helpers import write_vfr
+from tests.media_helpers import coded_packets, write_vfr
 
 SPEECH = media_path("speech/librivox_austen_0870.wav")
 
@@ -55,7 +55,7 @@ def test_file_backed_output_audio_encodes_identically(tmp_path: Path, mode: str)
             with VideoWriter(path, 64, 64, 25.0, timeline.audio, preset="ultrafast") as writer:
                 for index in range(timeline.frame_count):
                     writer.write(np.full((64, 64, 3), index % 256, np.uint8))
-            files.append(path.read_bytes())
+            files.append(coded_packets(path))
         assert files[0] == files[1]
 
 

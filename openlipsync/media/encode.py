@@ -22,8 +22,9 @@ Choices and why:
 * The audio is encoded on a thread of its own (`_AudioFeed`), up to the picture written so
   far: reading and encoding it costs the writing thread about half a millisecond per video
   frame, which held back every hand-over to x264 (a 720p render pass with no sound at all
-  was a fifth shorter). The muxer orders packets by timestamp whichever thread hands them
-  over, so the file is the same byte for byte.
+  was a fifth shorter). The packets are the same whichever thread hands them over; their
+  layout in the file (how the muxer interleaves them) can differ from run to run when the
+  audio thread falls behind (seen on a slow machine): players and decoders see no difference.
 """
 
 from __future__ import annotations
