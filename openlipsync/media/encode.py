@@ -22,9 +22,8 @@ Choices and why:
 * The audio is encoded on a thread of its own (`_AudioFeed`), up to the picture written so
   far: reading and encoding it costs the writing thread about half a millisecond per video
   frame, which held back every hand-over to x264 (a 720p render pass with no sound at all
-  was a fifth shorter). The packets are the same whichever thread hands them over; their
-  layout in the file (how the muxer interleaves them) can differ from run to run when the
-  audio thread falls behind (seen on a slow machine): players and decoders see no difference.
+  was a fifth shorter). Encoding and muxing hold one lock (`_encode`): the threads only
+  overlap in preparing what they encode.
 """
 
 from __future__ import annotations
@@ -200,7 +199,7 @@ class VideoWriter:
             self._tag_colour(frame)
         frame.pts = self.frames
         frame.time_base = Fraction(1) / self.rate  # codec units; the muxer has its own
-        self._mux(self._video.encode(frame))
+        self._encode(self._video, frame)
         self.frames += 1
         if self._feed is not None:
             self._feed.advance(self.frames, max(1, round(MAX_AUDIO_LAG * float(self.rate))))
@@ -213,7 +212,7 @@ class VideoWriter:
             self._abort()
             raise EngineError("no video frames were written")
         try:
-            self._mux(self._video.encode(None))
+            self._encode(self._video, None)
             if self._feed is not None:
                 self._feed.finish(self.frames)
         except BaseException:
@@ -233,9 +232,14 @@ class VideoWriter:
                 self._container.close()
             self.path.unlink(missing_ok=True)
 
-    def _mux(self, packets) -> None:
-        for packet in packets:
-            with self._mux_lock:  # the audio thread muxes too
+    def _encode(self, stream, frame) -> None:  # type: ignore[no-untyped-def]
+        """Encode `frame` (None: flush) on `stream` and mux its packets. One lock for both
+        threads' encoding and muxing: with the audio thread encoding while the picture's
+        packets were muxed, a test run crashed in the AAC encoder (SIGSEGV, once, under CI
+        load), and the muxer laid the same packets out differently from run to run. The
+        audio thread still prepares its samples in parallel; x264 works on its own threads."""
+        with self._mux_lock:
+            for packet in stream.encode(frame):
                 self._container.mux(packet)
 
     def _send_audio_until(self, frames: int, final: bool = False) -> None:
@@ -248,7 +252,7 @@ class VideoWriter:
         while target - self._audio_sent >= chunk or (final and target > self._audio_sent):
             count = min(chunk, target - self._audio_sent)
             frame = aac_frame(self._audio.window(self._audio_sent, count), rate, self._audio_sent)
-            self._mux(self._audio_stream.encode(frame))
+            self._encode(self._audio_stream, frame)
             self._audio_sent += count
 
 
@@ -312,7 +316,7 @@ class _AudioFeed:
                     target, final = self._target, self._final
                 writer._send_audio_until(target, final=final)
                 if final:
-                    writer._mux(writer._audio_stream.encode(None))
+                    writer._encode(writer._audio_stream, None)
                 with self._changed:
                     self._done = target
                     self._changed.notify_all()
