@@ -148,8 +148,9 @@ def test_all_spec_emotions_are_known() -> None:
 @pytest.mark.parametrize("emotion", ["happy", "surprised"])
 def test_thin_plate_is_the_spline_scipy_computes(photo, emotion) -> None:
     """facewarp's own thin-plate spline (float32, on a grid) is the interpolant scipy's
-    RBFInterpolator gives for a real emotion's controls, to a hundredth of a pixel, and it
-    passes through its controls."""
+    RBFInterpolator gives for a real emotion's controls, to a fiftieth of a pixel (0.002 px
+    on one machine's BLAS, 0.012 on an Intel Xeon's: float32 sums of 478 terms in another
+    order), and it passes through its controls."""
     from scipy.interpolate import RBFInterpolator
 
     _, landmarks, _ = photo
@@ -163,7 +164,7 @@ def test_thin_plate_is_the_spline_scipy_computes(photo, emotion) -> None:
     exact = RBFInterpolator(controls, offsets, kernel="thin_plate_spline")(grid)
     assert field.shape == (len(ys), len(xs), 2) and field.dtype == np.float32
     assert np.abs(offsets).max() > 1.0  # the emotion moves points by pixels
-    assert float(np.abs(field.reshape(-1, 2) - exact).max()) < 0.01
+    assert float(np.abs(field.reshape(-1, 2) - exact).max()) < 0.02
     at_controls = thin_plate(controls, offsets, controls[:5, 0], controls[:5, 1])
     diagonal = at_controls[np.arange(5), np.arange(5)]
     assert np.allclose(diagonal, offsets[:5], atol=0.01)

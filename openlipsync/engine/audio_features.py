@@ -7,6 +7,8 @@ Loudness alone only says *that* someone speaks; the mouth's shape shows in the s
 - frication (energy above 3 kHz with little voicing: "s", "f" are said through nearly closed lips),
 - closures (a stop or nasal is a 30-120 ms dip of first-formant energy between louder sounds).
 MFCCs carry the rest of the spectral shape for the per-person learned mapping.
+All of them are read from spectra without the recording's steady noise and its room's tail,
+both of which fill the pauses and closures the mouth shuts on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from scipy.ndimage import maximum_filter1d
 from scipy.signal import butter, iirnotch, resample_poly, sosfilt, tf2sos
 
 from openlipsync.engine.errors import AudioMissing
+from openlipsync.engine.reverb import ChunkedSuppression
 from openlipsync.engine.voice_activity import WINDOW as VAD_WINDOW
 from openlipsync.engine.voice_activity import speech_probability
 from openlipsync.media.mapped import blocks, release
@@ -297,16 +300,18 @@ def extract(audio: AudioLike, fps: float, frame_count: int, lead: float = 0.0) -
 def _hop_analysis(samples: np.ndarray) -> dict[str, np.ndarray]:
     """Spectral measures of every 10 ms hop, computed in chunks so that a 30-minute input needs
     a few MB of working memory instead of gigabytes (and no padded copy of the audio), each
-    chunk first cleaned as _cleaning chooses for these samples."""
+    chunk first cleaned as _cleaning chooses for these samples; its spectra are then freed
+    of steady noise (_denoised) and of a room's reverberation (engine/reverb.py)."""
     cleaning = _cleaning(samples)
     hops = max(1, int(np.ceil(samples.size / HOP)))
     filters, freqs = _mel_filters()
     window = np.hanning(WINDOW).astype(np.float32)
     parts: dict[str, list[np.ndarray]] = {}
+    without_room = ChunkedSuppression()
     for first in range(0, hops, CHUNK_HOPS):
         frames = _frames(samples, first, min(CHUNK_HOPS, hops - first), cleaning) * window
         heard = np.abs(np.fft.rfft(frames, n=512, axis=1)) ** 2 / WINDOW
-        power = _denoised(heard)
+        power = without_room(heard, _denoised(heard), freqs)
         log_mel = np.log(power @ filters.T + 1e-10)
         chunk = {
             "heard_db": _db(heard.sum(axis=1) / WINDOW * 4.0),

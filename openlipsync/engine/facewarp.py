@@ -75,7 +75,7 @@ def thin_plate(
     """The thin-plate spline through `values` (K, D) at `controls` (K, 2), on the grid of
     columns `xs` and rows `ys`: (len(ys), len(xs), D) float32.
 
-    scipy's RBFInterpolator gives the same field (within 0.002 px here) but took 20-50 ms a
+    scipy's RBFInterpolator gives the same field (within 0.002-0.012 px, by CPU) but took 20-50 ms a
     frame for a 720p-1080p face, most of an expression's cost. Here the coordinates are scaled
     to the controls' extent (the spline does not change: with its side conditions the
     kernel's extra r^2 log(s) terms cancel into the affine part), so the kernel can run in

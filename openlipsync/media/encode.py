@@ -87,7 +87,7 @@ class VideoWriter:
         self._closed = False
         self._audio = _audio_for_aac(audio) if audio is not None else None
         self._audio_sent = 0
-        self._mux_lock = threading.Lock()
+        self._codec_lock = threading.Lock()
         self._container = av.open(str(self.path), "w", options={"movflags": "+faststart"})
         try:
             self._video = self._add_video(crf, preset)
@@ -238,7 +238,7 @@ class VideoWriter:
         packets were muxed, a test run crashed in the AAC encoder (SIGSEGV, once, under CI
         load), and the muxer laid the same packets out differently from run to run. The
         audio thread still prepares its samples in parallel; x264 works on its own threads."""
-        with self._mux_lock:
+        with self._codec_lock:
             for packet in stream.encode(frame):
                 self._container.mux(packet)
 

@@ -15,7 +15,6 @@ the picture as shown.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -58,11 +57,11 @@ ALL_ORIENTATIONS = tuple(
 )
 
 
-def display_orientation(matrix: Sequence[int]) -> Orientation:
-    """The quarter turn and mirror nearest FFmpeg's display matrix (9 int32s: a, b, u, c, d,
-    v, x, y, w; the picture's point (x, y), y down, is shown at (a x + c y, b x + d y)).
-    Matrices between quarter turns (a few degrees of a stabiliser's roll) snap to the nearest."""
-    shown = np.array([[matrix[0], matrix[3]], [matrix[1], matrix[4]]], np.float64)
+def display_orientation(a: float, b: float, c: float, d: float) -> Orientation:
+    """The quarter turn and mirror nearest a track's display matrix, whose linear part maps
+    the picture's point (x, y), y down, to (a x + c y, b x + d y) (any common scale). Matrices
+    between quarter turns (a few degrees of a stabiliser's roll) snap to the nearest."""
+    shown = np.array([[a, c], [b, d]], np.float64)
     return max(ALL_ORIENTATIONS, key=lambda turn: float(np.sum(_linear(turn) * shown)))
 
 
@@ -105,7 +104,7 @@ def track_orientation(path: Path) -> TrackTurn | None:
         return None
     a, b, c, d = matrix
     degrees = math.degrees(math.atan2(-b, a))  # the sign of FFmpeg's display matrix reading
-    return TrackTurn(display_orientation([a, b, 0, c, d, 0, 0, 0, 1]), round(degrees / 90) % 4 * 90)
+    return TrackTurn(display_orientation(a, b, c, d), round(degrees / 90) % 4 * 90)
 
 
 def _video_track_matrix(file, end: int) -> tuple[float, ...] | None:  # type: ignore[no-untyped-def]
