@@ -500,3 +500,30 @@ def camera_y4m(src: Path, dst: Path) -> Path:
         stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
         _mux_pictures(out, stream, inp.decode(video=0))
     return dst
+
+
+def with_sound_gap(src: Path, dst: Path, codec: str, at: float, gap: float) -> Path:
+    """`src`'s sound (48 kHz mono) encoded with `codec` into `dst`, its packets from `at`
+    seconds on stamped `gap` seconds later: a recording that dropped sound there (a capture
+    card's or a screen recorder's hiccup), as its container keeps it."""
+    from openlipsync.media.audio import load_audio
+
+    samples = load_audio(src, 48_000).samples
+    with av.open(str(dst), "w") as out:
+        stream = out.add_stream(codec, rate=48_000, layout="mono")
+        size = 960 if codec == "libopus" else 1024
+        frames = []
+        for start in range(0, len(samples) - size, size):
+            frame = av.AudioFrame.from_ndarray(
+                samples[None, start : start + size], format="flt", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 48_000, start
+            frame.time_base = Fraction(1, 48_000)
+            frames.append(frame)
+        for frame in [*frames, None]:
+            for packet in stream.encode(frame):
+                if frame is None or packet.pts * packet.time_base >= at:
+                    shift = round(gap / packet.time_base)
+                    packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                out.mux(packet)
+    return dst

@@ -8,12 +8,19 @@ import av
 import numpy as np
 import pytest
 from conftest import media_path
-from media_helpers import damaged, psnr, transcode, with_audio_tracks, write_vfr
+from media_helpers import (
+    damaged,
+    psnr,
+    transcode,
+    with_audio_tracks,
+    with_sound_gap,
+    write_vfr,
+)
 from PIL import Image
 
 from openlipsync.api.probe import probe as api_probe
 from openlipsync.engine.errors import AudioMissing, MediaUnreadable, VideoMissing
-from openlipsync.media.audio import AudioClip, load_audio
+from openlipsync.media.audio import AudioClip, load_audio, load_audio_to_file
 from openlipsync.media.picture import YuvPicture
 from openlipsync.media.probe import probe
 from openlipsync.media.timeline import plan_timeline
@@ -359,6 +366,35 @@ def test_a_stream_the_decoder_refuses_throughout_is_unreadable(variants, tmp_pat
     path = damaged(variants["speech.m4a"], tmp_path / "noise.m4a", "audio", every=True)
     with pytest.raises(MediaUnreadable, match="cannot be decoded"):
         load_audio(path)
+
+
+@pytest.mark.parametrize(
+    "codec,name",
+    [("aac", "gap.mkv"), ("aac", "gap.mp4"), ("libopus", "gap.webm"), ("flac", "gap.mkv")],
+)
+def test_sound_a_recording_dropped_is_silence_where_players_give_it(
+    codec: str, name: str, tmp_path: Path
+) -> None:
+    """A screen recorder's hiccup: no packets for 1 s, then the sound goes on stamped 1 s
+    later. Read back to back, the voice after it came 1 s early (3.1 s of sound, not 4.1)."""
+    speech = media_path("speech/arctic_a0009.wav")
+    path = with_sound_gap(speech, tmp_path / name, codec, at=1.5, gap=1.0)
+    source, heard = load_audio(speech).samples, load_audio(path).samples
+    assert heard.size / 16000 == pytest.approx(probe(path).audio.duration, abs=0.03)
+    assert heard.size / 16000 == pytest.approx(source.size / 16000 + 1.0, abs=0.03)
+    assert np.sqrt(np.mean(heard[int(1.6 * 16000) : int(2.4 * 16000)] ** 2)) < 1e-3
+    after, before = heard[int(2.6 * 16000) :], source[int(1.6 * 16000) :]
+    count = min(after.size, before.size)
+    assert np.corrcoef(_envelope(after[:count]), _envelope(before[:count]))[0, 1] > 0.95
+    stereo = load_audio_to_file(path, tmp_path / "out.f32", 48_000, stereo=True)
+    assert stereo.duration == pytest.approx(source.size / 16000 + 1.0, abs=0.03)
+
+
+def test_a_timestamp_reset_is_not_a_pause(tmp_path: Path) -> None:
+    """Stamps that jump further than any pause (a wrap, a splice) say nothing of time."""
+    speech = media_path("speech/arctic_a0009.wav")
+    path = with_sound_gap(speech, tmp_path / "reset.mkv", "aac", at=1.5, gap=600.0)
+    assert load_audio(path).duration == pytest.approx(load_audio(speech).duration, abs=0.03)
 
 
 def _envelope(samples: np.ndarray) -> np.ndarray:

@@ -147,39 +147,25 @@ def transcript_words(transcript: str) -> list[str]:
 
 
 def _read_pcm(path: Path) -> np.ndarray:
-    """Mono int16 at 16 kHz from any container PyAV reads."""
-    import av
-
-    from openlipsync.media.probe import sound_stream
+    """Mono int16 at 16 kHz: the sound the lips hear, read as media/audio.py reads it (the
+    played track, a surround mix's dialogue, damaged packets and dropped sound as silence,
+    so that the phones fall where the output plays them)."""
+    from openlipsync.engine.errors import EngineError, InputTooLong
+    from openlipsync.media.audio import load_audio
 
     try:
-        with av.open(str(path)) as container:
-            stream = sound_stream(container)  # the track the lips hear (media/audio.py)
-            if stream is None:
-                raise AlignmentError(f"{path.name} has no audio stream", "alignment_bad_audio")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            chunks: list[np.ndarray] = []
-            total = 0
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-                    total += chunks[-1].size
-                if total > MAX_SECONDS * SAMPLE_RATE:
-                    raise AlignmentError(
-                        f"audio longer than {MAX_SECONDS:.0f} s", "alignment_too_long"
-                    )
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-    except AlignmentError:
-        raise
-    except (av.FFmpegError, OSError, ValueError) as exc:
+        clip = load_audio(path, SAMPLE_RATE, max_seconds=MAX_SECONDS)
+    except InputTooLong as exc:
+        raise AlignmentError(
+            f"audio longer than {MAX_SECONDS:.0f} s", "alignment_too_long"
+        ) from exc
+    except (EngineError, OSError, ValueError) as exc:
         raise AlignmentError(
             f"cannot read audio {path.name}: {exc}", "alignment_bad_audio"
         ) from exc
-    pcm = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
-    if pcm.size < SAMPLE_RATE // 10:
+    if clip.samples.size < SAMPLE_RATE // 10:
         raise AlignmentError("audio is shorter than 0.1 s", "alignment_bad_audio")
-    return pcm
+    return np.round(clip.samples * 32767).astype(np.int16)
 
 
 def _decoder():

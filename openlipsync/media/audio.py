@@ -34,6 +34,7 @@ from openlipsync.media.probe import AudioInfo, open_container, probe, round_half
 INVERTED = 0.5  # correlation of two channels below minus this: one side's polarity is flipped
 MAX_DECODE_SECONDS = 3 * 3600.0  # the engine's own ceiling (GenerateRequest.max_seconds)
 MAX_START_GAP_SECONDS = 10.0  # between a video's sound and picture; beyond, the stamps lie
+MIN_GAP_SECONDS = 0.05  # a later frame stamped further on than this follows dropped sound
 NPY_HEADERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -279,15 +280,19 @@ def _decoded(
         layout = "stereo" if channels == 2 else None
         resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
         shift: int | None = None if start_at is not None else 0  # samples to add (+) or drop
+        clock = _Clock()
         try:
             for frame in chain(decoded(container, stream, path.name), [None]):  # None: flush
                 if isinstance(frame, Lost):  # silence in its place keeps the rest in sync
+                    clock.lost(frame.seconds)
                     if shift is not None:
                         shift += round_half_up(frame.seconds * sample_rate)
                     continue
                 if frame is not None:
+                    gap = round_half_up(clock.gap(frame) * sample_rate)
                     if shift is None:
                         shift = _start_gap(frame.time, start_at, sample_rate)
+                    shift += gap
                     frame.pts = None  # let the resampler run on sample counts, not jittery stamps
                 for resampled in resampler.resample(frame):
                     chunk = _mono(resampled) if channels == 1 else _interleaved(resampled)
@@ -300,6 +305,37 @@ def _decoded(
             raise MediaUnreadable(f"{path.name}: audio cannot be decoded ({exc})") from exc
     if empty:
         raise AudioMissing(f"{path.name}: audio stream holds no samples")
+
+
+class _Clock:
+    """Where the sound's next frame should start (seconds), by the frames and lost packets
+    so far: a frame stamped later follows a gap. A recording that dropped sound (a capture
+    card's or a screen recorder's hiccup, a lossy link) leaves one, and players play silence
+    there; reading the frames back to back brought everything after it forward, the voice
+    ahead of its picture (a 1 s gap in a 3 s clip: 3.1 s of sound where players give 4.1)."""
+
+    def __init__(self) -> None:
+        self.expected: float | None = None
+
+    def gap(self, frame: av.AudioFrame) -> float:
+        """Seconds of silence that belong before `frame`: 0 for the first, for stamps within
+        MIN_GAP_SECONDS of the expected (jitter: Matroska rounds to milliseconds), for stamps
+        that go back, and for jumps past MAX_START_GAP_SECONDS (a timestamp reset or wrap,
+        not a pause)."""
+        length = frame.samples / frame.sample_rate if frame.sample_rate else 0.0
+        time = frame.time
+        if time is None:  # unstamped: it follows on
+            if self.expected is not None:
+                self.expected += length
+            return 0.0
+        gap = 0.0 if self.expected is None else time - self.expected
+        self.expected = time + length
+        return gap if MIN_GAP_SECONDS < gap <= MAX_START_GAP_SECONDS else 0.0
+
+    def lost(self, seconds: float) -> None:
+        """A refused packet's `seconds` were filled with silence already."""
+        if self.expected is not None:
+            self.expected += seconds
 
 
 def _start_gap(first: float | None, start_at: float | None, sample_rate: int) -> int:
