@@ -371,17 +371,21 @@ class MouthRenderer:
         # mouths drawn had it in their own frames (else it would be pasted again, elsewhere).
         shown = _shown(self._occluded_source(out_index, to_work, box))
         shown = _shown(self._occluded_entry(entry, map_x, map_y), shown)
+        letters = self._entry_captions(entry, map_x, map_y)
         ghost, weight = self._ghost_of(out_index)
         if ghost >= 0:  # cross-fade from the sequence we just left, so a switch never pops
-            other, other_hidden = self._warp_onto(ghost, current, dst_work, ring_dst, box, to_work)
+            other, other_hidden, other_letters = self._warp_onto(
+                ghost, current, dst_work, ring_dst, box, to_work
+            )
             warped = (1 - weight) * warped + weight * other
             shown = _shown(other_hidden, shown, weight)
+            letters = _union(letters, other_letters)
         region = picture.region((x0, y0, x1, y1))
         # Only colour statistics are read from it: bilinear is enough and cheaper than AREA.
         small = (
             region if box == full else cv2.resize(region, box[::-1], interpolation=cv2.INTER_LINEAR)
         )
-        captions = self._captions(region, current, (x0, y0), box, warped, target_pts, work, k)
+        captions = _union(self._captions(region, current, (x0, y0), box), letters)
 
         inner = work(target_pts[_INNER_ROWS])
         outer = work(target_pts[_OUTER_ROWS])
@@ -427,29 +431,44 @@ class MouthRenderer:
         return Patch((x0, y0, x1, y1), blend(region, warped, mask))
 
     def _captions(
-        self,
-        region: np.ndarray,
-        current: np.ndarray,
-        origin: tuple[int, int],
-        box: tuple[int, int],
-        warped: np.ndarray,
-        target_pts: np.ndarray,
-        work: Callable[[np.ndarray], np.ndarray],
-        k: float,
+        self, region: np.ndarray, current: np.ndarray, origin: tuple[int, int], box: tuple[int, int]
     ) -> np.ndarray | None:
-        """Where caption text lies in the work box: the frame's own letters (found at full
-        size, where strokes are sharp) and those the donor mouth brought from its frame."""
-        reach = reach_for(self.height)
+        """Where this frame's caption text lies in the work box (found at full size, where
+        strokes are sharp)."""
         lips = current[LIPS_OUTER].astype(np.float64) - np.asarray(origin, np.float64)
-        own = caption_mask(region, lips, reach)
+        own = caption_mask(region, lips, reach_for(self.height))
         if own is not None and own.shape != box:
             own = cv2.resize(own, box[::-1], interpolation=cv2.INTER_AREA)
-        donor_lips = work(target_pts[_OUTER_ROWS])
-        donor_reach = max(1, round(reach * k))
-        donor = caption_mask(np.clip(warped, 0, 255), donor_lips, donor_reach, resampled=True)
-        if own is None or donor is None:
-            return own if donor is None else donor
-        return np.maximum(own, donor)
+        return own
+
+    def _entry_captions(
+        self, entry: int, map_x: np.ndarray, map_y: np.ndarray
+    ) -> np.ndarray | None:
+        """Where a library mouth's own frame had caption text, through the crop's warp (work
+        pixels): the donor's letters are found in its sharp crop, not in the warped, blended
+        mouth, where soft letters without an outline were missed and came through as ghosts.
+        Only the part of the crop the warp reads is searched: the rest of it (a collar
+        against a dark suit, a tie's dots) lined up like letters on a portrait."""
+        lib = self.library
+        crop = np.asarray(lib.crop(entry))
+        x0, y0 = max(int(map_x.min()), 0), max(int(map_y.min()), 0)
+        x1, y1 = min(int(map_x.max()) + 2, crop.shape[1]), min(int(map_y.max()) + 2, crop.shape[0])
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return None
+        scale = float(np.sqrt(abs(np.linalg.det(lib.to_crop[entry][:, :2]))))
+        lips = lib.landmarks[entry][LIPS_OUTER].astype(np.float64) - (x0, y0)
+        found = caption_mask(
+            crop[y0:y1, x0:x1], lips, max(1, round(reach_for(self.height) * scale))
+        )
+        if found is None:
+            return None
+        return cv2.remap(
+            found,
+            map_x - np.float32(x0),
+            map_y - np.float32(y0),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
 
     def _check_frame(self, frame: np.ndarray) -> None:
         """Frames must be RGB uint8; their size is not checked against (width, height), since
@@ -479,9 +498,9 @@ class MouthRenderer:
         ring_dst: np.ndarray,
         box: tuple[int, int],
         to_work: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Another library entry warped onto exactly the same target geometry (work pixels),
-        and its still occluders there (see _occluded_entry)."""
+        its still occluders there (see _occluded_entry) and its frame's caption text."""
         sample = self.library.landmarks[entry].astype(np.float64)
         to_frame = _similarity(sample[STABLE_POINTS], current[STABLE_POINTS].astype(np.float64))
         back = _invert(to_frame)
@@ -491,7 +510,8 @@ class MouthRenderer:
         map_x, map_y = _piecewise_affine(src, dst_work, self._triangles, box, crop_to_work)
         crop = np.asarray(self.library.crop(entry))
         warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
-        return warped.astype(np.float32), self._occluded_entry(entry, map_x, map_y)
+        hidden = self._occluded_entry(entry, map_x, map_y)
+        return warped.astype(np.float32), hidden, self._entry_captions(entry, map_x, map_y)
 
     def _hidden_lips(self) -> np.ndarray:
         """Per library entry: the share of its lips the still occluders hid in its frame."""
@@ -684,6 +704,13 @@ def _lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.n
     if ring.sum() < 4:
         return np.array([150.0, 80.0, 80.0])
     return (image * ring[..., None]).reshape(-1, 3).sum(0) / ring.sum()
+
+
+def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """The pixelwise max of two optional masks."""
+    if a is None or b is None:
+        return a if b is None else b
+    return np.maximum(a, b)
 
 
 def _shown(
