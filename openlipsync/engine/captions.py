@@ -39,12 +39,17 @@ def reach_for(picture_height: int) -> int:
     return max(2, round(REACH * picture_height))
 
 
-def caption_mask(rgb: np.ndarray, lips: np.ndarray, reach: int) -> np.ndarray | None:
+def caption_mask(
+    rgb: np.ndarray, lips: np.ndarray, reach: int, where: np.ndarray | None = None
+) -> np.ndarray | None:
     """Float32 (h, w) of `rgb` (uint8 or float, a box around the mouth): 1 on caption text and
-    its outline; None when there is none. `lips`: (n, 2) outer-lip points in the box's pixels."""
+    its outline; None when there is none. `lips`: (n, 2) outer-lip points in the box's pixels.
+    `where` (bool, h x w): the only pixels whose strokes may show a caption line."""
     pixels = np.ascontiguousarray(rgb, np.uint8)
     luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     beside = (luma >= FILL) & ~_on_lips(luma.shape, lips, reach)
+    if where is not None:
+        beside &= where
     if int(beside.sum()) < MIN_LETTERS * MIN_STROKE_PIXELS:  # most frames: nothing bright
         return None
     outlined, thin = _outlined(luma, reach), _thin(pixels, reach)

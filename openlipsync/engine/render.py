@@ -371,21 +371,25 @@ class MouthRenderer:
         # mouths drawn had it in their own frames (else it would be pasted again, elsewhere).
         shown = _shown(self._occluded_source(out_index, to_work, box))
         shown = _shown(self._occluded_entry(entry, map_x, map_y), shown)
-        letters = self._entry_captions(entry, map_x, map_y)
+        hull = cv2.convexHull(work(hull_pts).astype(np.float32))[:, 0]
+        region = picture.region((x0, y0, x1, y1))
+        own = self._captions(region, current, (x0, y0), box)
+        # Where this frame has no caption, a donor's line must show inside the drawn mouth.
+        drawn = hull if own is None else None
+        letters = self._entry_captions(entry, map_x, map_y, drawn)
         ghost, weight = self._ghost_of(out_index)
         if ghost >= 0:  # cross-fade from the sequence we just left, so a switch never pops
             other, other_hidden, other_letters = self._warp_onto(
-                ghost, current, dst_work, ring_dst, box, to_work
+                ghost, current, dst_work, ring_dst, box, to_work, drawn
             )
             warped = (1 - weight) * warped + weight * other
             shown = _shown(other_hidden, shown, weight)
             letters = _union(letters, other_letters)
-        region = picture.region((x0, y0, x1, y1))
         # Only colour statistics are read from it: bilinear is enough and cheaper than AREA.
         small = (
             region if box == full else cv2.resize(region, box[::-1], interpolation=cv2.INTER_LINEAR)
         )
-        captions = _union(self._captions(region, current, (x0, y0), box), letters)
+        captions = _union(own, letters)
 
         inner = work(target_pts[_INNER_ROWS])
         outer = work(target_pts[_OUTER_ROWS])
@@ -412,7 +416,6 @@ class MouthRenderer:
         if closing > 0:
             warped = paint_seam(warped, inner, iod_work, lip_rgb, closing)
 
-        hull = cv2.convexHull(work(hull_pts).astype(np.float32))[:, 0]
         mask = polygon_mask(box, [hull], feather * k)
         lips = polygon_mask(box, [outer, work(current[LIPS_OUTER])], 0)
         lips = cv2.dilate(lips, None, iterations=max(1, int(0.05 * iod_work)))
@@ -442,24 +445,26 @@ class MouthRenderer:
         return own
 
     def _entry_captions(
-        self, entry: int, map_x: np.ndarray, map_y: np.ndarray
+        self, entry: int, map_x: np.ndarray, map_y: np.ndarray, drawn: np.ndarray | None
     ) -> np.ndarray | None:
         """Where a library mouth's own frame had caption text, through the crop's warp (work
         pixels): the donor's letters are found in its sharp crop, not in the warped, blended
         mouth, where soft letters without an outline were missed and came through as ghosts.
-        Only the part of the crop the warp reads is searched: the rest of it (a collar
-        against a dark suit, a tie's dots) lined up like letters on a portrait."""
+        With `drawn` (a polygon in work pixels: the mouth drawn, for a frame without a caption
+        of its own), a line counts only inside it, taken into the crop: beside it, a collar's
+        tips against a dark suit lined up like letters on a portrait, and the teeth in their
+        rows were then kept as text."""
         lib = self.library
         crop = np.asarray(lib.crop(entry))
         x0, y0 = max(int(map_x.min()), 0), max(int(map_y.min()), 0)
         x1, y1 = min(int(map_x.max()) + 2, crop.shape[1]), min(int(map_y.max()) + 2, crop.shape[0])
         if x1 - x0 < 4 or y1 - y0 < 4:
             return None
+        where = None if drawn is None else _in_crop(drawn, map_x, map_y, (x0, y0, x1, y1))
         scale = float(np.sqrt(abs(np.linalg.det(lib.to_crop[entry][:, :2]))))
+        reach = max(1, round(reach_for(self.height) * scale))
         lips = lib.landmarks[entry][LIPS_OUTER].astype(np.float64) - (x0, y0)
-        found = caption_mask(
-            crop[y0:y1, x0:x1], lips, max(1, round(reach_for(self.height) * scale))
-        )
+        found = caption_mask(crop[y0:y1, x0:x1], lips, reach, where)
         if found is None:
             return None
         return cv2.remap(
@@ -498,9 +503,11 @@ class MouthRenderer:
         ring_dst: np.ndarray,
         box: tuple[int, int],
         to_work: np.ndarray,
+        drawn: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Another library entry warped onto exactly the same target geometry (work pixels),
-        its still occluders there (see _occluded_entry) and its frame's caption text."""
+        its still occluders there (see _occluded_entry) and its frame's caption text (see
+        _entry_captions)."""
         sample = self.library.landmarks[entry].astype(np.float64)
         to_frame = _similarity(sample[STABLE_POINTS], current[STABLE_POINTS].astype(np.float64))
         back = _invert(to_frame)
@@ -511,7 +518,7 @@ class MouthRenderer:
         crop = np.asarray(self.library.crop(entry))
         warped = cv2.remap(crop, map_x, map_y, self._interp, borderMode=cv2.BORDER_REPLICATE)
         hidden = self._occluded_entry(entry, map_x, map_y)
-        return warped.astype(np.float32), hidden, self._entry_captions(entry, map_x, map_y)
+        return warped.astype(np.float32), hidden, self._entry_captions(entry, map_x, map_y, drawn)
 
     def _hidden_lips(self) -> np.ndarray:
         """Per library entry: the share of its lips the still occluders hid in its frame."""
@@ -704,6 +711,19 @@ def _lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.n
     if ring.sum() < 4:
         return np.array([150.0, 80.0, 80.0])
     return (image * ring[..., None]).reshape(-1, 3).sum(0) / ring.sum()
+
+
+def _in_crop(
+    polygon: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, window: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Bool mask, over the crop's `window` (x0, y0, x1, y1), of a work-pixel `polygon` taken
+    into the crop through the warp's maps (its corners moved; the warp is near-affine)."""
+    x0, y0, x1, y1 = window
+    corners = np.clip(np.round(polygon).astype(int), 0, np.array(map_x.shape[::-1]) - 1)
+    at = np.column_stack([map_x[corners[:, 1], corners[:, 0]], map_y[corners[:, 1], corners[:, 0]]])
+    inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(inside, [np.round(at - (x0, y0)).astype(np.int32)], 1)
+    return inside > 0
 
 
 def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
