@@ -44,18 +44,16 @@ def caption_mask(
 ) -> np.ndarray | None:
     """Float32 (h, w) of `rgb` (uint8 or float, a box around the mouth): 1 on caption text and
     its outline; None when there is none. `lips`: (n, 2) outer-lip points in the box's pixels.
-    `where` (bool, h x w): the only pixels whose strokes may show a caption line."""
+    `where` (bool, h x w): the only pixels whose outlined strokes may show a caption line
+    (plain strokes need more of one colour, and are not held to it)."""
     pixels = np.ascontiguousarray(rgb, np.uint8)
     luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     beside = (luma >= FILL) & ~_on_lips(luma.shape, lips, reach)
-    if where is not None:
-        beside &= where
     if int(beside.sum()) < MIN_LETTERS * MIN_STROKE_PIXELS:  # most frames: nothing bright
         return None
     outlined, thin = _outlined(luma, reach), _thin(pixels, reach)
-    rows = _either(
-        _caption_rows(beside & outlined, reach), _plain_rows(beside & thin, pixels, reach)
-    )
+    shown = beside & outlined if where is None else beside & outlined & where
+    rows = _either(_caption_rows(shown, reach), _plain_rows(beside & thin, pixels, reach))
     if rows is None:
         return None
     strokes = outlined | thin

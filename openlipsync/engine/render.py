@@ -451,9 +451,9 @@ class MouthRenderer:
         pixels): the donor's letters are found in its sharp crop, not in the warped, blended
         mouth, where soft letters without an outline were missed and came through as ghosts.
         With `drawn` (a polygon in work pixels: the mouth drawn, for a frame without a caption
-        of its own), a line counts only inside it, taken into the crop: beside it, a collar's
-        tips against a dark suit lined up like letters on a portrait, and the teeth in their
-        rows were then kept as text."""
+        of its own), outlined strokes count only inside it, taken into the crop: beside it, a
+        collar's tips against a dark suit lined up like letters on a portrait, and the teeth
+        in their rows were then kept as text."""
         lib = self.library
         crop = np.asarray(lib.crop(entry))
         x0, y0 = max(int(map_x.min()), 0), max(int(map_y.min()), 0)
