@@ -30,7 +30,9 @@ import pytest
 from tests.conftest import media_path
 from tests.media_helpers import camera_y4m
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER = shutil.which("chromium") or "/usr/bin/chromium"
+# launched through a wrapper that takes away real-time scheduling (see the script)
+CHROMIUM = str(Path(__file__).resolve().parents[1] / "scripts" / "chromium_without_realtime.sh")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -51,7 +53,7 @@ COMPLETION_TIMEOUT_MS = 150_000
 
 if importlib.util.find_spec("playwright") is None:
     pytest.skip("playwright is not installed (pip install -e '.[dev]')", allow_module_level=True)
-if not Path(CHROMIUM).exists():
+if not Path(BROWSER).exists():
     pytest.skip(
         "Chromium not found: run scripts/install_chromium.sh (Debian package 'chromium')",
         allow_module_level=True,

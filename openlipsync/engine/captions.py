@@ -63,6 +63,7 @@ def caption_mask(
 
 
 def _either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """The rows either shows (None where neither does)."""
     if a is None or b is None:
         return a if b is None else b
     return a | b

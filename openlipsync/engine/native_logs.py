@@ -130,8 +130,8 @@ def _flush_stderr() -> None:
 def _close_window() -> None:
     """The last block out restores stderr. The first few windows of a process close a little
     late: a graph's threads may still be writing its start-up lines when its call returns
-    ("Feedback manager requires a model with a single signature" came through once in about
-    ten CI runs)."""
+    ("Feedback manager requires a model with a single signature" came through in one of
+    three CI runs on a 2-core Xeon)."""
     global _depth, _saved_fd, _scratch
     with _lock:
         _depth -= 1
