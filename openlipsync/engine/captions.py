@@ -53,7 +53,7 @@ def caption_mask(
         return None
     outlined, thin = _outlined(luma, reach), _thin(pixels, reach)
     shown = beside & outlined if where is None else beside & outlined & where
-    rows = _either(_caption_rows(shown, reach), _plain_rows(beside & thin, pixels, reach))
+    rows = union(_caption_rows(shown, reach), _plain_rows(beside & thin, pixels, reach))
     if rows is None:
         return None
     strokes = outlined | thin
@@ -62,11 +62,11 @@ def caption_mask(
     return cv2.dilate(text, kernel).astype(np.float32)  # across the outline beyond the fill
 
 
-def _either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-    """The rows either shows (None where neither does)."""
+def union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """The pixelwise max of two optional masks (bool or float; None where neither is)."""
     if a is None or b is None:
         return a if b is None else b
-    return a | b
+    return np.maximum(a, b)
 
 
 def _on_lips(shape: tuple[int, int], lips: np.ndarray, reach: int) -> np.ndarray:

@@ -44,7 +44,7 @@ _primed_lock = threading.Lock()
 _started: weakref.WeakSet[Any] = weakref.WeakSet()  # models whose first call is behind them
 SETTLE_SECONDS = 0.03  # a start-up window stays open this much longer (see _close_window)
 SETTLED_WINDOWS = 8  # ...for the first this many windows of a process
-_closed: list[int] = [0]
+_closed = 0  # start-up windows closed so far
 
 
 @contextmanager
@@ -132,13 +132,13 @@ def _close_window() -> None:
     late: a graph's threads may still be writing its start-up lines when its call returns
     ("Feedback manager requires a model with a single signature" came through in one of
     three CI runs on a 2-core Xeon)."""
-    global _depth, _saved_fd, _scratch
+    global _depth, _saved_fd, _scratch, _closed
     with _lock:
         _depth -= 1
         if _depth or _scratch is None:
             return
-        if _closed[0] < SETTLED_WINDOWS:
-            _closed[0] += 1
+        if _closed < SETTLED_WINDOWS:
+            _closed += 1
             time.sleep(SETTLE_SECONDS)
         _flush_stderr()
         os.dup2(_saved_fd, STDERR)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from openlipsync.engine.background import MadeAhead
-from openlipsync.engine.captions import caption_mask, reach_for
+from openlipsync.engine.captions import caption_mask, reach_for, union
 from openlipsync.engine.composite import blend, match_colour, match_grain, polygon_mask
 from openlipsync.engine.fallback_mouth import paint_gap, paint_interior, paint_seam
 from openlipsync.engine.library import (
@@ -384,12 +384,12 @@ class MouthRenderer:
             )
             warped = (1 - weight) * warped + weight * other
             shown = _shown(other_hidden, shown, weight)
-            letters = _union(letters, other_letters)
+            letters = union(letters, other_letters)
         # Only colour statistics are read from it: bilinear is enough and cheaper than AREA.
         small = (
             region if box == full else cv2.resize(region, box[::-1], interpolation=cv2.INTER_LINEAR)
         )
-        captions = _union(own, letters)
+        captions = union(own, letters)
 
         inner = work(target_pts[_INNER_ROWS])
         outer = work(target_pts[_OUTER_ROWS])
@@ -724,13 +724,6 @@ def _in_crop(
     inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(inside, [np.round(at - (x0, y0)).astype(np.int32)], 1)
     return inside > 0
-
-
-def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-    """The pixelwise max of two optional masks."""
-    if a is None or b is None:
-        return a if b is None else b
-    return np.maximum(a, b)
 
 
 def _shown(

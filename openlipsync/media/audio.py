@@ -33,7 +33,7 @@ from openlipsync.media.probe import AudioInfo, open_container, probe, round_half
 
 INVERTED = 0.5  # correlation of two channels below minus this: one side's polarity is flipped
 MAX_DECODE_SECONDS = 3 * 3600.0  # the engine's own ceiling (GenerateRequest.max_seconds)
-MAX_START_GAP_SECONDS = 10.0  # between a video's sound and picture; beyond, the stamps lie
+MAX_GAP_SECONDS = 10.0  # silence stamps may ask for, before or inside the sound; beyond, they lie
 MIN_GAP_SECONDS = 0.05  # a later frame stamped further on than this follows dropped sound
 NPY_HEADERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -320,7 +320,7 @@ class _Clock:
     def gap(self, frame: av.AudioFrame) -> float:
         """Seconds of silence that belong before `frame`: 0 for the first, for stamps within
         MIN_GAP_SECONDS of the expected (jitter: Matroska rounds to milliseconds), for stamps
-        that go back, and for jumps past MAX_START_GAP_SECONDS (a timestamp reset or wrap,
+        that go back, and for jumps past MAX_GAP_SECONDS (a timestamp reset or wrap,
         not a pause)."""
         length = frame.samples / frame.sample_rate if frame.sample_rate else 0.0
         time = frame.time
@@ -330,7 +330,7 @@ class _Clock:
             return 0.0
         gap = 0.0 if self.expected is None else time - self.expected
         self.expected = time + length
-        return gap if MIN_GAP_SECONDS < gap <= MAX_START_GAP_SECONDS else 0.0
+        return gap if MIN_GAP_SECONDS < gap <= MAX_GAP_SECONDS else 0.0
 
     def lost(self, seconds: float) -> None:
         """A refused packet's `seconds` were filled with silence already."""
@@ -341,7 +341,7 @@ class _Clock:
 def _start_gap(first: float | None, start_at: float | None, sample_rate: int) -> int:
     """Samples of silence to put before the sound (its first frame comes after `start_at`),
     or, negative, to drop from it; 0 where a stamp is missing or past belief."""
-    if first is None or start_at is None or abs(first - start_at) > MAX_START_GAP_SECONDS:
+    if first is None or start_at is None or abs(first - start_at) > MAX_GAP_SECONDS:
         return 0
     return round_half_up((first - start_at) * sample_rate)
 
